@@ -1,0 +1,50 @@
+# backoff — the two commands a newcomer needs:
+#   make demo   install what is missing, build, run the demo
+#   make test   install what is missing, build, run every test (also under ASan+UBSan)
+# and `make bench` for the benchmarks (JSON in build/bench.json).
+
+BUILD      ?= build
+BUILD_TYPE ?= RelWithDebInfo
+WERROR     ?= ON
+CMAKE_ARGS ?=
+JOBS       ?= $(shell nproc)
+
+CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
+
+.PHONY: all deps build demo test test-main test-asan bench clean
+
+all: build
+
+deps:
+	@bash tools/install-deps.sh
+
+$(BUILD)/build.ninja:
+	$(CONFIGURE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	$(BUILD)/bin/example_quickstart
+
+test-main: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The sanitizer build lives in build/asan and runs the unit tests only.
+$(BUILD)/asan/build.ninja:
+	$(CONFIGURE) -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DBACKOFF_SANITIZE=address,undefined \
+	  -DBACKOFF_BUILD_BENCH=OFF -DBACKOFF_BUILD_EXAMPLES=OFF -DBACKOFF_INSTALL=OFF
+
+test-asan: deps $(BUILD)/asan/build.ninja
+	cmake --build $(BUILD)/asan -j $(JOBS)
+	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) -LE consumer
+
+test: test-main test-asan
+
+bench: build
+	$(BUILD)/bin/backoff_bench --benchmark_out=$(BUILD)/bench.json --benchmark_out_format=json \
+	  --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+
+clean:
+	rm -rf $(BUILD)

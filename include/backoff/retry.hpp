@@ -1,0 +1,301 @@
+// backoff/retry.hpp — the retry loop.
+//
+//   auto body = backoff::retry(policy, [&] { return fetch(url); });          // throws the real error
+//   auto r = backoff::try_retry(policy, [&] { return read_config(); });     // no exceptions
+//   if (!r.ok()) log(backoff::to_string(r.reason), r.history.total());
+//
+// What happens, attempt by attempt:
+//   1. Call fn. It returns a value or throws.
+//   2. Classify: a throw is a failure; a value is a failure when options::is_success
+//      says so (by default: an expected-like value without a value, or a non-zero
+//      std::error_code). A failure is retryable when options::retry_exception /
+//      retry_result says so (default: every failure is), else permanent.
+//   3. Success ends the loop. A permanent failure goes to options::fallback when set
+//      (its value becomes the result) or ends the loop.
+//   4. Otherwise the policy picks the wait, the stop rule may end the loop or
+//      shorten the wait, and the loop sleeps on the injected clock. A stop_token
+//      cancels the loop, also in the middle of a sleep.
+//
+// Hooks run on the calling thread; a hook that throws ends the loop with that
+// exception. The success path performs no allocation and, unless a hook or a
+// time-based stop rule needs it, does not read the clock.
+#pragma once
+
+#include <algorithm>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <stop_token>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "backoff/classify.hpp"
+#include "backoff/clock.hpp"
+#include "backoff/error.hpp"
+#include "backoff/history.hpp"
+#include "backoff/policy.hpp"
+#include "backoff/random.hpp"
+
+namespace backoff {
+
+// What a callable returning R leaves behind; void becomes std::monostate.
+template <class R>
+using value_t = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+
+// One attempt, as hooks and the fallback see it.
+template <class R>
+struct attempt {
+  attempt_record record;
+  const value_t<R>* result;  // the returned value, or null when the attempt threw
+  std::exception_ptr error;  // the thrown exception, or null when it returned
+  stop_reason reason;        // on_give_up: why the loop ends; otherwise success
+};
+
+// Everything about a loop that depends on the callable's result type.
+// Every member is optional; designated initializers pick the ones you need.
+template <class R>
+struct options {
+  using value_type = value_t<R>;
+  using fallback_fn = std::conditional_t<std::is_void_v<R>, std::function<void(const attempt<R>&)>,
+                                         std::function<value_type(const attempt<R>&)>>;
+
+  // Whether a returned value is a success (the seed's is_success).
+  std::function<bool(const value_type&)> is_success{};
+  // Whether a failed value is worth another attempt; default: yes.
+  std::function<bool(const value_type&)> retry_result{};
+  // Whether an exception is worth another attempt; default: yes, any.
+  std::function<bool(const std::exception_ptr&)> retry_exception{};
+  // Turns a permanent failure into a result (the seed's action_when_error).
+  fallback_fn fallback{};
+
+  // Hooks. before_retry runs after the wait, right before the next attempt
+  // (refresh a token, reconnect); after_attempt after every attempt; on_give_up
+  // once when the loop ends without success; on_success once on success.
+  std::function<void(const attempt<R>&)> before_retry{};
+  std::function<void(const attempt<R>&)> after_attempt{};
+  std::function<void(const attempt<R>&)> on_give_up{};
+  std::function<void(const attempt<R>&)> on_success{};
+
+  backoff::clock* clock = nullptr;  // default: real_clock::instance()
+  random_ref rng{};                 // default: a per-thread fast_rng
+  std::stop_token stop_token{};     // cancels the loop, even mid-sleep
+  // retry() only: throw backoff::retry_error (reason, history, nested last
+  // error) instead of rethrowing the last exception unchanged.
+  bool wrap_errors = false;
+};
+
+// The outcome of try_retry: never throws for the callable's failures.
+template <class R>
+struct retry_result {
+  std::optional<value_t<R>> value;  // the last returned value (or the fallback's)
+  std::exception_ptr error;         // the last exception, when the last attempt threw
+  stop_reason reason = stop_reason::success;
+  backoff::history history;
+
+  // True when the loop produced a usable result: success, or a fallback value.
+  bool ok() const noexcept { return reason == stop_reason::success || reason == stop_reason::fallback; }
+  std::uint64_t attempts() const noexcept { return history.total(); }
+};
+
+namespace detail {
+
+template <class R>
+bool default_success(const R& v) noexcept {
+  if constexpr (std::is_same_v<R, std::error_code>) {
+    return !v;
+  } else if constexpr (expected_like<R>) {
+    return v.has_value();
+  } else {
+    (void)v;
+    return true;
+  }
+}
+
+template <class R>
+struct loop_end {
+  std::optional<value_t<R>> value;
+  std::exception_ptr error;
+  stop_reason reason;
+};
+
+template <class R, class F>
+loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h) {
+  using V = value_t<R>;
+  backoff::clock& clk = o.clock ? *o.clock : static_cast<backoff::clock&>(real_clock::instance());
+  const bool hooks = o.before_retry || o.after_attempt || o.on_give_up || o.on_success;
+  const bool timed = h != nullptr || hooks || p.stop.uses_clock();
+
+  time_point start{};
+  if (timed) start = clk.now();
+  bool clock_started = timed;
+  schedule_state sched;
+  random_ref rng = o.rng;
+
+  for (std::uint32_t n = 1;; ++n) {
+    if (o.stop_token.stop_requested()) {
+      attempt<R> a{{n - 1, attempt_outcome::permanent, false, {}, {}, {}}, nullptr, {}, stop_reason::cancelled};
+      if (o.on_give_up) o.on_give_up(a);
+      return {std::nullopt, nullptr, stop_reason::cancelled};
+    }
+    const time_point t0 = (clock_started && n > 1) ? clk.now() : start;
+
+    std::optional<V> value;
+    std::exception_ptr error;
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn();
+        value.emplace();
+      } else {
+        value.emplace(fn());
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+
+    attempt_outcome outcome;
+    if (error) {
+      outcome = (!o.retry_exception || o.retry_exception(error)) ? attempt_outcome::retryable : attempt_outcome::permanent;
+    } else if (o.is_success ? o.is_success(*value) : default_success(*value)) {
+      outcome = attempt_outcome::success;
+    } else {
+      outcome = (!o.retry_result || o.retry_result(*value)) ? attempt_outcome::retryable : attempt_outcome::permanent;
+    }
+
+    if (outcome == attempt_outcome::success) [[likely]] {
+      if (timed) {
+        const time_point t1 = clk.now();
+        const attempt_record rec{n, outcome, false, t0 - start, t1 - t0, duration{0}};
+        if (h) h->push(rec);
+        if (hooks) {
+          const attempt<R> a{rec, &*value, nullptr, stop_reason::success};
+          if (o.after_attempt) o.after_attempt(a);
+          if (o.on_success) o.on_success(a);
+        }
+      }
+      return {std::move(value), nullptr, stop_reason::success};
+    }
+
+    // Failure path: from here on the clock is always read.
+    if (!clock_started) {
+      start = clk.now();
+      clock_started = true;
+    }
+    const time_point t1 = clk.now();
+    attempt_record rec{n, outcome, static_cast<bool>(error), t0 - start, t1 - t0, duration{0}};
+    const V* result = value ? &*value : nullptr;
+
+    auto give_up = [&](stop_reason why) -> loop_end<R> {
+      if (h) h->push(rec);
+      const attempt<R> a{rec, result, error, why};
+      if (o.after_attempt) o.after_attempt(a);
+      if (why == stop_reason::permanent && o.fallback) {
+        if constexpr (std::is_void_v<R>) {
+          o.fallback(a);
+          value.emplace();
+        } else {
+          value.emplace(o.fallback(a));
+        }
+        const attempt<R> fa{rec, &*value, error, stop_reason::fallback};
+        if (o.on_give_up) o.on_give_up(fa);
+        return {std::move(value), nullptr, stop_reason::fallback};
+      }
+      if (o.on_give_up) o.on_give_up(a);
+      return {std::move(value), std::move(error), why};
+    };
+
+    if (outcome == attempt_outcome::permanent) return give_up(stop_reason::permanent);
+
+    if (n == 1) p.validate();
+    duration delay = p.next_delay(sched, rng);
+    const auto verdict = p.stop.decide({n, t1 - start, t1, delay});
+    if (verdict.stop) return give_up(verdict.reason);
+    delay = std::min(delay, verdict.max_wait);
+    rec.delay = delay;
+
+    if (h) h->push(rec);
+    const attempt<R> a{rec, result, error, stop_reason::success};
+    if (o.after_attempt) o.after_attempt(a);
+    if (!clk.sleep_for(delay, o.stop_token)) {
+      if (o.on_give_up) o.on_give_up(attempt<R>{rec, result, error, stop_reason::cancelled});
+      return {std::move(value), std::move(error), stop_reason::cancelled};
+    }
+    if (o.before_retry) o.before_retry(a);
+  }
+}
+
+template <class F>
+using result_of_t = std::invoke_result_t<F&>;
+
+template <class R>
+const options<R>& default_options() {
+  static const options<R> defaults{};
+  return defaults;
+}
+
+inline const policy& default_policy() {
+  static const policy p{};
+  return p;
+}
+
+}  // namespace detail
+
+// Runs fn under the policy and returns everything that happened; exceptions
+// thrown by fn are captured in the result, never propagated. (A hook that
+// throws still propagates its exception.)
+template <class F>
+retry_result<detail::result_of_t<F>> try_retry(const policy& p, F&& fn,
+                                               const options<detail::result_of_t<F>>& o =
+                                                   detail::default_options<detail::result_of_t<F>>()) {
+  using R = detail::result_of_t<F>;
+  retry_result<R> out;
+  auto end = detail::run<R>(p, fn, o, &out.history);
+  out.value = std::move(end.value);
+  out.error = std::move(end.error);
+  out.reason = end.reason;
+  return out;
+}
+
+// Runs fn under the policy. Returns fn's value on success (or the fallback's).
+// When the loop gives up:
+//  - the last attempt threw: that exception is rethrown unchanged (or, with
+//    wrap_errors, a retry_error with it nested);
+//  - the last attempt returned a failed value: that value is returned (or, with
+//    wrap_errors, a retry_error is thrown);
+//  - cancelled before any attempt ran: a retry_error (reason cancelled).
+template <class F>
+detail::result_of_t<F> retry(const policy& p, F&& fn,
+                             const options<detail::result_of_t<F>>& o =
+                                 detail::default_options<detail::result_of_t<F>>()) {
+  using R = detail::result_of_t<F>;
+  if (!o.wrap_errors) {
+    auto end = detail::run<R>(p, fn, o, nullptr);
+    if (end.error) std::rethrow_exception(end.error);
+    if (!end.value) throw retry_error(end.reason, nullptr, history{}, "no attempt was made");
+    if constexpr (!std::is_void_v<R>) return std::move(*end.value);
+    else return;
+  }
+  history h;
+  auto end = detail::run<R>(p, fn, o, &h);
+  if (end.reason == stop_reason::success || end.reason == stop_reason::fallback) {
+    if constexpr (!std::is_void_v<R>) return std::move(*end.value);
+    else return;
+  }
+  if (end.error) {
+    try {
+      std::rethrow_exception(end.error);
+    } catch (...) {
+      std::throw_with_nested(retry_error(end.reason, end.error, h, {}));
+    }
+  }
+  throw retry_error(end.reason, nullptr, h, end.value ? "the last attempt returned a failed result" : "");
+}
+
+// The same with the default policy.
+template <class F>
+detail::result_of_t<F> retry(F&& fn) {
+  return retry(detail::default_policy(), std::forward<F>(fn));
+}
+
+}  // namespace backoff

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages backoff's build, tests, benchmarks and demo need,
+# but only those missing. Safe to run repeatedly; needs root (or sudo) to install.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build ccache g++ make pkg-config
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
