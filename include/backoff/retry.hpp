@@ -113,22 +113,37 @@ bool default_success(const R& v) noexcept {
   }
 }
 
+// std::exception_ptr's destructor is an out-of-line library call; holding it in
+// an optional keeps the success path free of it.
+using error_slot = std::optional<std::exception_ptr>;
+
 template <class R>
 struct loop_end {
   std::optional<value_t<R>> value;
-  std::exception_ptr error;
+  error_slot error;
   stop_reason reason;
 };
 
+// The first attempt when retry() already made it (see retry()'s fast path).
+template <class R>
+struct first_attempt {
+  std::optional<value_t<R>> value;
+  error_slot thrown;
+};
+
 template <class R, class F>
-loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h) {
+loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_attempt<R>* first = nullptr) {
   using V = value_t<R>;
-  backoff::clock& clk = o.clock ? *o.clock : static_cast<backoff::clock&>(real_clock::instance());
   const bool hooks = o.before_retry || o.after_attempt || o.on_give_up || o.on_success;
   const bool timed = h != nullptr || hooks || p.stop.uses_clock();
+  backoff::clock* clock_ptr = o.clock;
+  auto clk = [&]() -> backoff::clock& {
+    if (!clock_ptr) clock_ptr = &real_clock::instance();
+    return *clock_ptr;
+  };
 
   time_point start{};
-  if (timed) start = clk.now();
+  if (timed) start = clk().now();
   bool clock_started = timed;
   schedule_state sched;
   random_ref rng = o.rng;
@@ -137,13 +152,16 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h) {
     if (o.stop_token.stop_requested()) {
       attempt<R> a{{n - 1, attempt_outcome::permanent, false, {}, {}, {}}, nullptr, {}, stop_reason::cancelled};
       if (o.on_give_up) o.on_give_up(a);
-      return {std::nullopt, nullptr, stop_reason::cancelled};
+      return {std::nullopt, std::nullopt, stop_reason::cancelled};
     }
-    const time_point t0 = (clock_started && n > 1) ? clk.now() : start;
+    const time_point t0 = (clock_started && n > 1) ? clk().now() : start;
 
     std::optional<V> value;
-    std::exception_ptr error;
-    try {
+    error_slot thrown;
+    if (first != nullptr && n == 1) {
+      value = std::move(first->value);
+      thrown = std::move(first->thrown);
+    } else try {
       if constexpr (std::is_void_v<R>) {
         fn();
         value.emplace();
@@ -151,12 +169,12 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h) {
         value.emplace(fn());
       }
     } catch (...) {
-      error = std::current_exception();
+      thrown.emplace(std::current_exception());
     }
 
     attempt_outcome outcome;
-    if (error) {
-      outcome = (!o.retry_exception || o.retry_exception(error)) ? attempt_outcome::retryable : attempt_outcome::permanent;
+    if (thrown) {
+      outcome = (!o.retry_exception || o.retry_exception(*thrown)) ? attempt_outcome::retryable : attempt_outcome::permanent;
     } else if (o.is_success ? o.is_success(*value) : default_success(*value)) {
       outcome = attempt_outcome::success;
     } else {
@@ -165,7 +183,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h) {
 
     if (outcome == attempt_outcome::success) [[likely]] {
       if (timed) {
-        const time_point t1 = clk.now();
+        const time_point t1 = clk().now();
         const attempt_record rec{n, outcome, false, t0 - start, t1 - t0, duration{0}};
         if (h) h->push(rec);
         if (hooks) {
@@ -174,15 +192,16 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h) {
           if (o.on_success) o.on_success(a);
         }
       }
-      return {std::move(value), nullptr, stop_reason::success};
+      return {std::move(value), std::nullopt, stop_reason::success};
     }
 
     // Failure path: from here on the clock is always read.
     if (!clock_started) {
-      start = clk.now();
+      start = clk().now();
       clock_started = true;
     }
-    const time_point t1 = clk.now();
+    const time_point t1 = clk().now();
+    std::exception_ptr error = thrown ? std::move(*thrown) : std::exception_ptr{};
     attempt_record rec{n, outcome, static_cast<bool>(error), t0 - start, t1 - t0, duration{0}};
     const V* result = value ? &*value : nullptr;
 
@@ -199,7 +218,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h) {
         }
         const attempt<R> fa{rec, &*value, error, stop_reason::fallback};
         if (o.on_give_up) o.on_give_up(fa);
-        return {std::move(value), nullptr, stop_reason::fallback};
+        return {std::move(value), std::nullopt, stop_reason::fallback};
       }
       if (o.on_give_up) o.on_give_up(a);
       return {std::move(value), std::move(error), why};
@@ -217,7 +236,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h) {
     if (h) h->push(rec);
     const attempt<R> a{rec, result, error, stop_reason::success};
     if (o.after_attempt) o.after_attempt(a);
-    if (!clk.sleep_for(delay, o.stop_token)) {
+    if (!clk().sleep_for(delay, o.stop_token)) {
       if (o.on_give_up) o.on_give_up(attempt<R>{rec, result, error, stop_reason::cancelled});
       return {std::move(value), std::move(error), stop_reason::cancelled};
     }
@@ -252,10 +271,42 @@ retry_result<detail::result_of_t<F>> try_retry(const policy& p, F&& fn,
   retry_result<R> out;
   auto end = detail::run<R>(p, fn, o, &out.history);
   out.value = std::move(end.value);
-  out.error = std::move(end.error);
+  if (end.error) out.error = std::move(*end.error);
   out.reason = end.reason;
   return out;
 }
+
+namespace detail {
+
+// Everything after the first attempt, and every loop that needs more than the
+// fast path offers. Kept out of line so that retry() itself stays small enough
+// to inline into the caller.
+template <class R, class F>
+[[gnu::noinline]] R retry_slow(const policy& p, F& fn, const options<R>& o, first_attempt<R>* first) {
+  if (!o.wrap_errors) {
+    auto end = run<R>(p, fn, o, nullptr, first);
+    if (end.error && *end.error) std::rethrow_exception(*end.error);
+    if (!end.value) throw retry_error(end.reason, nullptr, history{}, "no attempt was made");
+    if constexpr (!std::is_void_v<R>) return std::move(*end.value);
+    else return;
+  }
+  history h;
+  auto end = run<R>(p, fn, o, &h, first);
+  if (end.reason == stop_reason::success || end.reason == stop_reason::fallback) {
+    if constexpr (!std::is_void_v<R>) return std::move(*end.value);
+    else return;
+  }
+  if (end.error && *end.error) {
+    try {
+      std::rethrow_exception(*end.error);
+    } catch (...) {
+      std::throw_with_nested(retry_error(end.reason, *end.error, h, {}));
+    }
+  }
+  throw retry_error(end.reason, nullptr, h, end.value ? "the last attempt returned a failed result" : "");
+}
+
+}  // namespace detail
 
 // Runs fn under the policy. Returns fn's value on success (or the fallback's).
 // When the loop gives up:
@@ -269,27 +320,27 @@ detail::result_of_t<F> retry(const policy& p, F&& fn,
                              const options<detail::result_of_t<F>>& o =
                                  detail::default_options<detail::result_of_t<F>>()) {
   using R = detail::result_of_t<F>;
-  if (!o.wrap_errors) {
-    auto end = detail::run<R>(p, fn, o, nullptr);
-    if (end.error) std::rethrow_exception(end.error);
-    if (!end.value) throw retry_error(end.reason, nullptr, history{}, "no attempt was made");
-    if constexpr (!std::is_void_v<R>) return std::move(*end.value);
-    else return;
-  }
-  history h;
-  auto end = detail::run<R>(p, fn, o, &h);
-  if (end.reason == stop_reason::success || end.reason == stop_reason::fallback) {
-    if constexpr (!std::is_void_v<R>) return std::move(*end.value);
-    else return;
-  }
-  if (end.error) {
+  // Fast path: when nothing needs the clock before the first attempt, make it
+  // here, so that a success returns fn's value with almost no overhead.
+  if (!o.wrap_errors && !o.before_retry && !o.after_attempt && !o.on_give_up && !o.on_success &&
+      !p.stop.uses_clock() && !o.stop_token.stop_requested()) {
+    detail::first_attempt<R> first;
     try {
-      std::rethrow_exception(end.error);
+      if constexpr (std::is_void_v<R>) {
+        fn();
+        if (!o.is_success || o.is_success(std::monostate{})) return;
+        first.value.emplace();
+      } else {
+        R v = fn();
+        if (o.is_success ? o.is_success(v) : detail::default_success(v)) return v;
+        first.value.emplace(std::move(v));
+      }
     } catch (...) {
-      std::throw_with_nested(retry_error(end.reason, end.error, h, {}));
+      first.thrown.emplace(std::current_exception());
     }
+    return detail::retry_slow<R>(p, fn, o, &first);
   }
-  throw retry_error(end.reason, nullptr, h, end.value ? "the last attempt returned a failed result" : "");
+  return detail::retry_slow<R>(p, fn, o, nullptr);
 }
 
 // The same with the default policy.

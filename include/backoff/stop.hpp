@@ -76,13 +76,7 @@ class stop_rule {
   }
 
   // True when some part of the rule reads the clock (elapsed time or a deadline).
-  bool uses_clock() const noexcept {
-    for (std::uint8_t i = 0; i < count_; ++i) {
-      const kind k = nodes_[i].k;
-      if (k != kind::attempts && k != kind::any && k != kind::all) return true;
-    }
-    return false;
-  }
+  bool uses_clock() const noexcept { return uses_clock_; }
 
   // The attempt limit if the rule is a plain after_attempts (or contains one under |), else 0.
   std::uint32_t max_attempts() const noexcept {
@@ -106,6 +100,7 @@ class stop_rule {
     stop_rule r;
     r.nodes_[0] = {k, 0, 0, value};
     r.count_ = 1;
+    r.uses_clock_ = k != kind::attempts;
     return r;
   }
   static stop_rule join(kind k, const stop_rule& a, const stop_rule& b) {
@@ -114,6 +109,7 @@ class stop_rule {
     if (a.count_ + b.count_ + 1u > max_rules)
       detail::invalid("backoff::stop_rule", "size", "at most 15 rules and operators", a.count_ + b.count_ + 1);
     stop_rule r = a;
+    r.uses_clock_ = a.uses_clock_ || b.uses_clock_;
     for (std::uint8_t i = 0; i < b.count_; ++i) {
       node n = b.nodes_[i];
       if (n.k == kind::any || n.k == kind::all) {
@@ -185,6 +181,7 @@ class stop_rule {
 
   std::array<node, max_rules> nodes_{};
   std::uint8_t count_ = 0;
+  bool uses_clock_ = false;
 };
 
 // Factory functions, so that rules read as sentences: stop::after_attempts(5).
