@@ -414,3 +414,36 @@ TEST(RetryAllocation, EachRetryAllocatesNothing) {
   EXPECT_EQ(run(2), 0u);
   EXPECT_EQ(run(200), 0u);
 }
+
+TEST(RetryServerHint, WaitsTheLongerOfScheduleAndHint) {
+  backoff::manual_clock clock;
+  flaky f{2};
+  std::vector<backoff::attempt_record> recs;
+  backoff::retry(no_jitter(5), f,
+                 {.after_attempt = [&](const auto& a) { recs.push_back(a.record); },
+                  .server_hint = [](const auto& a) -> std::optional<backoff::duration> {
+                    if (a.record.number == 1) return 30s;  // longer than the 1 s the schedule wants
+                    return 500ms;                          // shorter than the 2 s: ignored
+                  },
+                  .clock = &clock});
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[0].hint, 30s);
+  EXPECT_EQ(recs[0].delay, 30s);
+  EXPECT_EQ(recs[1].hint, 500ms);
+  EXPECT_EQ(recs[1].delay, 2s);
+  EXPECT_EQ(recs[2].hint, -1ns);
+  EXPECT_EQ(clock.total_slept(), 32s);
+}
+
+TEST(RetryServerHint, AHintPastTheDeadlineGivesUpWithoutSleeping) {
+  backoff::manual_clock clock;
+  flaky f{5};
+  const backoff::policy p{.schedule = backoff::constant{.delay = 1s}, .jitter = backoff::jitter::none(),
+                          .stop = stop::after_attempts(5) | stop::after_elapsed(60s)};
+  auto r = backoff::try_retry(p, f, {.server_hint = [](const auto&) -> std::optional<backoff::duration> { return 2h; },
+                                     .clock = &clock});
+  EXPECT_EQ(r.reason, stop_reason::deadline);
+  EXPECT_EQ(f.calls, 1);
+  EXPECT_EQ(clock.total_slept(), 0s);
+  EXPECT_EQ(r.history[0].hint, 2h);
+}

@@ -71,6 +71,7 @@ struct attempt_record {
   std::chrono::nanoseconds start; // when the attempt began, since the loop began
   std::chrono::nanoseconds took;  // how long the attempt ran
   std::chrono::nanoseconds delay; // the wait chosen after it (0 when none followed)
+  std::chrono::nanoseconds hint;  // the wait the server asked for (options::server_hint), or -1 ns for none
 };
 
 // The most recent `capacity` attempt records, oldest first, plus a count of all.

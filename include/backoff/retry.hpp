@@ -78,6 +78,12 @@ struct options {
   std::function<void(const attempt<R>&)> on_give_up{};
   std::function<void(const attempt<R>&)> on_success{};
 
+  // The wait the server asked for after a failed attempt (an HTTP Retry-After,
+  // say), or nullopt. The loop then waits max(the policy's delay, hint). A hinted
+  // wait is never shortened by a time limit: if it would cross one, the loop gives
+  // up at once (reason deadline) instead of sleeping.
+  std::function<std::optional<duration>(const attempt<R>&)> server_hint{};
+
   backoff::clock* clock = nullptr;  // default: real_clock::instance()
   random_ref rng{};                 // default: a per-thread fast_rng
   std::stop_token stop_token{};     // cancels the loop, even mid-sleep
@@ -150,7 +156,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
 
   for (std::uint32_t n = 1;; ++n) {
     if (o.stop_token.stop_requested()) {
-      attempt<R> a{{n - 1, attempt_outcome::permanent, false, {}, {}, {}}, nullptr, {}, stop_reason::cancelled};
+      attempt<R> a{{n - 1, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}}, nullptr, {}, stop_reason::cancelled};
       if (o.on_give_up) o.on_give_up(a);
       return {std::nullopt, std::nullopt, stop_reason::cancelled};
     }
@@ -184,7 +190,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     if (outcome == attempt_outcome::success) [[likely]] {
       if (timed) {
         const time_point t1 = clk().now();
-        const attempt_record rec{n, outcome, false, t0 - start, t1 - t0, duration{0}};
+        const attempt_record rec{n, outcome, false, t0 - start, t1 - t0, duration{0}, duration{-1}};
         if (h) h->push(rec);
         if (hooks) {
           const attempt<R> a{rec, &*value, nullptr, stop_reason::success};
@@ -202,7 +208,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     }
     const time_point t1 = clk().now();
     std::exception_ptr error = thrown ? std::move(*thrown) : std::exception_ptr{};
-    attempt_record rec{n, outcome, static_cast<bool>(error), t0 - start, t1 - t0, duration{0}};
+    attempt_record rec{n, outcome, static_cast<bool>(error), t0 - start, t1 - t0, duration{0}, duration{-1}};
     const V* result = value ? &*value : nullptr;
 
     auto give_up = [&](stop_reason why) -> loop_end<R> {
@@ -228,8 +234,19 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
 
     if (n == 1) p.validate();
     duration delay = p.next_delay(sched, rng);
+    bool hinted = false;
+    if (o.server_hint) {
+      if (const auto hint = o.server_hint(attempt<R>{rec, result, error, stop_reason::success})) {
+        rec.hint = std::max(*hint, duration{0});
+        if (rec.hint > delay) {
+          delay = rec.hint;
+          hinted = true;
+        }
+      }
+    }
     const auto verdict = p.stop.decide({n, t1 - start, t1, delay});
     if (verdict.stop) return give_up(verdict.reason);
+    if (hinted && delay > verdict.max_wait) return give_up(stop_reason::deadline);
     delay = std::min(delay, verdict.max_wait);
     rec.delay = delay;
 

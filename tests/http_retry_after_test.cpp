@@ -1,0 +1,94 @@
+#include "backoff/http/retry_after.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "backoff/http/hint.hpp"
+
+using namespace std::chrono_literals;
+using backoff::http::parse_retry_after;
+using backoff::http::sys_time;
+
+namespace {
+// 1994-11-06 08:49:37 UTC, the RFC's example instant.
+const sys_time rfc_instant = std::chrono::sys_days{std::chrono::year{1994} / 11 / 6} + 8h + 49min + 37s;
+
+struct row {
+  const char* value;
+  std::optional<std::chrono::nanoseconds> want;  // relative to `now`
+  sys_time now;
+};
+}  // namespace
+
+TEST(RetryAfter, Table) {
+  const sys_time before = rfc_instant - 100s;
+  const row rows[] = {
+      // The RFC's own examples (RFC 9110 §10.2.3 and §5.6.7).
+      {"120", 120s, before},
+      {"Fri, 31 Dec 1999 23:59:59 GMT", 0s, std::chrono::sys_days{std::chrono::year{2026} / 1 / 1}},
+      {"Sun, 06 Nov 1994 08:49:37 GMT", 100s, before},
+      {"Sunday, 06-Nov-94 08:49:37 GMT", 100s, before},
+      {"Sun Nov  6 08:49:37 1994", 100s, before},
+      // delta-seconds edge cases
+      {"0", 0s, before},
+      {"  7 ", 7s, before},
+      {"007", 7s, before},
+      {"-5", std::nullopt, before},
+      {"+5", std::nullopt, before},
+      {"1.5", std::nullopt, before},
+      {"5s", std::nullopt, before},
+      {"", std::nullopt, before},
+      {"   ", std::nullopt, before},
+      {"99999999999999999999999", std::nullopt, before},  // overflows: ignored
+      {"9000000000", 9000000000s, before},                  // huge but representable; callers clamp
+      {"9999999999", std::nullopt, before},                 // past what nanoseconds can hold
+      // past and far-future dates
+      {"Sun, 06 Nov 1994 08:49:36 GMT", 0s, rfc_instant},
+      {"Thu, 01 Jan 1970 00:00:00 GMT", 0s, rfc_instant},
+      {"Fri, 31 Dec 9999 23:59:59 GMT", std::nullopt, rfc_instant},  // checked separately below
+      // garbage and near-misses
+      {"soon", std::nullopt, before},
+      {"Sun, 06 Nov 1994 08:49:37 UTC", std::nullopt, before},
+      {"Sun, 32 Nov 1994 08:49:37 GMT", std::nullopt, before},
+      {"Sun, 29 Feb 1994 08:49:37 GMT", std::nullopt, before},
+      {"Sun, 06 Nov 1994 24:00:00 GMT", std::nullopt, before},
+      {"Sun, 06 Foo 1994 08:49:37 GMT", std::nullopt, before},
+      {"Xyz, 06 Nov 1994 08:49:37 GMT", std::nullopt, before},
+      {"Sun, 6 Nov 1994 08:49:37 GMT", std::nullopt, before},
+      {"Sun Nov 6 08:49:37 1994", std::nullopt, before},
+      {"Funday, 06-Nov-94 08:49:37 GMT", std::nullopt, before},
+  };
+  for (const auto& r : rows) {
+    if (std::string(r.value).starts_with("Fri, 31 Dec 9999")) continue;
+    EXPECT_EQ(parse_retry_after(r.value, r.now), r.want) << "value: '" << r.value << "'";
+  }
+}
+
+TEST(RetryAfter, FarFutureDateIsLargeButFinite) {
+  const auto d = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", rfc_instant);
+  ASSERT_TRUE(d);
+  EXPECT_GT(*d, 24h * 365 * 8000);
+}
+
+TEST(RetryAfter, Rfc850TwoDigitYearsFollowTheFiftyYearRule) {
+  const sys_time now = std::chrono::sys_days{std::chrono::year{2026} / 6 / 1};
+  // "30" is 2030 (4 years ahead, not more than 50): in the future.
+  EXPECT_GT(*parse_retry_after("Monday, 01-Jan-30 00:00:00 GMT", now), 24h * 365 * 3);
+  // "94" would be 2094, more than 50 years ahead: it means 1994, in the past.
+  EXPECT_EQ(*parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now), 0s);
+}
+
+TEST(RetryAfter, HintReadsRetryAfterThenRateLimitResetAndClamps) {
+  using backoff::http::server_hint;
+  const sys_time now = rfc_instant;
+  EXPECT_EQ(server_hint({{"retry-after", "30"}}, {}, now), 30s);
+  EXPECT_EQ(server_hint({{"RateLimit-Reset", "12"}}, {}, now), 12s);
+  EXPECT_EQ(server_hint({{"Retry-After", "garbage"}, {"RateLimit-Reset", "12"}}, {}, now), 12s);
+  EXPECT_EQ(server_hint({{"Retry-After", "999999"}}, {}, now), 1h);  // clamped to the 1 h default
+  EXPECT_EQ(server_hint({{"Retry-After", "999999"}}, {.max_hint = 6h}, now), 6h);
+  EXPECT_EQ(server_hint({{"Content-Type", "text/plain"}}, {}, now), std::nullopt);
+  EXPECT_EQ(server_hint({{"RateLimit-Reset", "12"}}, {.read_ratelimit_reset = false}, now), std::nullopt);
+}
