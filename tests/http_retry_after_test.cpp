@@ -67,10 +67,15 @@ TEST(RetryAfter, Table) {
   }
 }
 
-TEST(RetryAfter, FarFutureDateIsLargeButFinite) {
+TEST(RetryAfter, FarFutureDateSaturatesInsteadOfOverflowing) {
+  // 8000 years do not fit in nanoseconds: the wait saturates (callers clamp it).
   const auto d = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", rfc_instant);
   ASSERT_TRUE(d);
-  EXPECT_GT(*d, 24h * 365 * 8000);
+  EXPECT_EQ(*d, std::chrono::nanoseconds::max());
+  EXPECT_EQ(backoff::http::server_hint({{"Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT"}}, {}, rfc_instant), 1h);
+  // A date 100 years ahead still fits exactly.
+  const auto century = parse_retry_after("Sun, 06 Nov 2094 08:49:37 GMT", rfc_instant);
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::hours>(*century).count() / 24 / 365, 100);
 }
 
 TEST(RetryAfter, Rfc850TwoDigitYearsFollowTheFiftyYearRule) {

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   cmake ninja-build ccache g++ make pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcurl4-openssl-dev libssl-dev libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
+  nginx-light gnuplot-nox
 )
 
 missing=()

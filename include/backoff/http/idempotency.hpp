@@ -49,8 +49,8 @@ constexpr bool may_resend(const request_traits& r, transport failure) noexcept {
 // A random UUID (version 4) for an Idempotency-Key header.
 template <class G>
 std::string make_idempotency_key(G& rng) {
-  const std::uint64_t hi = (detail::bits64(rng) & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  const std::uint64_t lo = (detail::bits64(rng) & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  const std::uint64_t hi = (backoff::detail::bits64(rng) & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  const std::uint64_t lo = (backoff::detail::bits64(rng) & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
   constexpr char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(36);

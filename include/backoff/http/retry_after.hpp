@@ -78,13 +78,12 @@ constexpr bool valid_date(int y, int mon, int d) noexcept {
   return d <= days[mon - 1] + (mon == 2 && leap ? 1 : 0);
 }
 
-inline std::optional<sys_time> make_time(int y, int mon, int d, int h, int m, int s) {
+// Seconds precision: year 9999 fits, where system_clock's nanoseconds end in 2262.
+inline std::optional<std::chrono::sys_seconds> make_time(int y, int mon, int d, int h, int m, int s) {
   if (!valid_date(y, mon, d)) return std::nullopt;
   const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mon)},
                                         std::chrono::day{static_cast<unsigned>(d)}};
-  const auto days = std::chrono::sys_days{ymd};
-  return sys_time{std::chrono::duration_cast<sys_time::duration>(
-      days.time_since_epoch() + std::chrono::hours{h} + std::chrono::minutes{m} + std::chrono::seconds{s})};
+  return std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{m} + std::chrono::seconds{s};
 }
 
 }  // namespace detail
@@ -92,7 +91,8 @@ inline std::optional<sys_time> make_time(int y, int mon, int d, int h, int m, in
 // Parses an HTTP-date in any of its three forms. `now` resolves RFC 850's
 // two-digit years: a year more than 50 years in the future is taken as the
 // most recent past year with the same last two digits (RFC 9110 §5.6.7).
-inline std::optional<sys_time> parse_http_date(std::string_view v, sys_time now = std::chrono::system_clock::now()) {
+inline std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view v,
+                                                                sys_time now = std::chrono::system_clock::now()) {
   using namespace detail;
   v = trim(v);
   int h = 0, m = 0, s = 0;
@@ -150,8 +150,12 @@ inline std::optional<std::chrono::nanoseconds> parse_retry_after(std::string_vie
                                                                  sys_time now = std::chrono::system_clock::now()) {
   if (const auto d = parse_delta_seconds(v)) return std::chrono::nanoseconds{*d};
   if (const auto t = parse_http_date(v, now)) {
-    if (*t <= now) return std::chrono::nanoseconds{0};
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(*t - now);
+    const auto ahead = *t - std::chrono::floor<std::chrono::seconds>(now);
+    if (ahead.count() <= 0) return std::chrono::nanoseconds{0};
+    // Saturate: a date centuries ahead is "very long", which callers clamp.
+    constexpr auto max_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::nanoseconds::max());
+    if (ahead >= max_s) return std::chrono::nanoseconds::max();
+    return std::chrono::nanoseconds{ahead};
   }
   return std::nullopt;
 }

@@ -1,0 +1,143 @@
+// backoff/curl/client.hpp — HTTP requests and downloads over libcurl, retried
+// with backoff (target backoff::curl).
+//
+//   backoff::curl::client http({.policy = backoff::presets::google_cloud(),
+//                               .attempt_timeout = 10s});
+//   auto r = http.perform({.url = "https://api.example.com/v1/items"});
+//   if (r.ok()) use(r.body); else log(r.describe());
+//
+//   auto d = http.download("https://example.com/big.iso", "big.iso");   // resumes, atomic
+//
+// Per attempt: the response is classified (backoff/http/classify.hpp); Retry-After
+// or RateLimit-Reset stretch the next wait (clamped to hints.max_hint, and never
+// past the deadline: the client gives up instead); POST and PATCH are re-sent only
+// when provably unsent, marked idempotent, or carrying an Idempotency-Key, which
+// stays the same on every attempt. One easy handle is reused, so attempts and
+// requests share kept-alive connections — except requests that must not run
+// twice, which take a fresh connection: libcurl would otherwise re-send them by
+// itself when a reused connection turns out to be dead. A client is not thread-safe: use one
+// per thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "backoff/http/classify.hpp"
+#include "backoff/http/hint.hpp"
+#include "backoff/http/idempotency.hpp"
+#include "backoff/policy.hpp"
+#include "backoff/random.hpp"
+
+typedef void CURL;
+
+namespace backoff::curl {
+
+using http::header;
+
+struct request {
+  std::string method = "GET";
+  std::string url{};
+  std::vector<header> headers{};
+  std::string body{};
+  bool idempotent = false;         // vouch that a POST/PATCH may be repeated
+  bool add_idempotency_key = false;  // add one Idempotency-Key (unless present), the same on every attempt
+};
+
+// One attempt as the client saw it, for progress displays and reports.
+struct attempt_log {
+  std::uint32_t number = 0;
+  duration start{};                 // since the request began
+  duration took{};
+  long status = 0;                  // 0 when no response arrived
+  http::transport failure = http::transport::none;
+  int curl_code = 0;                // CURLcode
+  std::string error{};              // curl's message, empty on success
+  std::optional<duration> hint{};   // what the server asked for, after clamping
+  duration delay{};                 // the wait that followed (0 for the last attempt)
+  std::uint64_t bytes = 0;          // body bytes received in this attempt
+};
+
+struct response {
+  long status = 0;
+  std::vector<header> headers{};    // of the last response
+  std::string body{};
+  stop_reason reason = stop_reason::success;
+  std::vector<attempt_log> attempts{};
+
+  bool ok() const noexcept { return reason == stop_reason::success; }
+  // One line: what happened and why it stopped, e.g.
+  // "gave up after 3 attempts (exhausted): HTTP 503".
+  std::string describe() const;
+};
+
+struct progress {
+  std::uint32_t attempt;
+  std::uint64_t bytes;              // of the whole file, including resumed bytes
+  std::optional<std::uint64_t> total{};
+};
+
+struct client_options {
+  backoff::policy policy{};
+  std::chrono::milliseconds attempt_timeout{std::chrono::seconds{30}};  // whole attempt, 0 = none
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds{10}};
+  std::optional<time_point> deadline{};  // overall, on the steady clock
+  http::classifier classifier{};
+  http::hint_options hints{};           // max_hint defaults to 1 h
+  backoff::clock* clock = nullptr;      // waits between attempts (transfers use real time)
+  random_ref rng{};
+  std::stop_token stop_token{};
+  std::function<void(const attempt_log&)> on_attempt{};  // after each attempt
+  std::function<void(const progress&)> on_progress{};    // during downloads
+};
+
+struct download_result {
+  std::filesystem::path path{};
+  std::uint64_t bytes = 0;
+  long status = 0;
+  stop_reason reason = stop_reason::success;
+  std::vector<attempt_log> attempts{};
+  std::uint32_t resumes = 0;        // attempts that continued with a 206
+  std::uint32_t restarts = 0;       // attempts that had to start over (200 or 416)
+  std::string error{};              // why it failed, empty on success
+
+  bool ok() const noexcept { return reason == stop_reason::success; }
+};
+
+class client {
+ public:
+  explicit client(client_options options = {});
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  const client_options& options() const noexcept { return options_; }
+
+  // Performs one request under the retry policy.
+  response perform(const request& r);
+
+  // Downloads `url` to `target`. Data goes to a temporary file beside the target,
+  // renamed into place only when complete and of the announced length; on failure
+  // the temporary file is removed and `target` is left untouched.
+  download_result download(const std::string& url, const std::filesystem::path& target,
+                           const std::vector<header>& headers = {});
+
+ private:
+  client_options options_;
+  CURL* easy_;
+};
+
+// Retries a caller-configured easy handle: URL, method, body, callbacks and all
+// stay as the caller set them; each attempt is one curl_easy_perform. Retry-After
+// is read with curl_easy_header. `before_retry` runs before each new attempt (reset
+// your write buffer there). `traits` decide whether a failed attempt may be re-sent.
+response perform_with_retry(CURL* easy, const client_options& options, http::request_traits traits,
+                            const std::function<void(CURL*)>& before_retry = {});
+
+}  // namespace backoff::curl

@@ -1,0 +1,377 @@
+// Integration tests: real libcurl against the fault server on 127.0.0.1.
+// Waits between attempts use the manual clock (instant); transfers are real.
+#include "backoff/curl/client.hpp"
+
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "backoff/clock.hpp"
+#include "backoff/stop.hpp"
+#include "fault_server.hpp"
+
+using namespace std::chrono_literals;
+using backoff::stop_reason;
+using backoff::testing::fault;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string sha256(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
+  std::ostringstream out;
+  for (unsigned i = 0; i < n; ++i) out << std::hex << static_cast<int>(md[i] >> 4) << static_cast<int>(md[i] & 15);
+  return out.str();
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::string pattern(std::size_t n, unsigned seed = 1) {
+  std::string s(n, '\0');
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (auto& c : s) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    c = static_cast<char>(x);
+  }
+  return s;
+}
+
+class CurlClient : public ::testing::Test {
+ protected:
+  backoff::testing::fault_server server;
+  backoff::manual_clock clock;
+  fs::path dir;
+
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("backoff-test-" + std::to_string(::getpid()) + "-" +
+                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  backoff::curl::client_options opts(std::uint32_t attempts = 6) {
+    return {.policy = {.schedule = backoff::exponential{.initial = 100ms, .multiplier = 2.0, .max_delay = 1s},
+                       .jitter = backoff::jitter::full(),
+                       .stop = backoff::stop::after_attempts(attempts)},
+            .attempt_timeout = 2s,
+            .connect_timeout = 2s,
+            .clock = &clock};
+  }
+
+  std::size_t files_in_dir() const {
+    return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+  }
+};
+
+}  // namespace
+
+TEST_F(CurlClient, EachFaultKindRecovers) {
+  const std::string body = pattern(200'000);
+  const struct {
+    const char* name;
+    fault f;
+    backoff::http::transport failure;
+    long status;
+  } cases[] = {
+      {"503", fault::status(503), backoff::http::transport::none, 503},
+      {"502", fault::status(502), backoff::http::transport::none, 502},
+      {"429", fault::status(429, "0"), backoff::http::transport::none, 429},
+      {"408", fault::status(408), backoff::http::transport::none, 408},
+      {"reset", fault::reset(), backoff::http::transport::connection_reset, 0},
+      {"cut", fault::cut(5000), backoff::http::transport::connection_dropped, 200},
+      {"wrong-length", fault::wrong_length(), backoff::http::transport::connection_dropped, 200},
+  };
+  for (const auto& c : cases) {
+    const std::string path = std::string("/recover-") + c.name;
+    server.add_file(path, body);
+    server.script(path, {c.f, c.f});
+    backoff::curl::client http(opts());
+    const auto r = http.perform({.url = server.url(path)});
+    ASSERT_TRUE(r.ok()) << c.name << ": " << r.describe();
+    EXPECT_EQ(r.status, 200) << c.name;
+    EXPECT_EQ(r.body, body) << c.name;
+    ASSERT_EQ(r.attempts.size(), 3u) << c.name;
+    EXPECT_EQ(r.attempts[0].failure, c.failure) << c.name;
+    EXPECT_EQ(r.attempts[0].status, c.status) << c.name;
+    EXPECT_EQ(server.hits(path), 3u) << c.name;
+  }
+}
+
+TEST_F(CurlClient, SlowResponseTimesOutAndIsRetried) {
+  server.script("/slow", {fault::slow(1500ms)});
+  auto o = opts();
+  o.attempt_timeout = 300ms;
+  backoff::curl::client http(o);
+  const auto r = http.perform({.url = server.url("/slow")});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  ASSERT_EQ(r.attempts.size(), 2u);
+  EXPECT_EQ(r.attempts[0].failure, backoff::http::transport::timeout);
+  EXPECT_EQ(r.attempts[0].curl_code, CURLE_OPERATION_TIMEDOUT);
+}
+
+TEST_F(CurlClient, NotFoundIsPermanentAndNotRetried) {
+  server.script("/missing", {fault::status(404)});
+  backoff::curl::client http(opts());
+  const auto r = http.perform({.url = server.url("/missing")});
+  EXPECT_EQ(r.reason, stop_reason::permanent);
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(server.hits("/missing"), 1u);
+  EXPECT_EQ(r.describe(), "gave up after 1 attempt (permanent): HTTP 404");
+}
+
+TEST_F(CurlClient, GivesUpAfterTheAttemptLimitWithTheLastStatus) {
+  server.script("/down", std::vector<fault>(10, fault::status(503)));
+  backoff::curl::client http(opts(4));
+  const auto r = http.perform({.url = server.url("/down")});
+  EXPECT_EQ(r.reason, stop_reason::exhausted);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(server.hits("/down"), 4u);
+}
+
+TEST_F(CurlClient, RetryAfterIsHonoured) {
+  server.script("/ra", {fault::status(503, "7")});
+  backoff::curl::client http(opts());
+  const auto r = http.perform({.url = server.url("/ra")});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r.attempts.size(), 2u);
+  EXPECT_EQ(r.attempts[0].hint, 7s);
+  EXPECT_EQ(r.attempts[0].delay, 7s);  // far above the 100 ms the schedule wanted
+  EXPECT_EQ(clock.total_slept(), 7s);
+}
+
+TEST_F(CurlClient, RetryAfterDateFormsAndGarbage) {
+  // A past date means "now": the schedule's delay (at most 100 ms) applies.
+  server.script("/past", {fault::status(503, "Fri, 31 Dec 1999 23:59:59 GMT")});
+  // Garbage is ignored: the schedule's delay applies.
+  server.script("/garbage", {fault::status(503, "tomorrow-ish")});
+  for (const char* path : {"/past", "/garbage"}) {
+    backoff::manual_clock c;
+    auto o = opts();
+    o.clock = &c;
+    backoff::curl::client http(o);
+    const auto r = http.perform({.url = server.url(path)});
+    ASSERT_TRUE(r.ok()) << path;
+    EXPECT_LE(c.total_slept(), 100ms) << path;
+  }
+  EXPECT_FALSE(backoff::curl::client(opts()).perform({.url = server.url("/garbage")}).attempts[0].hint.has_value());
+}
+
+TEST_F(CurlClient, RetryAfterIsClampedToTheMaximumHint) {
+  server.script("/long", {fault::status(429, "86400")});
+  auto o = opts();
+  o.hints.max_hint = 5s;
+  backoff::curl::client http(o);
+  const auto r = http.perform({.url = server.url("/long")});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.attempts[0].hint, 5s);
+  EXPECT_EQ(clock.total_slept(), 5s);
+}
+
+TEST_F(CurlClient, RetryAfterPastTheDeadlineGivesUpAtOnce) {
+  server.script("/later", {fault::status(503, "120")});
+  auto o = opts();
+  o.deadline = clock.now() + 30s;
+  backoff::curl::client http(o);
+  const auto r = http.perform({.url = server.url("/later")});
+  EXPECT_EQ(r.reason, stop_reason::deadline);
+  EXPECT_EQ(server.hits("/later"), 1u);
+  EXPECT_EQ(clock.total_slept(), 0s);
+}
+
+TEST_F(CurlClient, PostThatReachedTheServerIsNotSentTwice) {
+  server.script("/orders", {fault::status(503), fault::ok()});
+  backoff::curl::client http(opts());
+  const auto r = http.perform({.method = "POST", .url = server.url("/orders"), .body = "{\"qty\": 1}"});
+  EXPECT_EQ(r.reason, stop_reason::not_idempotent);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(server.hits("/orders"), 1u);
+
+  server.script("/orders-reset", {fault::reset(), fault::ok()});
+  const auto reset = http.perform({.method = "POST", .url = server.url("/orders-reset"), .body = "x"});
+  EXPECT_EQ(reset.reason, stop_reason::not_idempotent);
+  EXPECT_EQ(server.hits("/orders-reset"), 1u);
+  const auto patch = http.perform({.method = "PATCH", .url = server.url("/orders-reset"), .body = "x"});
+  EXPECT_TRUE(patch.ok());  // the script is used up: the first PATCH succeeds
+}
+
+TEST_F(CurlClient, PostWithIdempotencyKeyIsRetriedWithTheSameKey) {
+  server.script("/pay", {fault::status(503), fault::reset(), fault::ok()});
+  backoff::curl::client http(opts());
+  const auto r = http.perform(
+      {.method = "POST", .url = server.url("/pay"), .body = "{\"amount\": 5}", .add_idempotency_key = true});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  const auto reqs = server.requests("/pay");
+  ASSERT_EQ(reqs.size(), 3u);
+  const std::string key = reqs[0].headers.at("idempotency-key");
+  EXPECT_EQ(key.size(), 36u);
+  for (const auto& q : reqs) {
+    EXPECT_EQ(q.headers.at("idempotency-key"), key);
+    EXPECT_EQ(q.body, "{\"amount\": 5}");
+  }
+}
+
+TEST_F(CurlClient, PostMarkedIdempotentIsRetried) {
+  server.script("/put-like", {fault::status(500)});
+  backoff::curl::client http(opts());
+  const auto r = http.perform({.method = "POST", .url = server.url("/put-like"), .body = "x", .idempotent = true});
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(server.hits("/put-like"), 2u);
+}
+
+TEST_F(CurlClient, PostToARefusedPortIsRetriedBecauseItNeverLeft) {
+  // A port with nothing listening: bind, read the port, close.
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/x";
+  backoff::curl::client http(opts(3));
+  const auto r = http.perform({.method = "POST", .url = url, .body = "x"});
+  EXPECT_EQ(r.reason, stop_reason::exhausted);
+  ASSERT_EQ(r.attempts.size(), 3u);
+  EXPECT_EQ(r.attempts[0].failure, backoff::http::transport::connect_failed);
+}
+
+TEST_F(CurlClient, AttemptsReuseTheKeptAliveConnection) {
+  server.script("/reuse", {fault::status(503), fault::status(503)});
+  backoff::curl::client http(opts());
+  ASSERT_TRUE(http.perform({.url = server.url("/reuse")}).ok());
+  const auto reqs = server.requests("/reuse");
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[0].remote_port, reqs[1].remote_port);
+  EXPECT_EQ(reqs[1].remote_port, reqs[2].remote_port);
+}
+
+TEST_F(CurlClient, CallerConfiguredHandleIsRetried) {
+  server.script("/legacy", {fault::status(503, "1"), fault::status(502)});
+  CURL* easy = curl_easy_init();
+  std::string body;
+  curl_easy_setopt(easy, CURLOPT_URL, server.url("/legacy").c_str());
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, +[](char* d, std::size_t s, std::size_t n, void* u) {
+    static_cast<std::string*>(u)->append(d, s * n);
+    return s * n;
+  });
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
+  int resets = 0;
+  const auto r = backoff::curl::perform_with_retry(easy, opts(), {.method = "GET"}, [&](CURL*) {
+    body.clear();
+    ++resets;
+  });
+  curl_easy_cleanup(easy);
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(body, "ok\n");
+  EXPECT_EQ(resets, 2);
+  EXPECT_EQ(r.attempts[0].hint, 1s);
+  EXPECT_GE(clock.total_slept(), 1s);
+}
+
+TEST_F(CurlClient, Download64MiBSurvivesFiveCutsByteIdentical) {
+  const std::string data = pattern(64u << 20, 7);
+  server.add_file("/big.bin", data);
+  server.script("/big.bin", {fault::cut(3u << 20), fault::cut(9u << 20), fault::cut(1), fault::cut(17u << 20),
+                             fault::cut(20u << 20)});
+  auto o = opts(8);
+  o.attempt_timeout = 60s;
+  backoff::curl::client http(o);
+  const auto target = dir / "big.bin";
+  const auto r = http.download(server.url("/big.bin"), target);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.attempts.size(), 6u);
+  EXPECT_EQ(r.resumes, 5u);
+  EXPECT_EQ(r.restarts, 0u);
+  EXPECT_EQ(r.bytes, data.size());
+  EXPECT_EQ(sha256(read_file(target)), sha256(data));
+  const auto reqs = server.requests("/big.bin");
+  ASSERT_EQ(reqs.size(), 6u);
+  EXPECT_EQ(reqs[0].headers.count("range"), 0u);
+  EXPECT_EQ(reqs[1].headers.at("range"), "bytes=" + std::to_string(3u << 20) + "-");
+  EXPECT_EQ(reqs[1].headers.at("if-range").front(), '"');  // the ETag
+  EXPECT_EQ(files_in_dir(), 1u);  // no temporary file left behind
+}
+
+TEST_F(CurlClient, DownloadThatGivesUpLeavesNoFile) {
+  server.add_file("/doomed.bin", pattern(100'000));
+  server.script("/doomed.bin", std::vector<fault>(10, fault::cut(10'000)));
+  backoff::curl::client http(opts(3));
+  const auto target = dir / "doomed.bin";
+  const auto r = http.download(server.url("/doomed.bin"), target);
+  EXPECT_EQ(r.reason, stop_reason::exhausted);
+  EXPECT_FALSE(fs::exists(target));
+  EXPECT_EQ(files_in_dir(), 0u);
+  EXPECT_FALSE(r.error.empty());
+}
+
+TEST_F(CurlClient, DownloadDoesNotReplaceAnExistingFileWhenItFails) {
+  server.script("/gone.bin", {fault::status(404)});
+  const auto target = dir / "keep.bin";
+  std::ofstream(target) << "previous version";
+  backoff::curl::client http(opts());
+  const auto r = http.download(server.url("/gone.bin"), target);
+  EXPECT_EQ(r.reason, stop_reason::permanent);
+  EXPECT_EQ(read_file(target), "previous version");
+  EXPECT_EQ(files_in_dir(), 1u);
+}
+
+TEST_F(CurlClient, DownloadStartsOverWhenTheFileChanged) {
+  const std::string v1 = pattern(300'000, 1), v2 = pattern(250'000, 2);
+  server.add_file("/changing.bin", v1);
+  server.script("/changing.bin", {fault::cut(100'000)});
+  auto o = opts();
+  o.on_attempt = [&](const backoff::curl::attempt_log& a) {
+    if (a.number == 1) server.add_file("/changing.bin", v2);  // new ETag: If-Range no longer matches
+  };
+  backoff::curl::client http(o);
+  const auto r = http.download(server.url("/changing.bin"), dir / "changing.bin");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.restarts, 1u);
+  EXPECT_EQ(r.resumes, 0u);
+  EXPECT_EQ(read_file(dir / "changing.bin"), v2);
+}
+
+TEST_F(CurlClient, DownloadHandles416AfterAWrongContentLength) {
+  const std::string data = pattern(50'000, 3);
+  server.add_file("/short.bin", data);
+  // Announces 64 bytes more than it sends: the client asks for the rest, gets
+  // 416 (nothing is there), and starts over.
+  server.script("/short.bin", {fault::wrong_length()});
+  backoff::curl::client http(opts());
+  const auto r = http.download(server.url("/short.bin"), dir / "short.bin");
+  ASSERT_TRUE(r.ok()) << r.error;
+  ASSERT_EQ(r.attempts.size(), 3u);
+  EXPECT_EQ(r.attempts[1].status, 416);
+  EXPECT_EQ(r.restarts, 1u);
+  EXPECT_EQ(read_file(dir / "short.bin"), data);
+}
+
+TEST_F(CurlClient, BadRequestsAreRejectedWithAMessage) {
+  backoff::curl::client http(opts());
+  try {
+    http.perform({.url = ""});
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "backoff::curl::request: url must not be empty");
+  }
+  EXPECT_THROW(http.download(server.url("/x"), ""), std::invalid_argument);
+  const auto r = http.download(server.url("/x"), dir / "no-such-dir" / "file");
+  EXPECT_EQ(r.reason, stop_reason::permanent);
+  EXPECT_NE(r.error.find("cannot create a temporary file"), std::string::npos) << r.error;
+}
