@@ -103,7 +103,8 @@ fault_server::fault_server() : server_(std::make_unique<httplib::Server>()) {
   server_->Patch(all, h);
   server_->Delete(all, h);
   server_->Options(all, h);
-  server_->set_keep_alive_max_count(1000);
+  server_->set_keep_alive_max_count(100000);
+  server_->set_tcp_nodelay(true);  // headers and body go out as separate writes
   server_->new_task_queue = [] { return new httplib::ThreadPool(16); };
   port_ = server_->bind_to_any_port("127.0.0.1");
   if (port_ <= 0) throw std::runtime_error("fault_server: cannot bind 127.0.0.1");
