@@ -25,7 +25,7 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	$(BUILD)/bin/example_quickstart
+	$(BUILD)/bin/backoff demo
 
 test-main: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

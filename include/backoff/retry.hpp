@@ -50,7 +50,8 @@ struct attempt {
   attempt_record record;
   const value_t<R>* result;  // the returned value, or null when the attempt threw
   std::exception_ptr error;  // the thrown exception, or null when it returned
-  stop_reason reason;        // on_give_up: why the loop ends; otherwise success
+  stop_reason reason;        // why the loop ends when `last`; success while it goes on
+  bool last;                 // no attempt follows this one
 };
 
 // Everything about a loop that depends on the callable's result type.
@@ -156,7 +157,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
 
   for (std::uint32_t n = 1;; ++n) {
     if (o.stop_token.stop_requested()) {
-      attempt<R> a{{n - 1, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}}, nullptr, {}, stop_reason::cancelled};
+      attempt<R> a{{n - 1, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}}, nullptr, {}, stop_reason::cancelled, true};
       if (o.on_give_up) o.on_give_up(a);
       return {std::nullopt, std::nullopt, stop_reason::cancelled};
     }
@@ -193,7 +194,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
         const attempt_record rec{n, outcome, false, t0 - start, t1 - t0, duration{0}, duration{-1}};
         if (h) h->push(rec);
         if (hooks) {
-          const attempt<R> a{rec, &*value, nullptr, stop_reason::success};
+          const attempt<R> a{rec, &*value, nullptr, stop_reason::success, true};
           if (o.after_attempt) o.after_attempt(a);
           if (o.on_success) o.on_success(a);
         }
@@ -213,7 +214,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
 
     auto give_up = [&](stop_reason why) -> loop_end<R> {
       if (h) h->push(rec);
-      const attempt<R> a{rec, result, error, why};
+      const attempt<R> a{rec, result, error, why, true};
       if (o.after_attempt) o.after_attempt(a);
       if (why == stop_reason::permanent && o.fallback) {
         if constexpr (std::is_void_v<R>) {
@@ -222,7 +223,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
         } else {
           value.emplace(o.fallback(a));
         }
-        const attempt<R> fa{rec, &*value, error, stop_reason::fallback};
+        const attempt<R> fa{rec, &*value, error, stop_reason::fallback, true};
         if (o.on_give_up) o.on_give_up(fa);
         return {std::move(value), std::nullopt, stop_reason::fallback};
       }
@@ -236,7 +237,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     duration delay = p.next_delay(sched, rng);
     bool hinted = false;
     if (o.server_hint) {
-      if (const auto hint = o.server_hint(attempt<R>{rec, result, error, stop_reason::success})) {
+      if (const auto hint = o.server_hint(attempt<R>{rec, result, error, stop_reason::success, false})) {
         rec.hint = std::max(*hint, duration{0});
         if (rec.hint > delay) {
           delay = rec.hint;
@@ -251,10 +252,10 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     rec.delay = delay;
 
     if (h) h->push(rec);
-    const attempt<R> a{rec, result, error, stop_reason::success};
+    const attempt<R> a{rec, result, error, stop_reason::success, false};
     if (o.after_attempt) o.after_attempt(a);
     if (!clk().sleep_for(delay, o.stop_token)) {
-      if (o.on_give_up) o.on_give_up(attempt<R>{rec, result, error, stop_reason::cancelled});
+      if (o.on_give_up) o.on_give_up(attempt<R>{rec, result, error, stop_reason::cancelled, true});
       return {std::move(value), std::move(error), stop_reason::cancelled};
     }
     if (o.before_retry) o.before_retry(a);

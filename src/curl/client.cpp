@@ -393,6 +393,7 @@ download_result client::download(const std::string& url, const std::filesystem::
   if (fd < 0) {
     out.reason = stop_reason::permanent;
     out.error = "cannot create a temporary file in '" + dir.string() + "': " + std::strerror(errno);
+    out.file_error = true;
     return out;
   }
   ::fchmod(fd, 0644);
@@ -498,9 +499,13 @@ download_result client::download(const std::string& url, const std::filesystem::
       if (ec) out.error = "cannot move the download to '" + target.string() + "': " + ec.message();
       else placed = true;
     }
-    if (!placed) out.reason = stop_reason::permanent;
+    if (!placed) {
+      out.reason = stop_reason::permanent;
+      out.file_error = true;
+    }
   } else if (!out.attempts.empty()) {
     out.error = out.attempts.back().error;
+    out.file_error = st.write_failed;
   }
   if (st.fd >= 0) ::close(st.fd);
   if (!placed) ::unlink(temp.c_str());

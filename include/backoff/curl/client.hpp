@@ -106,6 +106,7 @@ struct download_result {
   std::uint32_t resumes = 0;        // attempts that continued with a 206
   std::uint32_t restarts = 0;       // attempts that had to start over (200 or 416)
   std::string error{};              // why it failed, empty on success
+  bool file_error = false;          // the failure was local: the file could not be created, written or moved
 
   bool ok() const noexcept { return reason == stop_reason::success; }
 };

@@ -1,0 +1,168 @@
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "cli.hpp"
+
+namespace backoff::cli {
+
+duration parse_duration(const std::string& text, const std::string& flag) {
+  const auto bad = [&] {
+    return usage_error(flag + ": invalid duration '" + text + "' (use a number and a unit: 250ms, 1.5s, 2m, 1h)");
+  };
+  std::size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  if (i == 0) throw bad();
+  double value = 0;
+  try {
+    std::size_t used = 0;
+    value = std::stod(text.substr(0, i), &used);
+    if (used != i) throw bad();
+  } catch (const std::logic_error&) {
+    throw bad();
+  }
+  const std::string unit = text.substr(i);
+  double ns_per = 0;
+  if (unit == "ns") ns_per = 1;
+  else if (unit == "us") ns_per = 1e3;
+  else if (unit == "ms") ns_per = 1e6;
+  else if (unit == "s") ns_per = 1e9;
+  else if (unit == "m") ns_per = 60e9;
+  else if (unit == "h") ns_per = 3600e9;
+  else if (unit.empty() && value == 0) ns_per = 1;
+  else throw bad();
+  const double ns = value * ns_per;
+  if (!std::isfinite(ns) || ns >= 9.2e18) throw usage_error(flag + ": duration '" + text + "' is too long");
+  return duration{static_cast<std::int64_t>(std::llround(ns))};
+}
+
+std::string format_duration(duration d) {
+  char buf[64];
+  const double s = std::chrono::duration<double>(d).count();
+  if (d < std::chrono::seconds{1}) std::snprintf(buf, sizeof buf, "%.0fms", s * 1e3);
+  else if (d < std::chrono::minutes{2}) std::snprintf(buf, sizeof buf, "%.1fs", s);
+  else std::snprintf(buf, sizeof buf, "%.0fm%02.0fs", std::floor(s / 60), std::fmod(s, 60));
+  return buf;
+}
+
+std::set<int> parse_codes(const std::string& text, const std::string& flag) {
+  std::set<int> out;
+  std::stringstream in(text);
+  std::string item;
+  const auto bad = [&](const std::string& why) {
+    return usage_error(flag + ": invalid exit codes '" + text + "' (" + why + "; e.g. 1,75-78)");
+  };
+  auto number = [&](const std::string& s) {
+    std::size_t used = 0;
+    int v = 0;
+    try {
+      v = std::stoi(s, &used);
+    } catch (const std::logic_error&) {
+      throw bad("'" + s + "' is not a number");
+    }
+    if (used != s.size() || v < 0 || v > 255) throw bad("'" + s + "' is not an exit code 0-255");
+    return v;
+  };
+  while (std::getline(in, item, ',')) {
+    if (item.empty()) throw bad("empty item");
+    const auto dash = item.find('-');
+    if (dash == std::string::npos) {
+      out.insert(number(item));
+    } else {
+      const int lo = number(item.substr(0, dash)), hi = number(item.substr(dash + 1));
+      if (lo > hi) throw bad("range " + item + " is reversed");
+      for (int c = lo; c <= hi; ++c) out.insert(c);
+    }
+  }
+  if (out.empty()) throw bad("no codes");
+  return out;
+}
+
+void policy_flags::add_to(CLI::App& app) {
+  app.add_option("--preset", preset, "Start from a documented policy: google-cloud, aws-standard, grpc, curl");
+  app.add_option("--initial", initial, "First wait, e.g. 250ms, 1s (default 1s)");
+  app.add_option("--multiplier", multiplier, "Growth factor of each wait, >= 1 (default 2)");
+  app.add_option("--max-delay", max_delay, "Longest single wait, e.g. 32s (default 32s)");
+  app.add_option("--jitter", jitter, "none|full|equal|decorrelated|proportional:F|additive:DUR (default full)");
+  app.add_option("--max-attempts", max_attempts, "Attempts in all, including the first (default 5)");
+  app.add_option("--max-time", max_time, "Give up once this much time has passed, e.g. 2m");
+  app.add_option("--seed", seed, "Seed the random generator, for reproducible waits");
+}
+
+std::optional<duration> policy_flags::time_limit() const {
+  if (max_time.empty()) return std::nullopt;
+  return parse_duration(max_time, "--max-time");
+}
+
+backoff::policy policy_flags::build() const {
+  backoff::policy p;
+  if (!preset.empty()) {
+    if (preset == "google-cloud") p = presets::google_cloud();
+    else if (preset == "aws-standard") p = presets::aws_standard();
+    else if (preset == "grpc") p = presets::grpc_connection(10);
+    else if (preset == "curl") p = presets::curl_retry();
+    else throw usage_error("--preset: unknown preset '" + preset + "' (choose google-cloud, aws-standard, grpc or curl)");
+  }
+  // Start from the preset's exponential numbers (every preset is exponential).
+  exponential e = p.schedule.get_if<exponential>() ? *p.schedule.get_if<exponential>() : exponential{};
+  if (!initial.empty()) e.initial = parse_duration(initial, "--initial");
+  if (!max_delay.empty()) e.max_delay = parse_duration(max_delay, "--max-delay");
+  if (!multiplier.empty()) {
+    std::size_t used = 0;
+    double m = 0;
+    try {
+      m = std::stod(multiplier, &used);
+    } catch (const std::logic_error&) {
+      used = 0;
+    }
+    if (used != multiplier.size() || !std::isfinite(m))
+      throw usage_error("--multiplier: invalid number '" + multiplier + "'");
+    e.multiplier = m;
+  }
+  try {
+    p.schedule = e;
+  } catch (const std::invalid_argument& err) {
+    // Name the flag the user typed rather than the struct field.
+    std::string msg = err.what();
+    if (msg.find("multiplier") != std::string::npos) throw usage_error("--multiplier: " + msg);
+    if (msg.find("max_delay") != std::string::npos) throw usage_error("--max-delay: " + msg);
+    throw usage_error("--initial: " + msg);
+  }
+  if (!jitter.empty()) {
+    const auto colon = jitter.find(':');
+    const std::string kind = jitter.substr(0, colon), arg = colon == std::string::npos ? "" : jitter.substr(colon + 1);
+    if (kind == "none" && arg.empty()) p.jitter = jitter::none();
+    else if (kind == "full" && arg.empty()) p.jitter = jitter::full();
+    else if (kind == "equal" && arg.empty()) p.jitter = jitter::equal();
+    else if (kind == "decorrelated" && arg.empty()) {
+      p.schedule = decorrelated{.base = e.initial, .max_delay = e.max_delay};
+      p.jitter = jitter::none();
+    } else if (kind == "proportional" && !arg.empty()) {
+      std::size_t used = 0;
+      double f = -1;
+      try {
+        f = std::stod(arg, &used);
+      } catch (const std::logic_error&) {
+        used = 0;
+      }
+      if (used != arg.size() || !(f >= 0 && f <= 1))
+        throw usage_error("--jitter: proportional needs a fraction in [0, 1], got '" + arg + "'");
+      p.jitter = jitter::proportional(f);
+    } else if (kind == "additive" && !arg.empty()) {
+      p.jitter = jitter::additive(parse_duration(arg, "--jitter additive"));
+    } else {
+      throw usage_error("--jitter: unknown jitter '" + jitter +
+                        "' (choose none, full, equal, decorrelated, proportional:F or additive:DUR)");
+    }
+  }
+  if (max_attempts) {
+    if (*max_attempts == 0) throw usage_error("--max-attempts: must be at least 1 (got 0)");
+    p.stop = stop::after_attempts(*max_attempts);
+  } else if (p.stop.max_attempts() == 0 && preset.empty()) {
+    p.stop = stop::after_attempts(5);
+  }
+  if (const auto limit = time_limit()) p.stop = p.stop | stop::after_elapsed(*limit);
+  return p;
+}
+
+}  // namespace backoff::cli

@@ -1,0 +1,239 @@
+// backoff run: retry a command until it succeeds.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include "cli.hpp"
+#include "report.hpp"
+
+namespace backoff::cli {
+
+namespace {
+
+struct run_options {
+  policy_flags policy;
+  std::string retry_on, no_retry_on, attempt_timeout, kill_after = "5s", report;
+  bool stdin_replay = false, quiet = false;
+  std::vector<std::string> command;
+};
+
+// How one attempt ended.
+struct outcome {
+  int status = 0;          // what backoff exits with if this is the last attempt
+  int exit_code = -1;      // the child's exit code, or -1
+  int signal = 0;          // the signal that killed it, or 0
+  bool timed_out = false;  // killed by --attempt-timeout / --max-time
+  bool exec_failed = false;
+  std::string error;
+};
+
+std::string describe(const outcome& o) {
+  if (o.exec_failed) return o.error;
+  if (o.timed_out) return "timed out";
+  if (o.signal) return std::string("killed by signal ") + std::to_string(o.signal) + " (" + ::strsignal(o.signal) + ")";
+  return "exit " + std::to_string(o.exit_code);
+}
+
+// Forks and runs the command; waits for it, enforcing `limit` (0 = none).
+outcome run_once(const run_options& ro, const std::string& input, bool give_stdin, duration limit,
+                 duration kill_after, signal_watch& signals) {
+  outcome out;
+  int exec_pipe[2];
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  int in_pipe[2] = {-1, -1};
+  if (ro.stdin_replay && ::pipe2(in_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    if (ro.stdin_replay) {
+      ::dup2(in_pipe[0], 0);
+    } else if (!give_stdin) {
+      const int devnull = ::open("/dev/null", O_RDONLY);
+      if (devnull >= 0) ::dup2(devnull, 0);
+    }
+    std::vector<char*> argv;
+    for (const auto& a : ro.command) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    const int err = errno;
+    [[maybe_unused]] auto n = ::write(exec_pipe[1], &err, sizeof err);
+    ::_exit(err == ENOENT ? exit_code::not_found : exit_code::cannot_execute);
+  }
+  signals.set_child(pid);
+  ::close(exec_pipe[1]);
+  std::thread feeder;
+  if (ro.stdin_replay) {
+    ::close(in_pipe[0]);
+    // A thread feeds the child so that a child that never reads cannot block us.
+    feeder = std::thread([fd = in_pipe[1], &input] {
+      std::size_t done = 0;
+      while (done < input.size()) {
+        const ssize_t w = ::write(fd, input.data() + done, input.size() - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += static_cast<std::size_t>(w);
+      }
+      ::close(fd);
+    });
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  bool term_sent = false;
+  auto term_at = start;
+  int wstatus = 0;
+  for (;;) {
+    const pid_t r = ::waitpid(pid, &wstatus, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (!term_sent && limit.count() > 0 && now - start >= limit) {
+      ::kill(pid, SIGTERM);
+      term_sent = true;
+      term_at = now;
+      out.timed_out = true;
+    } else if (term_sent && now - term_at >= kill_after) {
+      ::kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  signals.set_child(0);
+  if (feeder.joinable()) feeder.join();
+
+  int err = 0;
+  if (::read(exec_pipe[0], &err, sizeof err) == static_cast<ssize_t>(sizeof err)) {
+    out.exec_failed = true;
+    out.error = "cannot run '" + ro.command[0] + "': " + std::strerror(err);
+    out.status = err == ENOENT ? exit_code::not_found : exit_code::cannot_execute;
+  }
+  ::close(exec_pipe[0]);
+  if (out.exec_failed) return out;
+  if (WIFEXITED(wstatus)) {
+    out.exit_code = WEXITSTATUS(wstatus);
+    out.status = out.exit_code;
+  } else if (WIFSIGNALED(wstatus)) {
+    out.signal = WTERMSIG(wstatus);
+    out.status = 128 + out.signal;
+  }
+  if (out.timed_out) out.status = exit_code::timeout;
+  return out;
+}
+
+}  // namespace
+
+subcommand run_command(CLI::App& app) {
+  auto ro = std::make_shared<run_options>();
+  auto* cmd = app.add_subcommand("run", "Run a command, retrying it while it fails");
+  ro->policy.add_to(*cmd);
+  cmd->add_option("--retry-on-exit", ro->retry_on, "Retry only these exit codes, e.g. 1,75-78 (default: any non-zero)");
+  cmd->add_option("--no-retry-on-exit", ro->no_retry_on, "Never retry these exit codes");
+  cmd->add_option("--attempt-timeout", ro->attempt_timeout, "Stop an attempt after this long (SIGTERM, then SIGKILL)");
+  cmd->add_option("--kill-after", ro->kill_after, "Grace period between SIGTERM and SIGKILL (default 5s)");
+  cmd->add_flag("--stdin-replay", ro->stdin_replay, "Buffer standard input and give it to every attempt");
+  cmd->add_option("--report", ro->report, "Write the attempt history as JSON to FILE");
+  cmd->add_flag("-q,--quiet", ro->quiet, "Print nothing about retries");
+  cmd->add_option("command", ro->command, "The command and its arguments, after --")->required();
+  return {cmd, [ro]() -> int {
+    // Parse everything before running anything: a bad flag must not start the command.
+    const policy p = ro->policy.build();
+    const auto limit = ro->policy.time_limit();
+    const duration attempt_limit = ro->attempt_timeout.empty() ? duration{0} : parse_duration(ro->attempt_timeout, "--attempt-timeout");
+    if (!ro->attempt_timeout.empty() && attempt_limit.count() == 0)
+      throw usage_error("--attempt-timeout: must be longer than 0");
+    const duration kill_after = parse_duration(ro->kill_after, "--kill-after");
+    std::set<int> retry_on, no_retry_on;
+    if (!ro->retry_on.empty()) retry_on = parse_codes(ro->retry_on, "--retry-on-exit");
+    if (!ro->no_retry_on.empty()) no_retry_on = parse_codes(ro->no_retry_on, "--no-retry-on-exit");
+    if (retry_on.count(0)) throw usage_error("--retry-on-exit: 0 means success and cannot be retried");
+
+    std::string input;
+    if (ro->stdin_replay) input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+
+    signal_watch signals;
+    fast_rng seeded{ro->policy.seed.value_or(0)};
+    const auto started = std::chrono::steady_clock::now();
+    const std::uint32_t max_attempts = p.stop.max_attempts();
+    nlohmann::json attempts = nlohmann::json::array();
+    std::uint32_t number = 0;
+
+    options<outcome> o{
+        .is_success = [](const outcome& r) { return r.status == 0; },
+        .retry_result =
+            [&](const outcome& r) {
+              if (r.exec_failed || signals.signal()) return false;
+              if (r.timed_out) return true;
+              if (r.exit_code < 0) return true;  // killed by a signal not from us
+              if (no_retry_on.count(r.exit_code)) return false;
+              return retry_on.empty() || retry_on.count(r.exit_code) > 0;
+            },
+        .after_attempt =
+            [&](const attempt<outcome>& a) {
+              const outcome& r = *a.result;
+              attempts.push_back({{"attempt", a.record.number},
+                                  {"start_s", seconds(a.record.start)},
+                                  {"duration_s", seconds(a.record.took)},
+                                  {"exit_code", r.exit_code >= 0 ? nlohmann::json(r.exit_code) : nlohmann::json()},
+                                  {"signal", r.signal ? nlohmann::json(r.signal) : nlohmann::json()},
+                                  {"timed_out", r.timed_out},
+                                  {"outcome", std::string(to_string(a.record.outcome))},
+                                  {"hint_s", nullptr},
+                                  {"delay_s", seconds(a.record.delay)}});
+              if (ro->quiet || r.status == 0) return;
+              if (r.exec_failed) {
+                std::cerr << "backoff: " << r.error << "\n";
+              } else if (!a.last) {
+                std::cerr << "backoff: attempt " << a.record.number << " failed (" << describe(r) << "). Will retry in "
+                          << format_duration(a.record.delay) << ".";
+                if (max_attempts) {
+                  const auto left = max_attempts - a.record.number;
+                  std::cerr << " " << left << (left == 1 ? " retry" : " retries") << " left.";
+                }
+                std::cerr << "\n";
+              }
+            },
+        .on_give_up =
+            [&](const attempt<outcome>& a) {
+              if (ro->quiet || !a.result || a.result->exec_failed) return;
+              std::cerr << "backoff: giving up after " << a.record.number
+                        << (a.record.number == 1 ? " attempt" : " attempts") << " (" << to_string(a.reason) << "): "
+                        << describe(*a.result) << "\n";
+            },
+        .stop_token = signals.token(),
+    };
+    if (ro->policy.seed) o.rng = seeded;
+
+    auto result = try_retry(p, [&] {
+      ++number;
+      duration this_limit = attempt_limit;
+      if (limit) {
+        // --max-time also ends a running attempt.
+        const duration left = *limit - (std::chrono::steady_clock::now() - started);
+        const duration capped = std::max(left, duration{std::chrono::milliseconds(1)});
+        if (this_limit.count() == 0 || capped < this_limit) this_limit = capped;
+      }
+      return run_once(*ro, input, number == 1, this_limit, kill_after, signals);
+    }, o);
+    if (result.error) std::rethrow_exception(result.error);
+
+    if (!ro->report.empty()) {
+      write_report(ro->report, {{"command", ro->command},
+                                {"reason", std::string(to_string(result.reason))},
+                                {"exit_status", result.value ? result.value->status : 128 + signals.signal()},
+                                {"attempts", attempts}});
+    }
+    if (!result.value) return 128 + signals.signal();
+    return result.value->status;
+  }};
+}
+
+}  // namespace backoff::cli

@@ -1,0 +1,53 @@
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+#include "cli.hpp"
+
+namespace backoff::cli {
+
+namespace {
+std::atomic<int> g_child{0};
+std::atomic<int> g_signal{0};
+std::thread g_thread;
+
+sigset_t watched() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR2);  // private: tells the watcher to quit
+  return set;
+}
+}  // namespace
+
+// SIGINT and SIGTERM are blocked in every thread and received by one watcher
+// thread with sigwait, because std::stop_source::request_stop is not
+// async-signal-safe. Children unblock them before exec (see run.cpp).
+signal_watch::signal_watch() {
+  const sigset_t set = watched();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  g_thread = std::thread([src = source_]() mutable {
+    const sigset_t s = watched();
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&s, &sig) != 0) continue;
+      if (sig == SIGUSR2) return;
+      g_signal.store(sig);
+      if (const int child = g_child.load(); child > 0) ::kill(child, sig);
+      src.request_stop();
+    }
+  });
+}
+
+signal_watch::~signal_watch() {
+  pthread_kill(g_thread.native_handle(), SIGUSR2);
+  g_thread.join();
+}
+
+int signal_watch::signal() const noexcept { return g_signal.load(); }
+void signal_watch::set_child(int pid) noexcept { g_child.store(pid); }
+
+}  // namespace backoff::cli
