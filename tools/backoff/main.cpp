@@ -13,6 +13,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "backoff 0.1.0");
   std::vector<subcommand> commands{run_command(app), get_command(app), schedule_command(app), demo_command(app)};
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const auto& c : commands) known = known || c.app->get_name() == argv[1];
+    if (!known) {
+      std::cerr << "backoff: unknown subcommand '" << argv[1] << "' (choose run, get, schedule or demo)\n";
+      return exit_code::usage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

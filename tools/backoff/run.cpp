@@ -50,9 +50,13 @@ outcome run_once(const run_options& ro, const std::string& input, bool give_stdi
   int in_pipe[2] = {-1, -1};
   if (ro.stdin_replay && ::pipe2(in_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
 
+  // The command runs in a process group of its own, so that a timeout or a
+  // forwarded signal reaches everything it started, not just the shell.
+  const bool terminal = ::isatty(0) && give_stdin && !ro.stdin_replay;
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
+    ::setpgid(0, 0);
     sigset_t none;
     sigemptyset(&none);
     ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
@@ -69,6 +73,12 @@ outcome run_once(const run_options& ro, const std::string& input, bool give_stdi
     const int err = errno;
     [[maybe_unused]] auto n = ::write(exec_pipe[1], &err, sizeof err);
     ::_exit(err == ENOENT ? exit_code::not_found : exit_code::cannot_execute);
+  }
+  ::setpgid(pid, pid);  // also here: whichever of parent and child runs first
+  // An interactive command gets the terminal: Ctrl-C then reaches it directly.
+  if (terminal) {
+    ::signal(SIGTTOU, SIG_IGN);
+    ::tcsetpgrp(0, pid);
   }
   signals.set_child(pid);
   ::close(exec_pipe[1]);
@@ -98,16 +108,19 @@ outcome run_once(const run_options& ro, const std::string& input, bool give_stdi
     if (r < 0 && errno != EINTR) break;
     const auto now = std::chrono::steady_clock::now();
     if (!term_sent && limit.count() > 0 && now - start >= limit) {
-      ::kill(pid, SIGTERM);
+      ::kill(-pid, SIGTERM);
       term_sent = true;
       term_at = now;
       out.timed_out = true;
     } else if (term_sent && now - term_at >= kill_after) {
-      ::kill(pid, SIGKILL);
+      ::kill(-pid, SIGKILL);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   signals.set_child(0);
+  if (terminal) ::tcsetpgrp(0, ::getpgrp());
+  // Whatever the command left running in its group goes with it.
+  if (out.timed_out) ::kill(-pid, SIGKILL);
   if (feeder.joinable()) feeder.join();
 
   int err = 0;
@@ -170,7 +183,8 @@ subcommand run_command(CLI::App& app) {
         .is_success = [](const outcome& r) { return r.status == 0; },
         .retry_result =
             [&](const outcome& r) {
-              if (r.exec_failed || signals.signal()) return false;
+              // Interrupted by the user (directly, as the terminal's foreground job): stop.
+              if (r.exec_failed || signals.signal() || r.signal == SIGINT || r.signal == SIGQUIT) return false;
               if (r.timed_out) return true;
               if (r.exit_code < 0) return true;  // killed by a signal not from us
               if (no_retry_on.count(r.exit_code)) return false;

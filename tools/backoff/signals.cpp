@@ -36,7 +36,7 @@ signal_watch::signal_watch() {
       if (sigwait(&s, &sig) != 0) continue;
       if (sig == SIGUSR2) return;
       g_signal.store(sig);
-      if (const int child = g_child.load(); child > 0) ::kill(child, sig);
+      if (const int child = g_child.load(); child > 0) ::kill(-child, sig);  // its whole process group
       src.request_stop();
     }
   });

@@ -1,0 +1,401 @@
+// Runs the real `backoff` binary (build/bin/backoff) the way a user would.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include "fault_server.hpp"
+
+#ifndef BACKOFF_CLI
+#error "BACKOFF_CLI must name the backoff binary"
+#endif
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using backoff::testing::fault;
+
+namespace {
+
+struct cli_result {
+  int status = -1;
+  std::string out, err;
+  std::chrono::milliseconds took{0};
+};
+
+// Runs backoff with `args` in `cwd`, feeding `input` on stdin. `during` runs in
+// this process while the child runs (to send it signals).
+cli_result run_cli(const std::vector<std::string>& args, const fs::path& cwd, const std::string& input = "",
+                   const std::function<void(pid_t)>& during = {}) {
+  int in[2], out[2], err[2];
+  EXPECT_EQ(::pipe(in), 0);
+  EXPECT_EQ(::pipe(out), 0);
+  EXPECT_EQ(::pipe(err), 0);
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
+    if (::chdir(cwd.c_str()) != 0) ::_exit(99);
+    std::vector<char*> argv{const_cast<char*>(BACKOFF_CLI)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(BACKOFF_CLI, argv.data());
+    ::_exit(98);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  std::thread feeder([fd = in[1], input] {
+    std::size_t done = 0;
+    while (done < input.size()) {
+      const ssize_t w = ::write(fd, input.data() + done, input.size() - done);
+      if (w <= 0) break;
+      done += static_cast<std::size_t>(w);
+    }
+    ::close(fd);
+  });
+  std::thread actor;
+  if (during) actor = std::thread([&] { during(pid); });
+  cli_result r;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open = 2;
+  char buf[4096];
+  while (open > 0) {
+    if (::poll(fds, 2, 100) < 0) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  feeder.join();
+  if (actor.joinable()) actor.join();
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  return r;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+int count_lines(const std::string& s, const std::string& needle) {
+  int n = 0;
+  for (std::size_t pos = s.find(needle); pos != std::string::npos; pos = s.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  fs::path dir;
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("backoff-cli-" + std::to_string(::getpid()) + "-" +
+                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+  cli_result cli(const std::vector<std::string>& args, const std::string& input = "",
+                 const std::function<void(pid_t)>& during = {}) {
+    return run_cli(args, dir, input, during);
+  }
+  // A shell command that counts its runs in `file` and succeeds on run `succeed_on` (0: never).
+  static std::string counting(int succeed_on, int exit_code = 1) {
+    return "n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ " + std::to_string(succeed_on) +
+           " -ne 0 ] && [ $n -ge " + std::to_string(succeed_on) + " ] && exit 0; exit " + std::to_string(exit_code);
+  }
+  int runs() { return std::stoi(slurp(dir / "count")); }
+};
+
+}  // namespace
+
+TEST_F(Cli, RunRetriesACommandThatFailsTwiceThenSucceeds) {
+  const auto r = cli({"run", "--initial", "10ms", "--max-attempts", "5", "--", "sh", "-c", counting(3)});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(runs(), 3);
+  EXPECT_EQ(count_lines(r.err, "Will retry in"), 2) << r.err;
+  EXPECT_NE(r.err.find("backoff: attempt 1 failed (exit 1). Will retry in"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("3 retries left."), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, RunGivesUpWithTheLastExitStatus) {
+  const auto r = cli({"run", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", counting(0, 7)});
+  EXPECT_EQ(r.status, 7);
+  EXPECT_EQ(runs(), 3);
+  EXPECT_NE(r.err.find("giving up after 3 attempts (exhausted): exit 7"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, RunQuietPrintsNothing) {
+  const auto r = cli({"run", "-q", "--initial", "1ms", "--max-attempts", "2", "--", "false"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(Cli, RetryOnExitCodes) {
+  // 4 is not in the retry set: one run only.
+  auto r = cli({"run", "--initial", "1ms", "--retry-on-exit", "3,75-78", "--", "sh", "-c", counting(0, 4)});
+  EXPECT_EQ(r.status, 4);
+  EXPECT_EQ(runs(), 1);
+  fs::remove(dir / "count");
+  // 76 is in the range: retried to the limit.
+  r = cli({"run", "--initial", "1ms", "--max-attempts", "3", "--retry-on-exit", "3,75-78", "--", "sh", "-c",
+           counting(0, 76)});
+  EXPECT_EQ(r.status, 76);
+  EXPECT_EQ(runs(), 3);
+  fs::remove(dir / "count");
+  // --no-retry-on-exit excludes a code from the default "any non-zero".
+  r = cli({"run", "--initial", "1ms", "--no-retry-on-exit", "2", "--", "sh", "-c", counting(0, 2)});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(runs(), 1);
+}
+
+TEST_F(Cli, AttemptTimeoutKillsASleepingChild) {
+  const auto r = cli({"run", "--attempt-timeout", "200ms", "--initial", "1ms", "--max-attempts", "2", "--", "sleep", "30"});
+  EXPECT_EQ(r.status, 124);
+  EXPECT_LT(r.took, 20s);
+  EXPECT_EQ(count_lines(r.err, "timed out"), 2) << r.err;
+}
+
+TEST_F(Cli, AChildIgnoringSigtermGetsSigkillAfterTheGracePeriod) {
+  const auto r = cli({"run", "--attempt-timeout", "200ms", "--kill-after", "200ms", "--max-attempts", "1", "--", "sh",
+                      "-c", "trap '' TERM; sleep 30 & wait; sleep 30"});
+  EXPECT_EQ(r.status, 124);
+  EXPECT_LT(r.took, 20s);
+}
+
+TEST_F(Cli, SigtermIsForwardedAndStopsTheRetrying) {
+  const auto r = cli({"run", "--initial", "1ms", "--max-attempts", "5", "--", "sh", "-c",
+                      "echo started >> runs; trap 'exit 42' TERM; while true; do sleep 0.05; done"},
+                     "", [&](pid_t pid) {
+                       for (int i = 0; i < 200 && !fs::exists(dir / "runs"); ++i) std::this_thread::sleep_for(10ms);
+                       std::this_thread::sleep_for(100ms);
+                       ::kill(pid, SIGTERM);
+                     });
+  EXPECT_EQ(r.status, 42) << r.err;
+  EXPECT_EQ(slurp(dir / "runs"), "started\n");  // not retried
+}
+
+TEST_F(Cli, SigintDuringTheWaitStopsWithoutAnotherAttempt) {
+  const auto r = cli({"run", "--initial", "30s", "--jitter", "none", "--", "sh", "-c", "echo run >> runs; exit 1"}, "",
+                     [&](pid_t pid) {
+                       for (int i = 0; i < 200 && !fs::exists(dir / "runs"); ++i) std::this_thread::sleep_for(10ms);
+                       std::this_thread::sleep_for(100ms);
+                       ::kill(pid, SIGINT);
+                     });
+  EXPECT_EQ(r.status, 1);  // the last attempt's status
+  EXPECT_LT(r.took, 20s);
+  EXPECT_EQ(slurp(dir / "runs"), "run\n");
+}
+
+TEST_F(Cli, MaxTimeIsRespected) {
+  const auto r = cli({"run", "--max-time", "1s", "--initial", "100ms", "--jitter", "none", "--max-attempts", "100",
+                      "--report", "report.json", "--", "false"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_LT(r.took, 10s);
+  const auto report = nlohmann::json::parse(slurp(dir / "report.json"));
+  EXPECT_EQ(report["reason"], "deadline");
+  const auto& attempts = report["attempts"];
+  ASSERT_GE(attempts.size(), 3u);
+  for (const auto& a : attempts) EXPECT_LE(a["start_s"].get<double>(), 1.05);
+  // And a running attempt is stopped when the time is up.
+  const auto s = cli({"run", "--max-time", "300ms", "--", "sleep", "30"});
+  EXPECT_EQ(s.status, 124);
+  EXPECT_LT(s.took, 20s);
+}
+
+TEST_F(Cli, StdinGoesToTheFirstAttemptOnlyUnlessReplayed) {
+  auto r = cli({"run", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", "cat >> got; exit 1"}, "hello\n");
+  EXPECT_EQ(slurp(dir / "got"), "hello\n");
+  fs::remove(dir / "got");
+  r = cli({"run", "--stdin-replay", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", "cat >> got; exit 1"},
+          "hello\n");
+  EXPECT_EQ(slurp(dir / "got"), "hello\nhello\nhello\n");
+}
+
+TEST_F(Cli, MissingCommandIsNotRetried) {
+  const auto r = cli({"run", "--initial", "1ms", "--", "no-such-command-backoff-test"});
+  EXPECT_EQ(r.status, 127);
+  EXPECT_EQ(count_lines(r.err, "cannot run 'no-such-command-backoff-test'"), 1) << r.err;
+}
+
+TEST_F(Cli, RunReportHasEveryAttempt) {
+  const auto r = cli({"run", "--initial", "1ms", "--max-attempts", "4", "--report", "r.json", "--", "sh", "-c", counting(3, 5)});
+  EXPECT_EQ(r.status, 0);
+  const auto report = nlohmann::json::parse(slurp(dir / "r.json"));
+  ASSERT_EQ(report["attempts"].size(), 3u);
+  EXPECT_EQ(report["attempts"][0]["exit_code"], 5);
+  EXPECT_EQ(report["attempts"][0]["outcome"], "retryable");
+  EXPECT_GE(report["attempts"][0]["delay_s"].get<double>(), 0.0);
+  EXPECT_EQ(report["attempts"][2]["exit_code"], 0);
+  EXPECT_EQ(report["attempts"][2]["outcome"], "success");
+  EXPECT_EQ(report["reason"], "success");
+  EXPECT_EQ(report["exit_status"], 0);
+}
+
+TEST_F(Cli, EveryBadFlagExitsTwoNamingIt) {
+  const struct {
+    std::vector<std::string> args;
+    std::string message;
+  } cases[] = {
+      {{"run", "--initial", "abc", "--", "touch", "ran"}, "--initial: invalid duration 'abc'"},
+      {{"run", "--initial", "5", "--", "touch", "ran"}, "--initial: invalid duration '5'"},
+      {{"run", "--max-delay", "1ms", "--initial", "1s", "--", "touch", "ran"}, "--max-delay"},
+      {{"run", "--multiplier", "0.5", "--", "touch", "ran"}, "--multiplier"},
+      {{"run", "--multiplier", "two", "--", "touch", "ran"}, "--multiplier: invalid number 'two'"},
+      {{"run", "--jitter", "wobbly", "--", "touch", "ran"}, "--jitter: unknown jitter 'wobbly'"},
+      {{"run", "--jitter", "proportional:2", "--", "touch", "ran"}, "--jitter: proportional needs a fraction"},
+      {{"run", "--jitter", "additive:x", "--", "touch", "ran"}, "--jitter additive: invalid duration 'x'"},
+      {{"run", "--max-attempts", "0", "--", "touch", "ran"}, "--max-attempts: must be at least 1"},
+      {{"run", "--max-attempts", "lots", "--", "touch", "ran"}, "--max-attempts"},
+      {{"run", "--max-time", "soon", "--", "touch", "ran"}, "--max-time: invalid duration 'soon'"},
+      {{"run", "--seed", "x", "--", "touch", "ran"}, "--seed"},
+      {{"run", "--preset", "nope", "--", "touch", "ran"}, "--preset: unknown preset 'nope'"},
+      {{"run", "--retry-on-exit", "1,x", "--", "touch", "ran"}, "--retry-on-exit: invalid exit codes '1,x'"},
+      {{"run", "--retry-on-exit", "0", "--", "touch", "ran"}, "--retry-on-exit: 0 means success"},
+      {{"run", "--no-retry-on-exit", "300", "--", "touch", "ran"}, "--no-retry-on-exit"},
+      {{"run", "--attempt-timeout", "0", "--", "touch", "ran"}, "--attempt-timeout: must be longer than 0"},
+      {{"run", "--kill-after", "-1s", "--", "touch", "ran"}, "--kill-after"},
+      {{"run", "--bogus", "--", "touch", "ran"}, "--bogus"},
+      {{"run"}, "command is required"},
+      {{"get"}, "url is required"},
+      {{"get", "example.com/x"}, "has no scheme"},
+      {{"get", "http://127.0.0.1:1/x", "-H", "bad"}, "--header: 'bad' is not 'Name: value'"},
+      {{"get", "http://127.0.0.1:1/x", "--timeout", "1y"}, "--timeout: invalid duration '1y'"},
+      {{"schedule", "--format", "xml"}, "--format: unknown format 'xml'"},
+      {{"schedule", "--attempts", "0"}, "--attempts: must be at least 1"},
+      {{"schedule", "--samples", "0"}, "--samples: must be at least 1"},
+      {{"frobnicate"}, "frobnicate"},
+      {{}, "subcommand"},
+  };
+  for (const auto& c : cases) {
+    const auto r = cli(c.args);
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    EXPECT_EQ(r.status, 2) << joined << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << joined << "\nstderr: " << r.err;
+    EXPECT_FALSE(fs::exists(dir / "ran")) << joined;
+  }
+}
+
+TEST_F(Cli, ScheduleCsvMatchesTheFormulaWithoutJitter) {
+  const auto r = cli({"schedule", "--initial", "1s", "--multiplier", "2", "--max-delay", "10s", "--jitter", "none",
+                      "--attempts", "6", "--format", "csv"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "retry,delay_ms,cumulative_ms\n"
+            "1,1000.000,1000.000\n2,2000.000,3000.000\n3,4000.000,7000.000\n"
+            "4,8000.000,15000.000\n5,10000.000,25000.000\n6,10000.000,35000.000\n");
+}
+
+TEST_F(Cli, ScheduleGooglePresetFollowsItsFormula) {
+  const auto r = cli({"schedule", "--preset", "google-cloud", "--seed", "9", "--format", "json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto rows = nlohmann::json::parse(r.out);
+  ASSERT_EQ(rows.size(), 9u);  // the preset's 10 attempts: 9 retries
+  double cumulative = 0;
+  for (std::size_t n = 0; n < rows.size(); ++n) {
+    const double d = rows[n]["delay_ms"].get<double>();
+    const double base = std::min(64000.0, 1000.0 * static_cast<double>(1u << n));
+    EXPECT_GE(d, base) << n;
+    EXPECT_LE(d, std::min(64000.0, base + 1000.0)) << n;
+    cumulative += d;
+    EXPECT_NEAR(rows[n]["cumulative_ms"].get<double>(), cumulative, 1e-6);
+    EXPECT_EQ(rows[n]["retry"], n + 1);
+  }
+  // Same seed, same schedule.
+  EXPECT_EQ(cli({"schedule", "--preset", "google-cloud", "--seed", "9", "--format", "json"}).out, r.out);
+}
+
+TEST_F(Cli, ScheduleSamplesShowTheJitterSpread) {
+  const auto r = cli({"schedule", "--initial", "1s", "--max-delay", "8s", "--jitter", "full", "--attempts", "4",
+                      "--samples", "20000", "--seed", "3", "--format", "csv"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::istringstream in(r.out);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "retry,p5_ms,p50_ms,p95_ms");
+  for (int n = 0; n < 4; ++n) {
+    ASSERT_TRUE(std::getline(in, line));
+    double p5, p50, p95;
+    int retry;
+    ASSERT_EQ(std::sscanf(line.c_str(), "%d,%lf,%lf,%lf", &retry, &p5, &p50, &p95), 4);
+    const double d = 1000.0 * (1 << n);  // U(0, d): p5 = 0.05 d, p50 = 0.5 d, p95 = 0.95 d
+    EXPECT_NEAR(p5, 0.05 * d, 0.02 * d);
+    EXPECT_NEAR(p50, 0.50 * d, 0.02 * d);
+    EXPECT_NEAR(p95, 0.95 * d, 0.02 * d);
+  }
+}
+
+TEST_F(Cli, GetSucceedsAfterFaults) {
+  backoff::testing::fault_server server;
+  const std::string data(300'000, 'z');
+  server.add_file("/file.bin", data);
+  server.script("/file.bin", {fault::status(503, "0"), fault::cut(1000), fault::reset()});
+  const auto r = cli({"get", server.url("/file.bin"), "-o", "out.bin", "--initial", "10ms", "--report", "get.json"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), data);
+  EXPECT_EQ(count_lines(r.err, "Will retry in"), 3) << r.err;
+  const auto report = nlohmann::json::parse(slurp(dir / "get.json"));
+  ASSERT_EQ(report["attempts"].size(), 4u);
+  EXPECT_EQ(report["attempts"][0]["http_status"], 503);
+  EXPECT_EQ(report["attempts"][0]["hint_s"], 0.0);
+  EXPECT_EQ(report["attempts"][1]["transport_error"], "connection_dropped");
+  EXPECT_EQ(report["attempts"][2]["transport_error"], "connection_reset");
+  EXPECT_EQ(report["resumes"], 1);  // the last attempt continued at byte 1000 with a 206
+}
+
+TEST_F(Cli, GetNotFoundIsNotRetried) {
+  backoff::testing::fault_server server;
+  server.script("/nope", {fault::status(404)});
+  const auto r = cli({"get", server.url("/nope"), "-o", "nope.bin", "--initial", "10ms"});
+  EXPECT_EQ(r.status, 4);
+  EXPECT_EQ(server.hits("/nope"), 1u);
+  EXPECT_FALSE(fs::exists(dir / "nope.bin"));
+  EXPECT_NE(r.err.find("HTTP 404"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, GetThatGivesUpLeavesNoFile) {
+  backoff::testing::fault_server server;
+  server.script("/down", std::vector<fault>(10, fault::status(503)));
+  const auto r = cli({"get", server.url("/down"), "-o", "down.bin", "--initial", "1ms", "--max-attempts", "3"});
+  EXPECT_EQ(r.status, 3);
+  EXPECT_EQ(server.hits("/down"), 3u);
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
+TEST_F(Cli, GetDefaultsToTheUrlsFileName) {
+  backoff::testing::fault_server server;
+  server.add_file("/files/data.csv", "a,b\n1,2\n");
+  const auto r = cli({"get", server.url("/files/data.csv?x=1"), "-q"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "data.csv"), "a,b\n1,2\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(Cli, DemoPasses) {
+  const auto r = cli({"demo"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("all downloads verified"), std::string::npos) << r.out;
+  EXPECT_LT(r.took, 30s);
+}
