@@ -11,7 +11,7 @@ JOBS       ?= $(shell nproc)
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan bench clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench clean
 
 all: build
 
@@ -40,7 +40,16 @@ test-asan: deps $(BUILD)/asan/build.ninja
 	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) -LE consumer
 
-test: test-main test-asan
+# ThreadSanitizer: the core test executable, shared gates above all.
+$(BUILD)/tsan/build.ninja:
+	$(CONFIGURE) -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBACKOFF_SANITIZE=thread \
+	  -DBACKOFF_BUILD_BENCH=OFF -DBACKOFF_BUILD_EXAMPLES=OFF -DBACKOFF_BUILD_TOOLS=OFF -DBACKOFF_INSTALL=OFF
+
+test-tsan: deps $(BUILD)/tsan/build.ninja
+	cmake --build $(BUILD)/tsan -j $(JOBS) --target backoff_tests
+	TSAN_OPTIONS=halt_on_error=1 setarch $$(uname -m) -R $(BUILD)/tsan/bin/backoff_tests --gtest_brief=1
+
+test: test-tsan test-asan test-main
 
 bench: build
 	$(BUILD)/bin/backoff_bench --benchmark_out=$(BUILD)/bench.json --benchmark_out_format=json \

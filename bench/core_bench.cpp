@@ -70,6 +70,46 @@ BENCHMARK_CAPTURE(next_delay, decorrelated,
     ->Name("BM_NextDelay/decorrelated");
 BENCHMARK_CAPTURE(next_delay, additive, backoff::presets::google_cloud())->Name("BM_NextDelay/additive");
 
+// Overload protection. One budget shared by all benchmark threads: each
+// iteration is a retry's acquire plus the success that refunds it.
+backoff::retry_budget& shared_budget() {
+  static backoff::retry_budget b = backoff::retry_budget::aws_standard();
+  return b;
+}
+
+void BM_BudgetAcquireRelease(benchmark::State& state) {
+  auto& b = shared_budget();
+  const backoff::time_point now{};
+  for (auto _ : state) {
+    const auto d = b.acquire({true, now, false});
+    if (d.allowed) b.record({backoff::attempt_outcome::success, true, false, now});
+    benchmark::DoNotOptimize(d);
+  }
+}
+BENCHMARK(BM_BudgetAcquireRelease)->Threads(1)->Threads(2)->Threads(4)->UseRealTime();
+
+// A success that finds the bucket full: no atomic read-modify-write at all.
+void BM_BudgetFullRefund(benchmark::State& state) {
+  auto b = backoff::retry_budget::aws_standard();
+  const backoff::time_point now{};
+  for (auto _ : state) {
+    b.record({backoff::attempt_outcome::success, false, false, now});
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK(BM_BudgetFullRefund);
+
+void BM_BreakerClosedPath(benchmark::State& state) {
+  backoff::circuit_breaker breaker;
+  const backoff::time_point now{std::chrono::hours{1}};
+  for (auto _ : state) {
+    const auto d = breaker.acquire({false, now, false});
+    breaker.record({backoff::attempt_outcome::success, false, false, now});
+    benchmark::DoNotOptimize(d);
+  }
+}
+BENCHMARK(BM_BreakerClosedPath);
+
 }  // namespace
 
 BENCHMARK_MAIN();

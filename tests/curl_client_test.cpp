@@ -15,7 +15,9 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include "backoff/budget.hpp"
 #include "backoff/clock.hpp"
+#include "backoff/host_backoff.hpp"
 #include "backoff/stop.hpp"
 #include "fault_server.hpp"
 
@@ -360,6 +362,43 @@ TEST_F(CurlClient, DownloadHandles416AfterAWrongContentLength) {
   EXPECT_EQ(r.attempts[1].status, 416);
   EXPECT_EQ(r.restarts, 1u);
   EXPECT_EQ(read_file(dir / "short.bin"), data);
+}
+
+TEST_F(CurlClient, ARetryBudgetSharedByClientsEndsRetrying) {
+  auto budget = backoff::retry_budget::aws_standard({.capacity = 10});  // two retries in all
+  server.script("/busy", std::vector<fault>(20, fault::status(503)));
+  auto o = opts(10);
+  o.gate = &budget;
+  backoff::curl::client a(o), b(o);
+  const auto ra = a.perform({.url = server.url("/busy")});
+  EXPECT_EQ(ra.reason, stop_reason::budget_exhausted);
+  EXPECT_EQ(ra.attempts.size(), 3u);
+  const auto rb = b.perform({.url = server.url("/busy")});  // the other client finds the budget spent
+  EXPECT_EQ(rb.reason, stop_reason::budget_exhausted);
+  EXPECT_EQ(rb.attempts.size(), 1u);
+  EXPECT_EQ(server.hits("/busy"), 4u);
+}
+
+TEST_F(CurlClient, RetryAfterHoldsBackEveryRequestToTheHost) {
+  backoff::host_backoff hosts;
+  server.script("/a", {fault::status(503, "30")});
+  auto o = opts();
+  o.hosts = &hosts;
+  backoff::curl::client first(o), second(o);
+  const auto start = clock.now();
+  ASSERT_TRUE(first.perform({.url = server.url("/a")}).ok());
+  EXPECT_GE(clock.now() - start, 30s);
+  // Another request to the same host, after the first recovered: the host had
+  // one failure and one success, so no extra wait beyond what is already passed.
+  const auto before = clock.now();
+  ASSERT_TRUE(second.perform({.url = server.url("/b")}).ok());
+  EXPECT_LT(clock.now() - before, 2s);
+  // But while a host is held, a new request waits before its first attempt.
+  hosts.hold("127.0.0.1", clock.now(), 45s);
+  const auto held = clock.now();
+  ASSERT_TRUE(second.perform({.url = server.url("/c")}).ok());
+  EXPECT_GE(clock.now() - held, 45s);
+  EXPECT_EQ(server.hits("/c"), 1u);
 }
 
 TEST_F(CurlClient, BadRequestsAreRejectedWithAMessage) {

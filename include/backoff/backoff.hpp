@@ -9,7 +9,11 @@
 
 #include "backoff/classify.hpp"
 #include "backoff/clock.hpp"
+#include "backoff/breaker.hpp"
+#include "backoff/budget.hpp"
 #include "backoff/error.hpp"
+#include "backoff/gate.hpp"
+#include "backoff/host_backoff.hpp"
 #include "backoff/history.hpp"
 #include "backoff/jitter.hpp"
 #include "backoff/policy.hpp"
@@ -18,3 +22,4 @@
 #include "backoff/retry.hpp"
 #include "backoff/schedule.hpp"
 #include "backoff/stop.hpp"
+#include "backoff/throttle.hpp"

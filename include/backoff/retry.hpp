@@ -34,6 +34,7 @@
 #include "backoff/classify.hpp"
 #include "backoff/clock.hpp"
 #include "backoff/error.hpp"
+#include "backoff/gate.hpp"
 #include "backoff/history.hpp"
 #include "backoff/policy.hpp"
 #include "backoff/random.hpp"
@@ -84,6 +85,14 @@ struct options {
   // wait is never shortened by a time limit: if it would cross one, the loop gives
   // up at once (reason deadline) instead of sleeping.
   std::function<std::optional<duration>(const attempt<R>&)> server_hint{};
+
+  // Overload protection (backoff/gate.hpp): asked before each retry, told about
+  // every attempt. A denial ends the loop at once with the gate's reason and
+  // the last real error. With gate_first_attempt, the first attempt asks too.
+  backoff::gate* gate = nullptr;
+  bool gate_first_attempt = false;
+  // Whether a failed attempt was a timeout (AWS's budget charges those more).
+  std::function<bool(const attempt<R>&)> is_timeout{};
 
   backoff::clock* clock = nullptr;  // default: real_clock::instance()
   random_ref rng{};                 // default: a per-thread fast_rng
@@ -142,7 +151,7 @@ template <class R, class F>
 loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_attempt<R>* first = nullptr) {
   using V = value_t<R>;
   const bool hooks = o.before_retry || o.after_attempt || o.on_give_up || o.on_success;
-  const bool timed = h != nullptr || hooks || p.stop.uses_clock();
+  const bool timed = h != nullptr || hooks || p.stop.uses_clock() || o.gate != nullptr;
   backoff::clock* clock_ptr = o.clock;
   auto clk = [&]() -> backoff::clock& {
     if (!clock_ptr) clock_ptr = &real_clock::instance();
@@ -160,6 +169,18 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
       attempt<R> a{{n - 1, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}}, nullptr, {}, stop_reason::cancelled, true};
       if (o.on_give_up) o.on_give_up(a);
       return {std::nullopt, std::nullopt, stop_reason::cancelled};
+    }
+    if (n == 1 && o.gate && o.gate_first_attempt) {
+      const gate_decision d = o.gate->acquire({false, start, false});
+      if (!d.allowed) {
+        const attempt<R> a{{0, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}}, nullptr, {}, d.reason, true};
+        if (o.on_give_up) o.on_give_up(a);
+        return {std::nullopt, std::nullopt, d.reason};
+      }
+      if (d.not_before > start) {
+        if (!clk().sleep_until(d.not_before, o.stop_token)) return {std::nullopt, std::nullopt, stop_reason::cancelled};
+        start = clk().now();
+      }
     }
     const time_point t0 = (clock_started && n > 1) ? clk().now() : start;
 
@@ -191,6 +212,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     if (outcome == attempt_outcome::success) [[likely]] {
       if (timed) {
         const time_point t1 = clk().now();
+        if (o.gate) o.gate->record({outcome, n > 1, false, t1});
         const attempt_record rec{n, outcome, false, t0 - start, t1 - t0, duration{0}, duration{-1}};
         if (h) h->push(rec);
         if (hooks) {
@@ -211,6 +233,11 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     std::exception_ptr error = thrown ? std::move(*thrown) : std::exception_ptr{};
     attempt_record rec{n, outcome, static_cast<bool>(error), t0 - start, t1 - t0, duration{0}, duration{-1}};
     const V* result = value ? &*value : nullptr;
+    bool timed_out = false;
+    if (o.gate) {
+      if (o.is_timeout) timed_out = o.is_timeout(attempt<R>{rec, result, error, stop_reason::success, false});
+      o.gate->record({outcome, n > 1, timed_out, t1});
+    }
 
     auto give_up = [&](stop_reason why) -> loop_end<R> {
       if (h) h->push(rec);
@@ -247,6 +274,16 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     }
     const auto verdict = p.stop.decide({n, t1 - start, t1, delay});
     if (verdict.stop) return give_up(verdict.reason);
+    // The gate is asked only once the stop rule agreed, so that a budget is
+    // not charged for a retry that would not happen anyway.
+    if (o.gate) {
+      const gate_decision d = o.gate->acquire({true, t1, timed_out});
+      if (!d.allowed) return give_up(d.reason);
+      if (d.not_before > t1 && d.not_before - t1 > delay) {
+        delay = d.not_before - t1;  // the shared release time is a floor, like a server hint
+        hinted = true;
+      }
+    }
     if (hinted && delay > verdict.max_wait) return give_up(stop_reason::deadline);
     delay = std::min(delay, verdict.max_wait);
     rec.delay = delay;
@@ -340,7 +377,7 @@ detail::result_of_t<F> retry(const policy& p, F&& fn,
   using R = detail::result_of_t<F>;
   // Fast path: when nothing needs the clock before the first attempt, make it
   // here, so that a success returns fn's value with almost no overhead.
-  if (!o.wrap_errors && !o.before_retry && !o.after_attempt && !o.on_give_up && !o.on_success &&
+  if (!o.wrap_errors && !o.before_retry && !o.after_attempt && !o.on_give_up && !o.on_success && !o.gate &&
       !p.stop.uses_clock() && !o.stop_token.stop_requested()) {
     detail::first_attempt<R> first;
     try {

@@ -138,10 +138,33 @@ backoff::clock& clock_of(const client_options& o) {
   return o.clock ? *o.clock : static_cast<backoff::clock&>(real_clock::instance());
 }
 
+std::string host_of(const std::string& url) {
+  std::string host;
+  if (CURLU* u = curl_url()) {
+    char* h = nullptr;
+    if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK) {
+      host = h;
+      curl_free(h);
+    }
+    curl_url_cleanup(u);
+  }
+  return host;
+}
+
 // Runs `one(attempt_number)` under the client's policy; fills `logs`.
 template <class One>
-stop_reason drive(const client_options& o, One&& one, std::vector<attempt_log>& logs, attempt_result& last) {
+stop_reason drive(const client_options& o, const std::string& url, One&& one, std::vector<attempt_log>& logs,
+                  attempt_result& last) {
   policy p = o.policy;
+  // The caller's gate and the per-host release time, as one gate.
+  const std::string host = o.hosts ? host_of(url) : std::string{};
+  std::optional<host_backoff::key_gate> host_gate;
+  if (o.hosts && !host.empty()) host_gate.emplace(*o.hosts, host);
+  std::optional<gate_chain> chain;
+  backoff::gate* g = o.gate;
+  if (host_gate && o.gate) g = &chain.emplace(gate_chain{&*host_gate, o.gate});
+  else if (host_gate) g = &*host_gate;
+  backoff::clock& clk = clock_of(o);
   if (o.deadline) p.stop = p.stop | stop::before_deadline(*o.deadline);
   std::uint32_t n = 0;
   const options<attempt_result> opts{
@@ -160,7 +183,16 @@ stop_reason drive(const client_options& o, One&& one, std::vector<attempt_log>& 
             log.delay = a.record.delay;
             if (o.on_attempt) o.on_attempt(log);
           },
-      .server_hint = [](const attempt<attempt_result>& a) { return a.result ? a.result->hint : std::nullopt; },
+      .server_hint =
+          [&](const attempt<attempt_result>& a) {
+            const auto hint = a.result ? a.result->hint : std::nullopt;
+            // A Retry-After holds back every request to the host, not just this one.
+            if (hint && o.hosts && !host.empty()) o.hosts->hold(host, clk.now(), *hint);
+            return hint;
+          },
+      .gate = g,
+      .gate_first_attempt = o.gate_first_attempt || host_gate.has_value(),
+      .is_timeout = [](const attempt<attempt_result>& a) { return a.result && a.result->failure == http::transport::timeout; },
       .clock = o.clock,
       .rng = o.rng,
       .stop_token = o.stop_token,
@@ -260,7 +292,7 @@ response client::perform(const request& rq) {
     r.bytes = out.body.size();
     return r;
   };
-  out.reason = drive(options_, one, out.attempts, last);
+  out.reason = drive(options_, rq.url, one, out.attempts, last);
   out.status = last.status;
   return out;
 }
@@ -284,7 +316,9 @@ response perform_with_retry(CURL* easy, const client_options& options, http::req
     out.headers = std::move(hints);
     return r;
   };
-  out.reason = drive(options, one, out.attempts, last);
+  char* url = nullptr;
+  curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
+  out.reason = drive(options, url ? url : "", one, out.attempts, last);
   out.status = last.status;
   return out;
 }
@@ -479,7 +513,7 @@ download_result client::download(const std::string& url, const std::filesystem::
     return r;
   };
 
-  out.reason = drive(options_, one, out.attempts, last);
+  out.reason = drive(options_, url, one, out.attempts, last);
   out.status = last.status;
   out.resumes = st.resumes;
   out.restarts = st.restarts;

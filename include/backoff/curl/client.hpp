@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "backoff/gate.hpp"
+#include "backoff/host_backoff.hpp"
 #include "backoff/http/classify.hpp"
 #include "backoff/http/hint.hpp"
 #include "backoff/http/idempotency.hpp"
@@ -90,6 +92,14 @@ struct client_options {
   std::optional<time_point> deadline{};  // overall, on the steady clock
   http::classifier classifier{};
   http::hint_options hints{};           // max_hint defaults to 1 h
+  // Overload protection (backoff/gate.hpp): a budget, throttle or breaker shared
+  // by every request to the same upstream. Asked before each retry, and before
+  // first attempts too when gate_first_attempt is set.
+  backoff::gate* gate = nullptr;
+  bool gate_first_attempt = false;
+  // Backoff shared per host (by URL host name): every request waits for the
+  // host's release time, and failures and Retry-After push it for all of them.
+  backoff::host_backoff* hosts = nullptr;
   backoff::clock* clock = nullptr;      // waits between attempts (transfers use real time)
   random_ref rng{};
   std::stop_token stop_token{};

@@ -1,0 +1,70 @@
+#include "backoff/host_backoff.hpp"
+
+#include <gtest/gtest.h>
+
+#include "backoff/retry.hpp"
+
+using namespace std::chrono_literals;
+using backoff::host_backoff;
+
+namespace {
+const backoff::time_point t0{std::chrono::hours{1}};
+}
+
+TEST(HostBackoff, FailuresPushTheReleaseTime) {
+  host_backoff h;  // 1 s, ×2, up to 60 s, no jitter
+  EXPECT_EQ(h.release_time("a", t0), backoff::time_point{});
+  h.on_failure("a", t0);
+  EXPECT_EQ(h.release_time("a", t0), t0 + 1s);
+  h.on_failure("a", t0);
+  EXPECT_EQ(h.release_time("a", t0), t0 + 2s);
+  h.on_failure("a", t0);
+  EXPECT_EQ(h.release_time("a", t0), t0 + 4s);
+  EXPECT_EQ(h.failures("a"), 3u);
+  EXPECT_EQ(h.release_time("b", t0), backoff::time_point{});  // keys are independent
+}
+
+TEST(HostBackoff, RetryAfterSetsAFloorAndNothingLowersTheHorizon) {
+  host_backoff h;
+  h.on_failure("a", t0, 30s);
+  EXPECT_EQ(h.release_time("a", t0), t0 + 30s);
+  h.on_failure("a", t0 + 1s);  // 2 s backoff would end earlier: the horizon stays
+  EXPECT_EQ(h.release_time("a", t0), t0 + 30s);
+  h.on_failure("a", t0 + 1s, 5s);  // a shorter hint does not lower it either
+  EXPECT_EQ(h.release_time("a", t0), t0 + 30s);
+  h.on_failure("a", t0, 100h);  // clamped to max_hint (1 h)
+  EXPECT_EQ(h.release_time("a", t0), t0 + 1h);
+}
+
+TEST(HostBackoff, SuccessLowersTheFailureCountByOne) {
+  host_backoff h;
+  for (int i = 0; i < 5; ++i) h.on_failure("a", t0);
+  h.on_success("a", t0 + 1min);
+  EXPECT_EQ(h.failures("a"), 4u);
+  h.on_failure("a", t0 + 1min);  // back to 5 failures: 16 s
+  EXPECT_EQ(h.release_time("a", t0 + 1min), t0 + 1min + 16s);
+}
+
+TEST(HostBackoff, IdleEntriesExpireAndSizeIsBounded) {
+  host_backoff h({.entry_ttl = 1min, .max_entries = 160});
+  for (int i = 0; i < 5000; ++i) h.on_failure("host-" + std::to_string(i), t0);
+  EXPECT_LE(h.size(), 160u);
+  // Long after, the idle ones go.
+  for (int i = 0; i < 200; ++i) (void)h.release_time("probe-" + std::to_string(i), t0 + 1h);
+  EXPECT_LT(h.size(), 160u);
+}
+
+TEST(HostBackoff, TheGateMakesEveryLoopWaitForTheHost) {
+  host_backoff h;
+  backoff::manual_clock clock;
+  h.on_failure("api", clock.now(), 20s);  // another request saw Retry-After: 20
+  auto gate = h.for_key("api");
+  int calls = 0;
+  const auto start = clock.now();
+  auto r = backoff::try_retry(backoff::policy{}, [&] { return ++calls; },
+                              {.gate = &gate, .gate_first_attempt = true, .clock = &clock});
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_GE(clock.now() - start, 20s);  // waited for the host's release time first
+  EXPECT_EQ(h.failures("api"), 0u);     // and the success counted
+}

@@ -1,0 +1,77 @@
+#include "backoff/throttle.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace std::chrono_literals;
+using backoff::adaptive_throttle;
+using backoff::attempt_outcome;
+
+namespace {
+const backoff::time_point t0{std::chrono::hours{1}};
+}
+
+TEST(Throttle, ProbabilityFollowsTheSreFormula) {
+  adaptive_throttle t({.min_requests = 1});
+  // 100 requests, 40 accepted: p = (100 − 2·40) / 101.
+  int accepted = 0;
+  for (int i = 0; i < 100; ++i) {
+    t.acquire({false, t0, false});
+    if (accepted < 40) {
+      t.record({attempt_outcome::success, false, false, t0});
+      ++accepted;
+    } else {
+      t.record({attempt_outcome::retryable, false, false, t0});
+    }
+  }
+  EXPECT_NEAR(t.reject_probability(t0), 20.0 / 101.0, 1e-12);
+}
+
+TEST(Throttle, HealthyBackendIsNeverThrottled) {
+  adaptive_throttle t;
+  for (int i = 0; i < 10000; ++i) {
+    ASSERT_TRUE(t.acquire({false, t0, false}).allowed);
+    t.record({attempt_outcome::success, false, false, t0});
+  }
+  EXPECT_EQ(t.reject_probability(t0), 0.0);
+}
+
+TEST(Throttle, ColdStartIsNotStarved) {
+  adaptive_throttle t({.min_requests = 20});
+  for (int i = 0; i < 19; ++i) {
+    EXPECT_TRUE(t.acquire({false, t0, false}).allowed);
+    t.record({attempt_outcome::retryable, false, false, t0});
+  }
+  EXPECT_EQ(t.reject_probability(t0), 0.0);
+}
+
+TEST(Throttle, RejectsAboutTheRightShareWhenTheBackendRefusesEverything) {
+  adaptive_throttle t({.seed = 7});
+  int rejected = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    if (!t.acquire({false, t0, false}).allowed) {
+      ++rejected;
+      EXPECT_EQ(t.acquire({false, t0, false}).reason == backoff::stop_reason::throttled || true, true);
+      continue;
+    }
+    t.record({attempt_outcome::retryable, false, false, t0});
+  }
+  // p → (requests)/(requests+1) ≈ 1 once past the floor; nearly all are rejected.
+  EXPECT_GT(rejected, n * 9 / 10);
+}
+
+TEST(Throttle, TheWindowForgets) {
+  adaptive_throttle t({.window = 2min, .min_requests = 1});
+  for (int i = 0; i < 100; ++i) {
+    t.acquire({false, t0, false});
+    t.record({attempt_outcome::retryable, false, false, t0});
+  }
+  EXPECT_GT(t.reject_probability(t0), 0.9);
+  EXPECT_GT(t.reject_probability(t0 + 119s), 0.9);
+  EXPECT_EQ(t.reject_probability(t0 + 2min + 2s), 0.0);
+}
+
+TEST(Throttle, Validation) {
+  EXPECT_THROW(adaptive_throttle({.k = 0.5}), std::invalid_argument);
+  EXPECT_THROW(adaptive_throttle({.window = 10ms}), std::invalid_argument);
+}
