@@ -50,7 +50,7 @@ class retry_budget final : public gate {
   };
   struct finagle_options {
     duration ttl = std::chrono::seconds{10};   // [1 s, 60 s]
-    std::int64_t min_retries_per_sec = 10;
+    double min_retries_per_sec = 10;           // may be fractional: 0.5 = one every 2 s
     double percent_can_retry = 0.2;            // [0, 1000]
   };
 
@@ -84,7 +84,7 @@ class retry_budget final : public gate {
   static retry_budget finagle(finagle_options o) {
     if (o.ttl < std::chrono::seconds{1} || o.ttl > std::chrono::seconds{60})
       detail::invalid("backoff::retry_budget::finagle", "ttl", "in [1s, 60s]", o.ttl);
-    if (o.min_retries_per_sec < 0)
+    if (!(o.min_retries_per_sec >= 0))
       detail::invalid("backoff::retry_budget::finagle", "min_retries_per_sec", ">= 0", o.min_retries_per_sec);
     if (!(o.percent_can_retry >= 0 && o.percent_can_retry <= 1000))
       detail::invalid("backoff::retry_budget::finagle", "percent_can_retry", "in [0, 1000]", o.percent_can_retry);
@@ -95,7 +95,7 @@ class retry_budget final : public gate {
     // (Finagle uses 1001 for percent 0: deposits alone never pay for a retry.)
     b.withdrawal_ = o.percent_can_retry == 0 ? 1001 : static_cast<std::int64_t>(1000.0 / o.percent_can_retry);
     const auto ttl_s = std::chrono::duration_cast<std::chrono::seconds>(o.ttl).count();
-    b.reserve_ = o.min_retries_per_sec * ttl_s * b.withdrawal_;
+    b.reserve_ = static_cast<std::int64_t>(o.min_retries_per_sec * static_cast<double>(ttl_s) * static_cast<double>(b.withdrawal_));
     b.ttl_slots_ = static_cast<int>(ttl_s);
     return b;
   }

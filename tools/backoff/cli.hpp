@@ -83,5 +83,6 @@ subcommand run_command(CLI::App& app);
 subcommand get_command(CLI::App& app);
 subcommand schedule_command(CLI::App& app);
 subcommand demo_command(CLI::App& app);
+subcommand simulate_command(CLI::App& app);
 
 }  // namespace backoff::cli

@@ -3,6 +3,7 @@
 //   backoff get URL [-o FILE] [policy]    download with retries and resume
 //   backoff schedule [policy]             show the waits a policy produces
 //   backoff demo                          see it work against a failing local server
+//   backoff simulate SCENARIO             contention, failures or overload experiments
 #include <iostream>
 
 #include "cli.hpp"
@@ -12,12 +13,13 @@ int main(int argc, char** argv) {
   CLI::App app{"backoff: retry what fails, with exponential backoff and jitter"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "backoff 0.1.0");
-  std::vector<subcommand> commands{run_command(app), get_command(app), schedule_command(app), demo_command(app)};
+  std::vector<subcommand> commands{run_command(app), get_command(app), schedule_command(app), demo_command(app),
+                                   simulate_command(app)};
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const auto& c : commands) known = known || c.app->get_name() == argv[1];
     if (!known) {
-      std::cerr << "backoff: unknown subcommand '" << argv[1] << "' (choose run, get, schedule or demo)\n";
+      std::cerr << "backoff: unknown subcommand '" << argv[1] << "' (choose run, get, schedule, demo or simulate)\n";
       return exit_code::usage;
     }
   }

@@ -1,0 +1,484 @@
+#include "sim.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <limits>
+#include <cmath>
+#include <numeric>
+#include <queue>
+#include <stdexcept>
+
+#include "backoff/breaker.hpp"
+#include "backoff/budget.hpp"
+#include "backoff/presets.hpp"
+#include "backoff/random.hpp"
+#include "backoff/throttle.hpp"
+
+namespace backoff::sim {
+
+namespace {
+
+using ns = std::chrono::nanoseconds;
+
+time_point at(std::int64_t t) { return time_point{std::chrono::duration_cast<time_point::duration>(ns{t})}; }
+
+// |Normal(mean, sd)| by the polar method: our own, so that a seed gives the
+// same numbers with every standard library. Each round yields two normals;
+// the second is kept for the next call.
+class net_model {
+ public:
+  net_model(double mean, double sd) : mean_(mean), sd_(sd) {}
+  std::int64_t delay(fast_rng& rng) {
+    double z;
+    if (has_spare_) {
+      z = spare_;
+      has_spare_ = false;
+    } else {
+      double u, v, s;
+      do {
+        u = 2.0 * uniform_unit(rng) - 1.0;
+        v = 2.0 * uniform_unit(rng) - 1.0;
+        s = u * u + v * v;
+      } while (s >= 1.0 || s == 0.0);
+      const double f = std::sqrt(-2.0 * std::log(s) / s);
+      z = u * f;
+      spare_ = v * f;
+      has_spare_ = true;
+    }
+    return static_cast<std::int64_t>(std::abs(mean_ + sd_ * z));
+  }
+
+ private:
+  double mean_, sd_, spare_ = 0;
+  bool has_spare_ = false;
+};
+
+// Exponential inter-arrival time in ns for a rate per second.
+std::int64_t exp_gap(fast_rng& rng, double rate_per_s) {
+  return static_cast<std::int64_t>(-std::log1p(-uniform_unit(rng)) / rate_per_s * 1e9);
+}
+
+std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
+  std::uint64_t z = a * 0x9e3779b97f4a7c15ULL + b + 0x632be59bd9b4e019ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
+  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
+struct event {
+  std::int64_t t;
+  std::uint64_t seq;
+  std::uint32_t id;
+  std::uint8_t kind;
+  std::uint32_t aux = 0;  // overload: the attempt an event belongs to
+  bool operator>(const event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
+};
+
+
+using event_queue = std::priority_queue<event, std::vector<event>, std::greater<event>>;
+
+policy with_attempts(policy p, std::uint32_t attempts) {
+  p.stop = stop::after_attempts(attempts);
+  return p;
+}
+
+}  // namespace
+
+policy default_policy() {
+  return {.schedule = exponential{.initial = std::chrono::seconds{1}, .multiplier = 2.0, .max_delay = std::chrono::seconds{32}},
+          .jitter = jitter::full(),
+          .stop = stop::after_attempts(4)};
+}
+
+std::shared_ptr<gate> default_gate() {
+  return std::make_shared<retry_budget>(retry_budget::finagle(
+      {.ttl = std::chrono::seconds{10}, .min_retries_per_sec = 0.2, .percent_can_retry = 0.1}));
+}
+
+strategy named_strategy(const std::string& name, duration base, duration cap) {
+  const policy retry3 = with_attempts(policy{}, 4);
+  if (name == "none") return {name, {.schedule = constant{.delay = ns{0}}, .jitter = jitter::none(), .stop = {}}};
+  if (name == "exponential" || name == "full" || name == "equal") {
+    // Brooker's expo(n) = min(cap, base × 2^n) with n = 1 for the first retry.
+    const exponential e{.initial = 2 * base, .multiplier = 2.0, .max_delay = cap};
+    const jitter j = name == "full" ? jitter::full() : name == "equal" ? jitter::equal() : jitter::none();
+    return {name, {.schedule = e, .jitter = j, .stop = {}}};
+  }
+  if (name == "decorrelated")
+    return {name, {.schedule = decorrelated{.base = base, .max_delay = cap}, .jitter = jitter::none(), .stop = {}}};
+  if (name == "google-cloud") return {name, presets::google_cloud()};
+  if (name == "aws-standard") return {name, presets::aws_standard()};
+  if (name == "grpc") return {name, presets::grpc_connection()};
+  if (name == "curl") return {name, presets::curl_retry()};
+  if (name == "no-retries") return {name, with_attempts(policy{}, 1)};
+  if (name == "3-retries") return {name, retry3};
+  if (name == "budget-aws")
+    return {name, retry3, [] { return std::make_shared<retry_budget>(retry_budget::aws_standard()); }};
+  if (name == "budget-grpc")
+    return {name, retry3, [] { return std::make_shared<retry_budget>(retry_budget::grpc({.max_tokens = 10, .token_ratio = 0.1})); }};
+  if (name == "budget-finagle")
+    return {name, retry3, [] { return std::make_shared<retry_budget>(retry_budget::finagle()); }};
+  if (name == "sre-throttle")
+    return {name, retry3, [] { return std::make_shared<adaptive_throttle>(); }, true};
+  if (name == "circuit-breaker")
+    return {name, retry3, [] { return std::make_shared<circuit_breaker>(); }, true};
+  if (name == "backoff-default") return {name, default_policy(), default_gate};
+  throw std::invalid_argument("unknown strategy '" + name +
+                              "' (choose none, exponential, full, equal, decorrelated, google-cloud, aws-standard, grpc, "
+                              "curl, no-retries, 3-retries, budget-aws, budget-grpc, budget-finagle, sre-throttle, "
+                              "circuit-breaker or backoff-default)");
+}
+
+// ---------------------------------------------------------------------------------
+// contention: read → write until a write succeeds; a failed write backs off.
+
+// contention's events, 16 bytes: time, then (sequence, client, kind) packed so
+// that equal times pop in the order they were pushed.
+struct small_event {
+  std::int64_t t;
+  std::uint64_t key;  // seq << 24 | client << 2 | kind
+  bool operator>(const small_event& o) const { return t != o.t ? t > o.t : key > o.key; }
+};
+
+contention_run contention_once(int clients, const strategy& s, const contention_options& o, std::uint64_t seed) {
+  if (clients < 1 || clients > (1 << 22)) throw std::invalid_argument("contention: clients must be in [1, 4194304]");
+  enum : std::uint8_t { read_arrive, write_arrive };
+  fast_rng rng{seed};
+  net_model net(static_cast<double>(o.net_mean.count()), static_cast<double>(o.net_sd.count()));
+  struct client {
+    schedule_state st;
+    std::uint64_t seen = 0;
+  };
+  std::vector<client> c(static_cast<std::size_t>(clients));
+  std::vector<small_event> heap;
+  heap.reserve(c.size() + 1);
+  const auto later = std::greater<small_event>{};
+  std::uint64_t seq = 0, version = 0;
+  auto push = [&](std::int64_t t, std::uint32_t id, std::uint8_t kind) {
+    heap.push_back({t, (seq++ << 24) | (static_cast<std::uint64_t>(id) << 2) | kind});
+    std::push_heap(heap.begin(), heap.end(), later);
+  };
+  for (std::uint32_t i = 0; i < c.size(); ++i) push(net.delay(rng), i, read_arrive);
+  contention_run out;
+  std::int64_t now = 0, last = 0;
+  // Only arrivals at the server are events: the client's part of each exchange
+  // (receive the reply, send the next request, or back off) involves nobody
+  // else, so its two network hops are drawn together. The model is unchanged
+  // (Brooker's has one event per message); there are half as many events.
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    const small_event e = heap.back();
+    heap.pop_back();
+    now = e.t;
+    const auto id = static_cast<std::uint32_t>((e.key >> 2) & 0x3fffff);
+    client& cl = c[id];
+    if ((e.key & 3) == read_arrive) {
+      cl.seen = version;
+      const std::int64_t reply = net.delay(rng);
+      push(now + reply + net.delay(rng), id, write_arrive);
+    } else {
+      ++out.writes;
+      const std::int64_t reply_at = now + net.delay(rng);
+      if (cl.seen == version) {
+        ++version;
+        last = std::max(last, reply_at);  // the client learns it won: done
+      } else {
+        push(reply_at + net.delay(rng) + s.policy.next_delay(cl.st, rng).count(), id, read_arrive);
+      }
+    }
+  }
+  now = std::max(now, last);
+  out.completion = ns{now};
+  return out;
+}
+
+std::vector<contention_row> run_contention(const contention_options& o) {
+  if (o.runs < 1) throw std::invalid_argument("--runs: must be >= 1 (got " + std::to_string(o.runs) + ")");
+  std::vector<strategy> strategies;
+  for (const auto& name : o.strategies) {
+    strategies.push_back(named_strategy(name, o.base, o.cap));
+    strategies.back().policy.validate();
+  }
+  for (const int n : o.clients)
+    if (n < 1) throw std::invalid_argument("--clients: each count must be >= 1 (got " + std::to_string(n) + ")");
+  // Every (strategy, clients, run) is independent and seeded by its position,
+  // so the runs are spread over the cores and the result does not depend on
+  // how many there are.
+  const std::size_t per_point = static_cast<std::size_t>(o.runs);
+  const std::size_t points = strategies.size() * o.clients.size();
+  std::vector<contention_run> runs(points * per_point);
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t k; (k = next.fetch_add(1)) < runs.size();) {
+      const std::size_t point = k / per_point, r = k % per_point;
+      const int n = o.clients[point % o.clients.size()];
+      runs[k] = contention_once(n, strategies[point / o.clients.size()], o,
+                                mix(mix(o.seed, static_cast<std::uint64_t>(n)), static_cast<std::uint64_t>(r)));
+    }
+  };
+  const unsigned threads = std::max(1u, std::min(std::thread::hardware_concurrency(), 16u));
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+
+  std::vector<contention_row> rows;
+  for (std::size_t point = 0; point < points; ++point) {
+    std::vector<double> completions;
+    double writes = 0;
+    for (std::size_t r = 0; r < per_point; ++r) {
+      const auto& run = runs[point * per_point + r];
+      writes += static_cast<double>(run.writes);
+      completions.push_back(std::chrono::duration<double, std::milli>(run.completion).count());
+    }
+    const double mean_c = std::accumulate(completions.begin(), completions.end(), 0.0) / o.runs;
+    rows.push_back({o.clients[point % o.clients.size()], strategies[point / o.clients.size()].name, writes / o.runs,
+                    mean_c, percentile(completions, 50), percentile(completions, 99)});
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------
+// failures: open-loop requests; each attempt fails independently with probability p.
+
+failures_row failures_once(double p, const strategy& s, const failures_options& o, std::uint64_t seed) {
+  fast_rng rng{seed};
+  std::vector<std::shared_ptr<gate>> gates;
+  if (s.make_gate) {
+    const std::uint32_t n = o.gate_per_client ? o.clients : 1;
+    gates.reserve(n);
+    for (std::uint32_t i = 0; i < n; ++i) gates.push_back(s.make_gate());
+  }
+  struct request {
+    std::uint32_t client, attempts;
+    std::int64_t start;
+    schedule_state st;
+  };
+  std::vector<request> pool;
+  std::vector<std::uint32_t> free_list;
+  event_queue retries;
+  std::uint64_t seq = 0;
+  failures_row row{p, s.name, 0, 0, 0, 0, 0};
+  const double total_rate = o.rate_per_client * o.clients;
+  const std::int64_t end = o.length.count();
+  std::int64_t next_arrival = exp_gap(rng, total_rate);
+
+  // One attempt at `now`; returns when the request is finished or rescheduled.
+  auto attempt = [&](std::uint32_t id, std::int64_t now) {
+    request& rq = pool[id];
+    gate* g = gates.empty() ? nullptr : gates[gates.size() == 1 ? 0 : rq.client].get();
+    const bool retry = rq.attempts > 0;
+    if (g && !retry && s.gate_first_attempt && !g->acquire({false, at(now), false}).allowed) {
+      free_list.push_back(id);
+      return;
+    }
+    ++rq.attempts;
+    ++row.attempts;
+    const bool failed = uniform_unit(rng) < p;
+    const attempt_outcome outcome = failed ? attempt_outcome::retryable : attempt_outcome::success;
+    if (g) g->record({outcome, retry, false, at(now)});
+    if (!failed) {
+      ++row.successes;
+      free_list.push_back(id);
+      return;
+    }
+    duration delay = s.policy.next_delay(rq.st, rng);
+    const auto verdict = s.policy.stop.decide({rq.attempts, ns{now - rq.start}, at(now), delay});
+    if (verdict.stop) {
+      free_list.push_back(id);
+      return;
+    }
+    delay = std::min(delay, verdict.max_wait);
+    if (g) {
+      const gate_decision d = g->acquire({true, at(now), false});
+      if (!d.allowed) {
+        free_list.push_back(id);
+        return;
+      }
+      if (d.not_before > at(now) + delay) delay = d.not_before - at(now);
+    }
+    retries.push({now + delay.count(), seq++, id, 0});
+  };
+
+  while (true) {
+    const bool arrival = next_arrival < end && (retries.empty() || next_arrival <= retries.top().t);
+    if (arrival) {
+      const std::int64_t now = next_arrival;
+      next_arrival += exp_gap(rng, total_rate);
+      std::uint32_t id;
+      if (!free_list.empty()) {
+        id = free_list.back();
+        free_list.pop_back();
+      } else {
+        id = static_cast<std::uint32_t>(pool.size());
+        pool.emplace_back();
+      }
+      pool[id] = {static_cast<std::uint32_t>(uniform_u64(rng, o.clients - 1)), 0, now, {}};
+      ++row.requests;
+      attempt(id, now);
+    } else if (!retries.empty()) {
+      const event e = retries.top();
+      retries.pop();
+      attempt(e.id, e.t);
+    } else {
+      break;
+    }
+  }
+  row.amplification = row.requests ? static_cast<double>(row.attempts) / static_cast<double>(row.requests) : 0;
+  row.success_rate = row.requests ? static_cast<double>(row.successes) / static_cast<double>(row.requests) : 0;
+  return row;
+}
+
+std::vector<failures_row> run_failures(const failures_options& o) {
+  if (o.clients == 0) throw std::invalid_argument("--clients: must be >= 1 (got 0)");
+  if (!(o.rate_per_client > 0)) throw std::invalid_argument("--rate: must be > 0");
+  std::vector<failures_row> rows;
+  for (const double p : o.failure_rates) {
+    if (!(p >= 0 && p <= 1)) throw std::invalid_argument("--failure-rates: each must be in [0, 1] (got " + std::to_string(p) + ")");
+    for (std::size_t i = 0; i < o.policies.size(); ++i) {
+      const strategy s = named_strategy(o.policies[i]);
+      rows.push_back(failures_once(p, s, o, mix(o.seed, static_cast<std::uint64_t>(std::llround(p * 1e6)))));
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------
+// overload: latency = base + per_request × concurrency; clients time out and retry.
+
+double offered_rate(const overload_options& o, double t) {
+  if (o.shape == load_shape::spike) return (t >= 20 && t < 25) ? o.peak_rate : o.base_rate;
+  // ramp: base until 15 s, up to the peak at 25 s, back down by 35 s
+  if (t < 15 || t >= 35) return o.base_rate;
+  if (t < 25) return o.base_rate + (o.peak_rate - o.base_rate) * (t - 15) / 10;
+  return o.peak_rate - (o.peak_rate - o.base_rate) * (t - 25) / 10;
+}
+
+double trigger_end_s(const overload_options& o) { return o.shape == load_shape::spike ? 25.0 : 35.0; }
+
+overload_result run_overload(const overload_options& o) {
+  if (o.attempts == 0) throw std::invalid_argument("--attempts: must be >= 1 (got 0)");
+  overload_result result;
+  const std::int64_t window = o.window.count();
+  const auto windows = static_cast<std::size_t>(o.length.count() / window);
+  for (std::size_t pi = 0; pi < o.policies.size(); ++pi) {
+    strategy s = named_strategy(o.policies[pi]);
+    if (s.name != "no-retries" && s.name != "backoff-default") s.policy = with_attempts(s.policy, o.attempts);
+    fast_rng rng{mix(o.seed, pi)};
+    std::vector<std::shared_ptr<gate>> gates;
+    for (std::uint32_t i = 0; s.make_gate && i < o.clients; ++i) gates.push_back(s.make_gate());
+
+    enum : std::uint8_t { completion, timeout, retry_start };
+    struct request {
+      std::uint32_t client, attempts = 0;
+      std::int64_t start;
+      schedule_state st;
+      std::int64_t attempt_start = 0;
+      bool in_flight = false;  // the current attempt has neither succeeded nor timed out
+    };
+    std::vector<request> reqs;
+    event_queue q;
+    std::uint64_t seq = 0;
+    std::int64_t concurrency = 0;
+    std::vector<double> offered(windows), attempts(windows), goodput(windows);
+    auto bin = [&](std::int64_t t) { return std::min(windows - 1, static_cast<std::size_t>(t / window)); };
+
+    auto start_attempt = [&](std::uint32_t id, std::int64_t now) {
+      request& r = reqs[id];
+      gate* g = gates.empty() ? nullptr : gates[r.client].get();
+      if (g && r.attempts == 0 && s.gate_first_attempt && !g->acquire({false, at(now), false}).allowed) return;
+      ++r.attempts;
+      ++concurrency;
+      attempts[bin(now)] += 1;
+      const std::int64_t latency = o.base_latency.count() + o.latency_per_request.count() * concurrency;
+      r.attempt_start = now;
+      r.in_flight = true;
+      // Events carry the attempt number, so a late completion of an attempt
+      // the client already gave up on is recognised as wasted work.
+      q.push({now + latency, seq++, id, completion, r.attempts});
+      q.push({now + o.timeout.count(), seq++, id, timeout, r.attempts});
+    };
+
+    const double max_rate = std::max(o.base_rate, o.peak_rate);
+    std::int64_t next_arrival = exp_gap(rng, max_rate);
+    const std::int64_t end = o.length.count();
+    while (true) {
+      const bool arrival = next_arrival < end && (q.empty() || next_arrival <= q.top().t);
+      if (arrival) {
+        const std::int64_t now = next_arrival;
+        next_arrival += exp_gap(rng, max_rate);
+        // Thinning: keep the arrival with probability rate(t) / max_rate.
+        if (uniform_unit(rng) * max_rate >= offered_rate(o, static_cast<double>(now) / 1e9)) continue;
+        offered[bin(now)] += 1;
+        reqs.push_back({static_cast<std::uint32_t>(uniform_u64(rng, o.clients - 1)), 0, now, {}});
+        start_attempt(static_cast<std::uint32_t>(reqs.size() - 1), now);
+        continue;
+      }
+      if (q.empty()) break;
+      const event e = q.top();
+      q.pop();
+      if (e.t >= end && e.kind != completion) continue;
+      request& r = reqs[e.id];
+      gate* g = gates.empty() ? nullptr : gates[r.client].get();
+      if (e.kind == completion) {
+        --concurrency;
+        // Only the attempt still awaited can succeed; later ones are wasted work.
+        if (r.in_flight && e.aux == r.attempts) {
+          r.in_flight = false;
+          if (e.t < end) goodput[bin(e.t)] += 1;
+          if (g) g->record({attempt_outcome::success, r.attempts > 1, false, at(e.t)});
+        }
+      } else if (e.kind == timeout) {
+        if (!r.in_flight || e.aux != r.attempts) continue;
+        r.in_flight = false;
+        if (g) g->record({attempt_outcome::retryable, r.attempts > 1, true, at(e.t)});
+        duration delay = s.policy.next_delay(r.st, rng);
+        const auto verdict = s.policy.stop.decide({r.attempts, ns{e.t - r.start}, at(e.t), delay});
+        if (verdict.stop) continue;
+        delay = std::min(delay, verdict.max_wait);
+        if (g) {
+          const gate_decision d = g->acquire({true, at(e.t), true});
+          if (!d.allowed) continue;
+          if (d.not_before > at(e.t) + delay) delay = d.not_before - at(e.t);
+        }
+        q.push({e.t + delay.count(), seq++, e.id, retry_start});
+      } else {
+        start_attempt(e.id, e.t);
+      }
+    }
+
+    const double w = static_cast<double>(window) / 1e9;
+    double total_offered = 0, total_good = 0;
+    for (std::size_t i = 0; i < windows; ++i) {
+      const double t = static_cast<double>(i) * w;
+      result.rows.push_back({s.name, t, offered[i] / w, attempts[i] / w, goodput[i] / w});
+      total_offered += offered[i];
+      total_good += goodput[i];
+    }
+    overload_summary sum{s.name, trigger_end_s(o), std::nullopt, total_offered ? total_good / total_offered : 0};
+    const std::size_t need = static_cast<std::size_t>(std::ceil(5.0 / w));
+    std::size_t streak = 0;
+    for (std::size_t i = 0; i < windows; ++i) {
+      const double t = static_cast<double>(i) * w;
+      if (t < sum.trigger_end_s) continue;
+      const bool ok = goodput[i] / w >= 0.95 * offered_rate(o, t + w / 2);
+      streak = ok ? streak + 1 : 0;
+      if (streak == need) {
+        sum.recovered_at_s = t - static_cast<double>(need - 1) * w;
+        break;
+      }
+    }
+    result.summaries.push_back(sum);
+  }
+  return result;
+}
+
+}  // namespace backoff::sim

@@ -1,0 +1,154 @@
+// sim/sim.hpp — a discrete-event simulator for retry strategies, driving the
+// library's own policy, schedule, stop-rule and gate objects on simulated time.
+//
+//   auto rows = backoff::sim::run_contention({.clients = {10, 100}, .runs = 100});
+//   auto fail = backoff::sim::run_failures({.failure_rates = {0.05, 0.5}});
+//   auto over = backoff::sim::run_overload({.shape = backoff::sim::load_shape::spike});
+//
+// Three scenarios (docs/simulations.md shows their results):
+//  - contention: Brooker's 2015 model ("Exponential Backoff And Jitter", AWS
+//    Architecture Blog): N clients race to update one optimistic-concurrency row.
+//  - failures: open-loop clients against a server that fails each attempt with
+//    probability p; measures load amplification and client success.
+//  - overload: a server whose latency grows with concurrency; a load spike past
+//    the client timeout can leave it stuck (a metastable failure) unless retries
+//    are contained.
+// Everything is deterministic for a given seed.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backoff/gate.hpp"
+#include "backoff/policy.hpp"
+
+namespace backoff::sim {
+
+// A retry strategy as a simulated client uses it: a policy, and a gate made
+// fresh for each client (clients do not share gates unless the factory returns
+// the same one).
+struct strategy {
+  std::string name;
+  backoff::policy policy;
+  std::function<std::shared_ptr<backoff::gate>()> make_gate{};
+  bool gate_first_attempt = false;
+};
+
+// The library's recommended setup, chosen with this simulator (see
+// docs/simulations.md): full jitter over 1 s × 2^n up to 32 s, 4 attempts, and
+// a retry budget of 10 % of requests with a small reserve.
+backoff::policy default_policy();
+std::shared_ptr<backoff::gate> default_gate();
+
+// Named strategies: "none", "exponential", "full", "equal", "decorrelated"
+// (Brooker's, with base and cap), the presets "google-cloud", "aws-standard",
+// "grpc", "curl", and for the load scenarios "no-retries", "3-retries",
+// "budget-aws", "budget-grpc", "budget-finagle", "sre-throttle",
+// "circuit-breaker", "backoff-default". Throws std::invalid_argument for an
+// unknown name.
+strategy named_strategy(const std::string& name, duration base = std::chrono::milliseconds{5},
+                        duration cap = std::chrono::milliseconds{2000});
+
+// --- contention ---------------------------------------------------------------
+
+struct contention_options {
+  std::vector<int> clients{1, 2, 5, 10, 20, 50, 100};
+  std::vector<std::string> strategies{"none", "exponential", "full", "equal", "decorrelated"};
+  int runs = 100;
+  std::uint64_t seed = 1;
+  duration base = std::chrono::milliseconds{5};
+  duration cap = std::chrono::milliseconds{2000};
+  duration net_mean = std::chrono::milliseconds{10};
+  duration net_sd = std::chrono::milliseconds{2};
+};
+
+struct contention_run {
+  std::uint64_t writes = 0;  // total write calls
+  duration completion{0};    // time of the last event
+};
+
+struct contention_row {
+  int clients;
+  std::string strategy;
+  double mean_writes, mean_completion_ms, p50_completion_ms, p99_completion_ms;
+};
+
+// One run: `clients` clients with `s`, randomness from `seed`.
+contention_run contention_once(int clients, const strategy& s, const contention_options& o, std::uint64_t seed);
+std::vector<contention_row> run_contention(const contention_options& o);
+
+// --- failures -------------------------------------------------------------------
+
+struct failures_options {
+  // Request streams. By default they share one gate, as the threads of one
+  // client process share a gate per upstream host; gate_per_client gives each
+  // stream its own, as if each were a separate process.
+  std::uint32_t clients = 100;
+  bool gate_per_client = false;
+  double rate_per_client = 10;  // requests per second
+  duration length = std::chrono::seconds{10};
+  std::vector<double> failure_rates{0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75};
+  std::vector<std::string> policies{"no-retries",     "3-retries",    "budget-aws",      "budget-grpc",
+                                    "budget-finagle", "sre-throttle", "circuit-breaker", "backoff-default"};
+  std::uint64_t seed = 1;
+};
+
+struct failures_row {
+  double failure_rate;
+  std::string policy;
+  double amplification;  // server attempts ÷ requests
+  double success_rate;   // successful requests ÷ requests
+  std::uint64_t requests, attempts, successes;
+};
+
+failures_row failures_once(double failure_rate, const strategy& s, const failures_options& o, std::uint64_t seed);
+std::vector<failures_row> run_failures(const failures_options& o);
+
+// --- overload -------------------------------------------------------------------
+
+enum class load_shape { spike, ramp };
+
+struct overload_options {
+  load_shape shape = load_shape::spike;
+  double base_rate = 40;  // requests per second
+  double peak_rate = 80;
+  duration length = std::chrono::seconds{90};
+  duration window = std::chrono::seconds{1};
+  std::uint32_t clients = 10;  // client processes, each with its own gate
+  duration base_latency = std::chrono::seconds{1};
+  duration latency_per_request = std::chrono::milliseconds{10};
+  duration timeout = std::chrono::seconds{3};
+  std::uint32_t attempts = 3;
+  std::vector<std::string> policies{"no-retries",     "3-retries",    "budget-aws",      "budget-grpc",
+                                    "budget-finagle", "sre-throttle", "circuit-breaker", "backoff-default"};
+  std::uint64_t seed = 1;
+};
+
+struct overload_row {
+  std::string policy;
+  double t_s, offered_per_s, attempts_per_s, goodput_per_s;
+};
+
+struct overload_summary {
+  std::string policy;
+  double trigger_end_s;
+  std::optional<double> recovered_at_s;  // when goodput was back at 95 % of offered load for 5 s
+  double goodput_share;                   // successful ÷ offered over the whole run
+};
+
+// The offered load at time t (requests per second).
+double offered_rate(const overload_options& o, double t_s);
+double trigger_end_s(const overload_options& o);
+
+struct overload_result {
+  std::vector<overload_row> rows;
+  std::vector<overload_summary> summaries;
+};
+overload_result run_overload(const overload_options& o);
+
+}  // namespace backoff::sim

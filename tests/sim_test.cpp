@@ -1,0 +1,179 @@
+#include "sim.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "backoff/budget.hpp"
+
+using namespace std::chrono_literals;
+namespace sim = backoff::sim;
+
+namespace {
+sim::contention_options exact() {
+  sim::contention_options o;
+  o.net_sd = 0ms;  // every hop takes exactly 10 ms
+  return o;
+}
+}  // namespace
+
+TEST(SimContention, OneClientByHand) {
+  // read there and back, write there and back: 4 hops of 10 ms, one write.
+  const auto r = sim::contention_once(1, sim::named_strategy("full"), exact(), 1);
+  EXPECT_EQ(r.writes, 1u);
+  EXPECT_EQ(r.completion, 40ms);
+}
+
+TEST(SimContention, TwoClientsWithoutJitterByHand) {
+  // Both read version 0 at 10 ms; both writes arrive at 30 ms; the first wins.
+  // The loser hears at 40 ms, waits base × 2^1 = 10 ms, reads at 60 ms and
+  // writes at 80 ms; its success reaches it at 90 ms.
+  auto r = sim::contention_once(2, sim::named_strategy("exponential"), exact(), 1);
+  EXPECT_EQ(r.writes, 3u);
+  EXPECT_EQ(r.completion, 90ms);
+  // Without backoff the retry leaves at once: done at 80 ms.
+  r = sim::contention_once(2, sim::named_strategy("none"), exact(), 1);
+  EXPECT_EQ(r.writes, 3u);
+  EXPECT_EQ(r.completion, 80ms);
+}
+
+TEST(SimContention, UsesTheLibrarysPolicyObject) {
+  // A one-second constant schedule, straight from the library: the loser of
+  // two clients waits exactly that long.
+  sim::strategy s{"constant-1s", {.schedule = backoff::constant{.delay = 1s}, .jitter = backoff::jitter::none(), .stop = {}}};
+  const auto r = sim::contention_once(2, s, exact(), 1);
+  // The loser hears at 40 ms; its read reaches the server 10 ms + 1 s later,
+  // then reply, write and the success's reply take 30 ms.
+  EXPECT_EQ(r.completion, 40ms + 10ms + 1s + 30ms);
+}
+
+TEST(SimContention, DeterministicForASeed) {
+  sim::contention_options o;
+  o.clients = {10, 20};
+  o.runs = 20;
+  const auto a = sim::run_contention(o);
+  const auto b = sim::run_contention(o);
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].mean_writes, b[i].mean_writes);
+    EXPECT_EQ(a[i].mean_completion_ms, b[i].mean_completion_ms);
+  }
+  o.seed = 2;
+  const auto c = sim::run_contention(o);
+  EXPECT_NE(a[0].mean_completion_ms, c[0].mean_completion_ms);
+}
+
+TEST(SimContention, ReproducesTheShapeOfThePublishedResults) {
+  // Brooker 2015 at 100 clients: full jitter ≈ 8 writes per client and ≈ 5 s;
+  // exponential without jitter is more than ten times slower.
+  sim::contention_options o;
+  o.clients = {100};
+  o.strategies = {"exponential", "full"};
+  o.runs = 30;
+  const auto rows = sim::run_contention(o);
+  ASSERT_EQ(rows.size(), 2u);
+  const auto& expo = rows[0];
+  const auto& full = rows[1];
+  EXPECT_NEAR(full.mean_writes / 100, 8.0, 1.0);
+  EXPECT_NEAR(full.mean_completion_ms, 5000, 1000);
+  EXPECT_GT(expo.mean_completion_ms, 10 * full.mean_completion_ms);
+}
+
+namespace {
+// A gate that counts how it is driven, to show the simulator uses gates as the loop does.
+struct counting_gate final : backoff::gate {
+  std::atomic<int> acquires{0}, records{0}, retries_seen{0};
+  backoff::gate_decision acquire(const backoff::gate_request& r) noexcept override {
+    ++acquires;
+    if (r.retry) ++retries_seen;
+    return backoff::gate_decision::allow();
+  }
+  void record(const backoff::gate_outcome&) noexcept override { ++records; }
+};
+}  // namespace
+
+TEST(SimFailures, DrivesTheGateObjectUnchanged) {
+  auto g = std::make_shared<counting_gate>();
+  sim::strategy s = sim::named_strategy("3-retries");
+  s.make_gate = [g] { return g; };
+  sim::failures_options o;
+  const auto row = sim::failures_once(0.5, s, o, 3);
+  EXPECT_EQ(static_cast<std::uint64_t>(g->records.load()), row.attempts);  // every attempt is reported
+  EXPECT_EQ(g->acquires.load(), g->retries_seen.load());                  // asked before retries only
+  EXPECT_EQ(static_cast<std::uint64_t>(g->acquires.load()), row.attempts - row.requests);
+}
+
+TEST(SimFailures, NoFailuresMeansNoRetries) {
+  sim::failures_options o;
+  const auto row = sim::failures_once(0.0, sim::named_strategy("3-retries"), o, 1);
+  EXPECT_EQ(row.amplification, 1.0);
+  EXPECT_EQ(row.success_rate, 1.0);
+  EXPECT_NEAR(static_cast<double>(row.requests), 10'000, 400);  // 100 clients × 10/s × 10 s
+}
+
+TEST(SimFailures, RetriesFollowTheGeometricSeries) {
+  sim::failures_options o;
+  o.clients = 1000;
+  const auto none = sim::failures_once(0.5, sim::named_strategy("no-retries"), o, 1);
+  EXPECT_NEAR(none.success_rate, 0.5, 0.01);
+  const auto three = sim::failures_once(0.5, sim::named_strategy("3-retries"), o, 1);
+  EXPECT_NEAR(three.amplification, 1 + 0.5 + 0.25 + 0.125, 0.02);
+  EXPECT_NEAR(three.success_rate, 1 - 0.0625, 0.01);
+}
+
+TEST(SimFailures, TheDefaultMeetsItsTargets) {
+  sim::failures_options o;
+  o.failure_rates = {0.01, 0.05, 0.5, 0.75};
+  o.policies = {"backoff-default"};
+  for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+    o.seed = seed;
+    for (const auto& r : sim::run_failures(o)) {
+      if (r.failure_rate <= 0.05) {
+        EXPECT_GE(r.success_rate, 0.9999) << "p=" << r.failure_rate << " seed " << seed;
+      }
+      if (r.failure_rate >= 0.5) {
+        EXPECT_LE(r.amplification, 1.15) << "p=" << r.failure_rate << " seed " << seed;
+      }
+    }
+  }
+}
+
+TEST(SimOverload, RetriesWithoutABudgetStayStuckAndTheDefaultRecovers) {
+  sim::overload_options o;
+  o.shape = sim::load_shape::ramp;
+  o.policies = {"3-retries", "backoff-default"};
+  const auto res = sim::run_overload(o);
+  ASSERT_EQ(res.summaries.size(), 2u);
+  EXPECT_FALSE(res.summaries[0].recovered_at_s.has_value());  // metastable: the retries keep it down
+  ASSERT_TRUE(res.summaries[1].recovered_at_s.has_value());
+  EXPECT_LE(*res.summaries[1].recovered_at_s, 45.0);
+}
+
+TEST(SimOverload, TheDefaultRecoversFromBothShapesOnSeveralSeeds) {
+  for (const auto shape : {sim::load_shape::spike, sim::load_shape::ramp}) {
+    for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+      sim::overload_options o;
+      o.shape = shape;
+      o.seed = seed;
+      o.policies = {"backoff-default"};
+      const auto res = sim::run_overload(o);
+      EXPECT_TRUE(res.summaries[0].recovered_at_s.has_value()) << "seed " << seed;
+    }
+  }
+}
+
+TEST(SimOverload, OfferedLoadShapes) {
+  sim::overload_options o;
+  EXPECT_EQ(sim::offered_rate(o, 10), 40);
+  EXPECT_EQ(sim::offered_rate(o, 22), 80);
+  EXPECT_EQ(sim::offered_rate(o, 25), 40);
+  o.shape = sim::load_shape::ramp;
+  EXPECT_EQ(sim::offered_rate(o, 20), 60);
+  EXPECT_EQ(sim::offered_rate(o, 25), 80);
+  EXPECT_EQ(sim::offered_rate(o, 30), 60);
+  EXPECT_EQ(sim::offered_rate(o, 40), 40);
+}
+
+TEST(SimStrategies, UnknownNamesAreRejected) {
+  EXPECT_THROW((void)sim::named_strategy("yolo"), std::invalid_argument);
+}

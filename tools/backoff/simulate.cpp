@@ -1,0 +1,314 @@
+// backoff simulate: reproduce the backoff and retry-storm experiments with the
+// library's own objects (sim/sim.hpp), as a table, CSV or JSON, and plot them.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "cli.hpp"
+#include "report.hpp"
+#include "sim.hpp"
+
+namespace backoff::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct simulate_options {
+  std::string scenario, format = "table", plot, shape = "spike", duration;
+  std::vector<std::string> clients, strategies, policies, failure_rates;
+  std::optional<int> runs;
+  std::optional<double> rate;
+  std::uint64_t seed = 1;
+  bool gate_per_client = false;
+};
+
+std::vector<std::string> split(const std::vector<std::string>& items) {
+  std::vector<std::string> out;
+  for (const auto& item : items) {
+    std::stringstream in(item);
+    std::string part;
+    while (std::getline(in, part, ',')) out.push_back(part);
+  }
+  return out;
+}
+
+int to_int(const std::string& s, const std::string& flag) {
+  std::size_t used = 0;
+  int v = 0;
+  try {
+    v = std::stoi(s, &used);
+  } catch (const std::logic_error&) {
+    used = 0;
+  }
+  if (used != s.size() || s.empty()) throw usage_error(flag + ": '" + s + "' is not a whole number");
+  return v;
+}
+
+double to_double(const std::string& s, const std::string& flag) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::logic_error&) {
+    used = 0;
+  }
+  if (used != s.size() || s.empty()) throw usage_error(flag + ": '" + s + "' is not a number");
+  return v;
+}
+
+std::string fmt(double v, int decimals = 3) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+// Runs gnuplot on `script`; data files are written by the caller into `dir`.
+void run_gnuplot(const fs::path& dir, const std::string& script, const std::string& out) {
+  const auto ext = fs::path(out).extension().string();
+  std::string terminal;
+  if (ext == ".png") terminal = "pngcairo size 1200,500 font 'Sans,10'";
+  else if (ext == ".svg") terminal = "svg size 1200,500 dynamic font 'Sans,10'";
+  else throw usage_error("--plot: '" + out + "' must end in .png or .svg");
+  std::ofstream(dir / "plot.gp") << "set terminal " << terminal << "\nset output '" << fs::absolute(out).string()
+                                 << "'\nset key outside right\nset grid\n" << script;
+  const std::string cmd = "cd '" + dir.string() + "' && gnuplot plot.gp 2> gnuplot.err";
+  if (std::system(cmd.c_str()) != 0) {
+    std::ifstream err(dir / "gnuplot.err");
+    const std::string text{std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>()};
+    throw std::runtime_error("gnuplot failed (is gnuplot installed? make installs gnuplot-nox): " + text);
+  }
+}
+
+fs::path temp_dir() {
+  std::string tmpl = (fs::temp_directory_path() / "backoff-plot-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary directory");
+  return tmpl;
+}
+
+int contention(const simulate_options& so) {
+  sim::contention_options o;
+  o.seed = so.seed;
+  if (so.runs) {
+    if (*so.runs < 1) throw usage_error("--runs: must be at least 1 (got " + std::to_string(*so.runs) + ")");
+    o.runs = *so.runs;
+  }
+  if (!so.clients.empty()) {
+    o.clients.clear();
+    for (const auto& c : split(so.clients)) {
+      const int n = to_int(c, "--clients");
+      if (n < 1 || n > 100000) throw usage_error("--clients: each count must be in [1, 100000] (got " + c + ")");
+      o.clients.push_back(n);
+    }
+  }
+  if (!so.strategies.empty()) o.strategies = split(so.strategies);
+  for (const auto& s : o.strategies) {
+    try {
+      (void)sim::named_strategy(s);
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(std::string("--strategies: ") + e.what());
+    }
+  }
+  const auto rows = sim::run_contention(o);
+  if (so.format == "csv") {
+    std::cout << "clients,strategy,mean_writes,mean_completion_ms,p50_completion_ms,p99_completion_ms\n";
+    for (const auto& r : rows)
+      std::cout << r.clients << "," << r.strategy << "," << fmt(r.mean_writes) << "," << fmt(r.mean_completion_ms) << ","
+                << fmt(r.p50_completion_ms) << "," << fmt(r.p99_completion_ms) << "\n";
+  } else if (so.format == "json") {
+    nlohmann::json doc = nlohmann::json::array();
+    for (const auto& r : rows)
+      doc.push_back({{"clients", r.clients}, {"strategy", r.strategy}, {"mean_writes", r.mean_writes},
+                     {"mean_completion_ms", r.mean_completion_ms}, {"p50_completion_ms", r.p50_completion_ms},
+                     {"p99_completion_ms", r.p99_completion_ms}});
+    std::cout << doc.dump(2) << "\n";
+  } else {
+    std::printf("%8s  %-14s %12s %14s %12s %12s\n", "clients", "strategy", "writes", "completion", "p50", "p99");
+    for (const auto& r : rows)
+      std::printf("%8d  %-14s %12.1f %12.1fms %10.1fms %10.1fms\n", r.clients, r.strategy.c_str(), r.mean_writes,
+                  r.mean_completion_ms, r.p50_completion_ms, r.p99_completion_ms);
+  }
+  if (!so.plot.empty()) {
+    const auto dir = temp_dir();
+    std::string work = "plot ", time = "plot ";
+    for (std::size_t i = 0; i < o.strategies.size(); ++i) {
+      std::ofstream data(dir / (o.strategies[i] + ".dat"));
+      for (const auto& r : rows)
+        if (r.strategy == o.strategies[i]) data << r.clients << " " << r.mean_writes << " " << r.mean_completion_ms << "\n";
+      const std::string sep = i + 1 < o.strategies.size() ? ", " : "\n";
+      work += "'" + o.strategies[i] + ".dat' using 1:2 with linespoints title '" + o.strategies[i] + "'" + sep;
+      time += "'" + o.strategies[i] + ".dat' using 1:3 with linespoints title '" + o.strategies[i] + "'" + sep;
+    }
+    run_gnuplot(dir,
+                "set multiplot layout 1,2\nset xlabel 'clients'\nset ylabel 'writes (work)'\nset title 'Work'\n" + work +
+                    "set ylabel 'ms'\nset title 'Completion time'\nset logscale y\n" + time + "unset multiplot\n",
+                so.plot);
+    fs::remove_all(dir);
+  }
+  return exit_code::ok;
+}
+
+int failures(const simulate_options& so) {
+  sim::failures_options o;
+  o.seed = so.seed;
+  o.gate_per_client = so.gate_per_client;
+  if (!so.clients.empty()) {
+    const auto c = split(so.clients);
+    if (c.size() != 1) throw usage_error("--clients: failures takes one count");
+    const int n = to_int(c[0], "--clients");
+    if (n < 1) throw usage_error("--clients: must be at least 1 (got " + c[0] + ")");
+    o.clients = static_cast<std::uint32_t>(n);
+  }
+  if (so.rate) {
+    if (!(*so.rate > 0)) throw usage_error("--rate: must be > 0");
+    o.rate_per_client = *so.rate;
+  }
+  if (!so.duration.empty()) o.length = parse_duration(so.duration, "--duration");
+  if (o.length.count() <= 0) throw usage_error("--duration: must be longer than 0");
+  if (!so.failure_rates.empty()) {
+    o.failure_rates.clear();
+    for (const auto& f : split(so.failure_rates)) {
+      const double p = to_double(f, "--failure-rates");
+      if (!(p >= 0 && p <= 1)) throw usage_error("--failure-rates: each must be in [0, 1] (got " + f + ")");
+      o.failure_rates.push_back(p);
+    }
+  }
+  if (!so.policies.empty()) o.policies = split(so.policies);
+  for (const auto& s : o.policies) {
+    try {
+      (void)sim::named_strategy(s);
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(std::string("--policies: ") + e.what());
+    }
+  }
+  const auto rows = sim::run_failures(o);
+  if (so.format == "csv") {
+    std::cout << "failure_rate,policy,amplification,success_rate\n";
+    for (const auto& r : rows)
+      std::cout << fmt(r.failure_rate, 4) << "," << r.policy << "," << fmt(r.amplification, 4) << ","
+                << fmt(r.success_rate, 6) << "\n";
+  } else if (so.format == "json") {
+    nlohmann::json doc = nlohmann::json::array();
+    for (const auto& r : rows)
+      doc.push_back({{"failure_rate", r.failure_rate}, {"policy", r.policy}, {"amplification", r.amplification},
+                     {"success_rate", r.success_rate}, {"requests", r.requests}, {"attempts", r.attempts}});
+    std::cout << doc.dump(2) << "\n";
+  } else {
+    std::printf("%8s  %-16s %14s %13s %12s\n", "failure", "policy", "amplification", "success", "requests");
+    for (const auto& r : rows)
+      std::printf("%8.2f  %-16s %13.3fx %12.4f%% %12llu\n", r.failure_rate, r.policy.c_str(), r.amplification,
+                  r.success_rate * 100, static_cast<unsigned long long>(r.requests));
+  }
+  if (!so.plot.empty()) {
+    const auto dir = temp_dir();
+    std::string amp = "plot ", ok = "plot ";
+    for (std::size_t i = 0; i < o.policies.size(); ++i) {
+      std::ofstream data(dir / (o.policies[i] + ".dat"));
+      for (const auto& r : rows)
+        if (r.policy == o.policies[i]) data << r.failure_rate << " " << r.amplification << " " << r.success_rate * 100 << "\n";
+      const std::string sep = i + 1 < o.policies.size() ? ", " : "\n";
+      amp += "'" + o.policies[i] + ".dat' using 1:2 with linespoints title '" + o.policies[i] + "'" + sep;
+      ok += "'" + o.policies[i] + ".dat' using 1:3 with linespoints title '" + o.policies[i] + "'" + sep;
+    }
+    run_gnuplot(dir,
+                "set multiplot layout 1,2\nset xlabel 'failure rate'\nset ylabel 'server attempts / requests'\n"
+                "set title 'Load amplification'\n" + amp +
+                    "set ylabel '% of requests'\nset title 'Client success'\n" + ok + "unset multiplot\n",
+                so.plot);
+    fs::remove_all(dir);
+  }
+  return exit_code::ok;
+}
+
+int overload(const simulate_options& so) {
+  sim::overload_options o;
+  o.seed = so.seed;
+  if (so.shape == "spike") o.shape = sim::load_shape::spike;
+  else if (so.shape == "ramp") o.shape = sim::load_shape::ramp;
+  else throw usage_error("--shape: unknown shape '" + so.shape + "' (choose spike or ramp)");
+  if (!so.duration.empty()) o.length = parse_duration(so.duration, "--duration");
+  if (o.length < std::chrono::seconds{40}) throw usage_error("--duration: overload needs at least 40s");
+  if (!so.policies.empty()) o.policies = split(so.policies);
+  for (const auto& s : o.policies) {
+    try {
+      (void)sim::named_strategy(s);
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(std::string("--policies: ") + e.what());
+    }
+  }
+  const auto res = sim::run_overload(o);
+  if (so.format == "csv") {
+    std::cout << "policy,t_s,offered_per_s,attempts_per_s,goodput_per_s\n";
+    for (const auto& r : res.rows)
+      std::cout << r.policy << "," << fmt(r.t_s, 1) << "," << fmt(r.offered_per_s, 1) << "," << fmt(r.attempts_per_s, 1)
+                << "," << fmt(r.goodput_per_s, 1) << "\n";
+  } else if (so.format == "json") {
+    nlohmann::json rows = nlohmann::json::array(), sums = nlohmann::json::array();
+    for (const auto& r : res.rows)
+      rows.push_back({{"policy", r.policy}, {"t_s", r.t_s}, {"offered_per_s", r.offered_per_s},
+                      {"attempts_per_s", r.attempts_per_s}, {"goodput_per_s", r.goodput_per_s}});
+    for (const auto& s : res.summaries)
+      sums.push_back({{"policy", s.policy}, {"trigger_end_s", s.trigger_end_s},
+                      {"recovered_at_s", s.recovered_at_s ? nlohmann::json(*s.recovered_at_s) : nlohmann::json()},
+                      {"goodput_share", s.goodput_share}});
+    std::cout << nlohmann::json{{"windows", rows}, {"summary", sums}}.dump(2) << "\n";
+  } else {
+    std::printf("%-16s %12s %14s %14s\n", "policy", "trigger end", "recovered at", "goodput share");
+    for (const auto& s : res.summaries)
+      std::printf("%-16s %11.0fs %14s %13.1f%%\n", s.policy.c_str(), s.trigger_end_s,
+                  s.recovered_at_s ? (fmt(*s.recovered_at_s, 0) + "s").c_str() : "never", s.goodput_share * 100);
+  }
+  if (!so.plot.empty()) {
+    const auto dir = temp_dir();
+    std::string good = "plot ", load = "plot ";
+    for (std::size_t i = 0; i < o.policies.size(); ++i) {
+      std::ofstream data(dir / (o.policies[i] + ".dat"));
+      for (const auto& r : res.rows)
+        if (r.policy == o.policies[i]) data << r.t_s << " " << r.goodput_per_s << " " << r.attempts_per_s << " " << r.offered_per_s << "\n";
+      const std::string sep = i + 1 < o.policies.size() ? ", " : "\n";
+      good += "'" + o.policies[i] + ".dat' using 1:2 with lines title '" + o.policies[i] + "'" + sep;
+      load += "'" + o.policies[i] + ".dat' using 1:3 with lines title '" + o.policies[i] + "'" + sep;
+    }
+    run_gnuplot(dir,
+                "set multiplot layout 1,2\nset xlabel 't (s)'\nset ylabel 'requests/s'\nset title 'Goodput'\n" + good +
+                    "set title 'Server attempts'\n" + load + "unset multiplot\n",
+                so.plot);
+    fs::remove_all(dir);
+  }
+  return exit_code::ok;
+}
+
+}  // namespace
+
+subcommand simulate_command(CLI::App& app) {
+  auto so = std::make_shared<simulate_options>();
+  auto* cmd = app.add_subcommand("simulate", "Simulate retry strategies: contention, failures or overload");
+  cmd->add_option("scenario", so->scenario, "contention, failures or overload")->required();
+  cmd->add_option("--format", so->format, "table, csv or json (default table)");
+  cmd->add_option("--plot", so->plot, "Draw the results with gnuplot into FILE.png or FILE.svg");
+  cmd->add_option("--seed", so->seed, "Random seed (default 1): same seed, same numbers");
+  cmd->add_option("--clients", so->clients, "contention: counts, e.g. 1,2,5,10; failures: one count (default 100)");
+  cmd->add_option("--strategies", so->strategies, "contention: none,exponential,full,equal,decorrelated or presets");
+  cmd->add_option("--runs", so->runs, "contention: runs averaged per point (default 100)");
+  cmd->add_option("--rate", so->rate, "failures: requests per second per client (default 10)");
+  cmd->add_option("--duration", so->duration, "failures: simulated time (default 10s); overload: default 90s");
+  cmd->add_option("--failure-rates", so->failure_rates, "failures: e.g. 0,0.01,0.05,0.1,0.25,0.5,0.75");
+  cmd->add_option("--policies", so->policies, "failures/overload: no-retries,3-retries,budget-aws,… backoff-default");
+  cmd->add_option("--shape", so->shape, "overload: spike or ramp (default spike)");
+  cmd->add_flag("--gate-per-client", so->gate_per_client, "failures: one gate per client instead of one shared gate");
+  return {cmd, [so]() -> int {
+    if (so->format != "table" && so->format != "csv" && so->format != "json")
+      throw usage_error("--format: unknown format '" + so->format + "' (choose table, csv or json)");
+    if (so->scenario == "contention") return contention(*so);
+    if (so->scenario == "failures") return failures(*so);
+    if (so->scenario == "overload") return overload(*so);
+    throw usage_error("scenario: unknown scenario '" + so->scenario + "' (choose contention, failures or overload)");
+  }};
+}
+
+}  // namespace backoff::cli
