@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Regenerates the tables and figures of docs/simulations.md with build/bin/backoff.
+# Usage: tools/simulations.sh [build-dir]    (run `make` first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="${1:-build}/bin/backoff"
+out=docs/simulations
+mkdir -p "$out" docs/img
+
+"$bin" simulate contention --format csv --plot docs/img/contention.png > "$out/contention.csv"
+"$bin" simulate failures --format csv --plot docs/img/failures.png > "$out/failures.csv"
+"$bin" simulate failures --gate-per-client --format csv > "$out/failures-per-client.csv"
+"$bin" simulate overload --shape spike --format csv --plot docs/img/overload-spike.png > "$out/overload-spike.csv"
+"$bin" simulate overload --shape ramp --format csv --plot docs/img/overload-ramp.png > "$out/overload-ramp.csv"
+"$bin" simulate overload --shape spike > "$out/overload-spike.txt"
+"$bin" simulate overload --shape ramp > "$out/overload-ramp.txt"
+# The default policy's recovery on several seeds (docs/simulations.md quotes it).
+for shape in spike ramp; do
+  for seed in 1 2 3 4 5 6 7 8; do
+    printf '%s seed %s: ' "$shape" "$seed"
+    "$bin" simulate overload --shape "$shape" --policies backoff-default,3-retries --seed "$seed" | tail -2 | awk '{printf "%s recovered at %s; ", $1, $3}'
+    echo
+  done
+done > "$out/overload-seeds.txt"
+echo "tables in $out/, figures in docs/img/"
+python3 tools/fill_tables.py
