@@ -92,15 +92,10 @@ policy with_attempts(policy p, std::uint32_t attempts) {
 
 }  // namespace
 
-policy default_policy() {
-  return {.schedule = exponential{.initial = std::chrono::seconds{1}, .multiplier = 2.0, .max_delay = std::chrono::seconds{32}},
-          .jitter = jitter::full(),
-          .stop = stop::after_attempts(4)};
-}
+policy default_policy() { return policy{}; }
 
 std::shared_ptr<gate> default_gate() {
-  return std::make_shared<retry_budget>(retry_budget::finagle(
-      {.ttl = std::chrono::seconds{10}, .min_retries_per_sec = 0.2, .percent_can_retry = 0.1}));
+  return std::make_shared<retry_budget>(retry_budget::recommended());
 }
 
 strategy named_strategy(const std::string& name, duration base, duration cap) {

@@ -40,8 +40,8 @@ struct strategy {
 };
 
 // The library's recommended setup, chosen with this simulator (see
-// docs/simulations.md): full jitter over 1 s × 2^n up to 32 s, 4 attempts, and
-// a retry budget of 10 % of requests with a small reserve.
+// docs/simulations.md): backoff::policy{} (full jitter over 1 s × 2^n up to
+// 32 s, 4 attempts) and retry_budget::recommended() (10 % of requests).
 backoff::policy default_policy();
 std::shared_ptr<backoff::gate> default_gate();
 

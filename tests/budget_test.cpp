@@ -142,3 +142,14 @@ TEST(BudgetInTheLoop, SuccessAfterRetriesRefundsThroughTheLoop) {
   // Two retries cost 10; the success of the last retry refunds 5.
   EXPECT_EQ(b.milli_tokens(), 495'000);
 }
+
+TEST(BudgetRecommended, TenPercentOfRequestsPlusASmallReserve) {
+  auto b = backoff::retry_budget::recommended();
+  int allowed = 0;
+  while (b.acquire(retry_at(t0)).allowed) ++allowed;
+  EXPECT_EQ(allowed, 2);  // a quiet client: 0.2 retries/s over 10 s
+  for (int i = 0; i < 1000; ++i) b.record(outcome(attempt_outcome::success, false, t0));
+  allowed = 0;
+  while (b.acquire(retry_at(t0)).allowed) ++allowed;
+  EXPECT_EQ(allowed, 100);  // 10 % of 1000 requests
+}

@@ -399,3 +399,64 @@ TEST_F(Cli, DemoPasses) {
   EXPECT_NE(r.out.find("all downloads verified"), std::string::npos) << r.out;
   EXPECT_LT(r.took, 30s);
 }
+
+TEST_F(Cli, SimulateContentionCsvIsDeterministic) {
+  const std::vector<std::string> args{"simulate", "contention", "--clients", "1,10", "--runs", "20",
+                                      "--strategies", "full,decorrelated", "--format", "csv", "--seed", "4"};
+  const auto a = cli(args), b = cli(args);
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  std::istringstream in(a.out);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "clients,strategy,mean_writes,mean_completion_ms,p50_completion_ms,p99_completion_ms");
+  int rows = 0;
+  while (std::getline(in, line)) ++rows;
+  EXPECT_EQ(rows, 4);
+  EXPECT_NE(a.out.find("1,full,1.000,"), std::string::npos) << a.out;  // one client writes once
+}
+
+TEST_F(Cli, SimulateFailuresAndOverloadCsvColumns) {
+  const auto f = cli({"simulate", "failures", "--failure-rates", "0,0.5", "--policies", "no-retries,backoff-default",
+                      "--format", "csv"});
+  ASSERT_EQ(f.status, 0) << f.err;
+  EXPECT_EQ(f.out.substr(0, f.out.find('\n')), "failure_rate,policy,amplification,success_rate");
+  EXPECT_NE(f.out.find("0.0000,no-retries,1.0000,1.000000"), std::string::npos) << f.out;
+  const auto o = cli({"simulate", "overload", "--policies", "backoff-default", "--format", "csv"});
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.out.substr(0, o.out.find('\n')), "policy,t_s,offered_per_s,attempts_per_s,goodput_per_s");
+}
+
+TEST_F(Cli, SimulatePlotsWithGnuplot) {
+  const auto r = cli({"simulate", "contention", "--clients", "1,5", "--runs", "5", "--plot", "c.png"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string png = slurp(dir / "c.png");
+  ASSERT_GT(png.size(), 1000u);
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+  const auto svg = cli({"simulate", "overload", "--policies", "no-retries", "--plot", "o.svg"});
+  ASSERT_EQ(svg.status, 0) << svg.err;
+  EXPECT_NE(slurp(dir / "o.svg").find("<svg"), std::string::npos);
+}
+
+TEST_F(Cli, SimulateBadInputExitsTwo) {
+  const struct {
+    std::vector<std::string> args;
+    std::string message;
+  } cases[] = {
+      {{"simulate", "weather"}, "unknown scenario 'weather'"},
+      {{"simulate", "contention", "--clients", "0"}, "--clients"},
+      {{"simulate", "contention", "--clients", "ten"}, "--clients: 'ten' is not a whole number"},
+      {{"simulate", "contention", "--strategies", "yolo"}, "--strategies: unknown strategy 'yolo'"},
+      {{"simulate", "contention", "--runs", "0"}, "--runs"},
+      {{"simulate", "failures", "--failure-rates", "1.5"}, "--failure-rates: each must be in [0, 1]"},
+      {{"simulate", "failures", "--policies", "nope"}, "--policies: unknown strategy 'nope'"},
+      {{"simulate", "overload", "--shape", "wave"}, "--shape: unknown shape 'wave'"},
+      {{"simulate", "overload", "--plot", "x.gif"}, "--plot: 'x.gif' must end in .png or .svg"},
+      {{"simulate", "contention", "--format", "yaml"}, "--format: unknown format 'yaml'"},
+  };
+  for (const auto& c : cases) {
+    const auto r = cli(c.args);
+    EXPECT_EQ(r.status, 2) << c.args.back() << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+  }
+}

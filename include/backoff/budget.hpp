@@ -81,6 +81,13 @@ class retry_budget final : public gate {
     return b;
   }
   static retry_budget finagle() { return finagle(finagle_options{}); }
+
+  // backoff's recommendation, chosen with the simulator (docs/simulations.md):
+  // retries may be 10 % of requests over 10 s, plus 0.2 retries/s so that a
+  // quiet client can still retry. Share one per upstream host.
+  static retry_budget recommended() {
+    return finagle({.ttl = std::chrono::seconds{10}, .min_retries_per_sec = 0.2, .percent_can_retry = 0.1});
+  }
   static retry_budget finagle(finagle_options o) {
     if (o.ttl < std::chrono::seconds{1} || o.ttl > std::chrono::seconds{60})
       detail::invalid("backoff::retry_budget::finagle", "ttl", "in [1s, 60s]", o.ttl);

@@ -8,7 +8,9 @@
 //   std::vector<backoff::duration> waits = p.preview(4, rng);   // the first 4 waits
 //
 // A default policy waits U(0, min(32 s, 1 s × 2^n)) ("full jitter") and makes at
-// most 5 attempts. backoff/presets.hpp has the documented policies of Google
+// most 4 attempts — the setup docs/simulations.md chose by measurement; pair it
+// with retry_budget::recommended() shared per upstream. backoff/presets.hpp has
+// the documented policies of Google
 // Cloud, the AWS SDKs, gRPC and curl.
 #pragma once
 
@@ -25,7 +27,7 @@ namespace backoff {
 struct policy {
   backoff::schedule schedule{};
   backoff::jitter jitter = backoff::jitter::full();
-  backoff::stop_rule stop = backoff::stop_rule::after_attempts(5);
+  backoff::stop_rule stop = backoff::stop_rule::after_attempts(4);
 
   void validate() const { jitter.validate(); }
 

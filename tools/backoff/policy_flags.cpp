@@ -84,7 +84,7 @@ void policy_flags::add_to(CLI::App& app) {
   app.add_option("--multiplier", multiplier, "Growth factor of each wait, >= 1 (default 2)");
   app.add_option("--max-delay", max_delay, "Longest single wait, e.g. 32s (default 32s)");
   app.add_option("--jitter", jitter, "none|full|equal|decorrelated|proportional:F|additive:DUR (default full)");
-  app.add_option("--max-attempts", max_attempts, "Attempts in all, including the first (default 5)");
+  app.add_option("--max-attempts", max_attempts, "Attempts in all, including the first (default 4)");
   app.add_option("--max-time", max_time, "Time limit for everything, e.g. 2m: no wait crosses it, a running attempt is stopped at it");
   app.add_option("--seed", seed, "Seed the random generator, for reproducible waits");
 }
@@ -159,7 +159,7 @@ backoff::policy policy_flags::build() const {
     if (*max_attempts == 0) throw usage_error("--max-attempts: must be at least 1 (got 0)");
     p.stop = stop::after_attempts(*max_attempts);
   } else if (p.stop.max_attempts() == 0 && preset.empty()) {
-    p.stop = stop::after_attempts(5);
+    p.stop = stop::after_attempts(4);
   }
   // Never start a wait that would end past --max-time: giving up a little early
   // beats starting one last attempt at the limit with no time left to run.
