@@ -4,7 +4,6 @@
 
 #include <curl/curl.h>
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 
 #include <chrono>
 #include <filesystem>
@@ -20,6 +19,7 @@
 #include "backoff/host_backoff.hpp"
 #include "backoff/stop.hpp"
 #include "fault_server.hpp"
+#include "sha256.hpp"
 
 using namespace std::chrono_literals;
 using backoff::stop_reason;
@@ -28,14 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string sha256(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-  std::ostringstream out;
-  for (unsigned i = 0; i < n; ++i) out << std::hex << static_cast<int>(md[i] >> 4) << static_cast<int>(md[i] & 15);
-  return out.str();
-}
+using backoff::testing::sha256_hex;
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -301,7 +294,7 @@ TEST_F(CurlClient, Download64MiBSurvivesFiveCutsByteIdentical) {
   EXPECT_EQ(r.resumes, 5u);
   EXPECT_EQ(r.restarts, 0u);
   EXPECT_EQ(r.bytes, data.size());
-  EXPECT_EQ(sha256(read_file(target)), sha256(data));
+  EXPECT_EQ(sha256_hex(read_file(target)), sha256_hex(data));
   const auto reqs = server.requests("/big.bin");
   ASSERT_EQ(reqs.size(), 6u);
   EXPECT_EQ(reqs[0].headers.count("range"), 0u);

@@ -1,7 +1,6 @@
 // backoff demo: the README's first command. Starts the fault server on
 // 127.0.0.1, downloads several files through scripted faults at once, checks
 // every SHA-256 and prints what happened.
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 #include "backoff/curl/client.hpp"
 #include "cli.hpp"
 #include "fault_server.hpp"
+#include "sha256.hpp"
 #include "progress.hpp"
 
 namespace backoff::cli {
@@ -52,19 +52,10 @@ std::string make_content(std::size_t n, std::uint64_t seed) {
   return s;
 }
 
-std::string sha256(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-  std::ostringstream out;
-  for (unsigned i = 0; i < n; ++i) out << std::hex << static_cast<int>(md[i] >> 4) << static_cast<int>(md[i] & 15);
-  return out.str();
-}
-
 std::string sha256_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   const std::string data{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  return sha256(data);
+  return testing::sha256_hex(data);
 }
 
 std::string fault_name(const curl::attempt_log& a) {
@@ -108,7 +99,7 @@ subcommand demo_command(CLI::App& app) {
     std::vector<std::string> digests;
     for (std::size_t i = 0; i < kFiles.size(); ++i) {
       const auto content = make_content(kFiles[i].size, i + 1);
-      digests.push_back(sha256(content));
+      digests.push_back(testing::sha256_hex(content));
       server.add_file("/" + kFiles[i].name, content);
       std::vector<fault> script;
       for (const auto& f : kFiles[i].faults) script.push_back(testing::parse_fault(f));

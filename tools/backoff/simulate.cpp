@@ -85,6 +85,30 @@ void run_gnuplot(const fs::path& dir, const std::string& script, const std::stri
   }
 }
 
+// The names given to --strategies/--policies (or the defaults), checked.
+std::vector<std::string> strategy_names(const std::vector<std::string>& given, std::vector<std::string> defaults,
+                                        const std::string& flag) {
+  std::vector<std::string> names = given.empty() ? std::move(defaults) : split(given);
+  for (const auto& n : names) {
+    try {
+      (void)sim::named_strategy(n);
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(flag + ": " + e.what());
+    }
+  }
+  return names;
+}
+
+// A gnuplot `plot` command drawing column `col` of NAME.dat for every name.
+std::string plot_command(const std::vector<std::string>& names, int col, const std::string& style) {
+  std::string cmd = "plot ";
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    cmd += "'" + names[i] + ".dat' using 1:" + std::to_string(col) + " with " + style + " title '" + names[i] + "'";
+    cmd += i + 1 < names.size() ? ", " : "\n";
+  }
+  return cmd;
+}
+
 fs::path temp_dir() {
   std::string tmpl = (fs::temp_directory_path() / "backoff-plot-XXXXXX").string();
   if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary directory");
@@ -106,14 +130,7 @@ int contention(const simulate_options& so) {
       o.clients.push_back(n);
     }
   }
-  if (!so.strategies.empty()) o.strategies = split(so.strategies);
-  for (const auto& s : o.strategies) {
-    try {
-      (void)sim::named_strategy(s);
-    } catch (const std::invalid_argument& e) {
-      throw usage_error(std::string("--strategies: ") + e.what());
-    }
-  }
+  o.strategies = strategy_names(so.strategies, o.strategies, "--strategies");
   const auto rows = sim::run_contention(o);
   if (so.format == "csv") {
     std::cout << "clients,strategy,mean_writes,mean_completion_ms,p50_completion_ms,p99_completion_ms\n";
@@ -135,18 +152,16 @@ int contention(const simulate_options& so) {
   }
   if (!so.plot.empty()) {
     const auto dir = temp_dir();
-    std::string work = "plot ", time = "plot ";
-    for (std::size_t i = 0; i < o.strategies.size(); ++i) {
-      std::ofstream data(dir / (o.strategies[i] + ".dat"));
+    for (const auto& name : o.strategies) {
+      std::ofstream data(dir / (name + ".dat"));
       for (const auto& r : rows)
-        if (r.strategy == o.strategies[i]) data << r.clients << " " << r.mean_writes << " " << r.mean_completion_ms << "\n";
-      const std::string sep = i + 1 < o.strategies.size() ? ", " : "\n";
-      work += "'" + o.strategies[i] + ".dat' using 1:2 with linespoints title '" + o.strategies[i] + "'" + sep;
-      time += "'" + o.strategies[i] + ".dat' using 1:3 with linespoints title '" + o.strategies[i] + "'" + sep;
+        if (r.strategy == name) data << r.clients << " " << r.mean_writes << " " << r.mean_completion_ms << "\n";
     }
     run_gnuplot(dir,
-                "set multiplot layout 1,2\nset xlabel 'clients'\nset ylabel 'writes (work)'\nset title 'Work'\n" + work +
-                    "set ylabel 'ms'\nset title 'Completion time'\nset logscale y\n" + time + "unset multiplot\n",
+                "set multiplot layout 1,2\nset xlabel 'clients'\nset ylabel 'writes (work)'\nset title 'Work'\n" +
+                    plot_command(o.strategies, 2, "linespoints") +
+                    "set ylabel 'ms'\nset title 'Completion time'\nset logscale y\n" +
+                    plot_command(o.strategies, 3, "linespoints") + "unset multiplot\n",
                 so.plot);
     fs::remove_all(dir);
   }
@@ -178,14 +193,7 @@ int failures(const simulate_options& so) {
       o.failure_rates.push_back(p);
     }
   }
-  if (!so.policies.empty()) o.policies = split(so.policies);
-  for (const auto& s : o.policies) {
-    try {
-      (void)sim::named_strategy(s);
-    } catch (const std::invalid_argument& e) {
-      throw usage_error(std::string("--policies: ") + e.what());
-    }
-  }
+  o.policies = strategy_names(so.policies, o.policies, "--policies");
   const auto rows = sim::run_failures(o);
   if (so.format == "csv") {
     std::cout << "failure_rate,policy,amplification,success_rate\n";
@@ -206,19 +214,16 @@ int failures(const simulate_options& so) {
   }
   if (!so.plot.empty()) {
     const auto dir = temp_dir();
-    std::string amp = "plot ", ok = "plot ";
-    for (std::size_t i = 0; i < o.policies.size(); ++i) {
-      std::ofstream data(dir / (o.policies[i] + ".dat"));
+    for (const auto& name : o.policies) {
+      std::ofstream data(dir / (name + ".dat"));
       for (const auto& r : rows)
-        if (r.policy == o.policies[i]) data << r.failure_rate << " " << r.amplification << " " << r.success_rate * 100 << "\n";
-      const std::string sep = i + 1 < o.policies.size() ? ", " : "\n";
-      amp += "'" + o.policies[i] + ".dat' using 1:2 with linespoints title '" + o.policies[i] + "'" + sep;
-      ok += "'" + o.policies[i] + ".dat' using 1:3 with linespoints title '" + o.policies[i] + "'" + sep;
+        if (r.policy == name) data << r.failure_rate << " " << r.amplification << " " << r.success_rate * 100 << "\n";
     }
     run_gnuplot(dir,
                 "set multiplot layout 1,2\nset xlabel 'failure rate'\nset ylabel 'server attempts / requests'\n"
-                "set title 'Load amplification'\n" + amp +
-                    "set ylabel '% of requests'\nset title 'Client success'\n" + ok + "unset multiplot\n",
+                "set title 'Load amplification'\n" + plot_command(o.policies, 2, "linespoints") +
+                    "set ylabel '% of requests'\nset title 'Client success'\n" +
+                    plot_command(o.policies, 3, "linespoints") + "unset multiplot\n",
                 so.plot);
     fs::remove_all(dir);
   }
@@ -233,14 +238,7 @@ int overload(const simulate_options& so) {
   else throw usage_error("--shape: unknown shape '" + so.shape + "' (choose spike or ramp)");
   if (!so.duration.empty()) o.length = parse_duration(so.duration, "--duration");
   if (o.length < std::chrono::seconds{40}) throw usage_error("--duration: overload needs at least 40s");
-  if (!so.policies.empty()) o.policies = split(so.policies);
-  for (const auto& s : o.policies) {
-    try {
-      (void)sim::named_strategy(s);
-    } catch (const std::invalid_argument& e) {
-      throw usage_error(std::string("--policies: ") + e.what());
-    }
-  }
+  o.policies = strategy_names(so.policies, o.policies, "--policies");
   const auto res = sim::run_overload(o);
   if (so.format == "csv") {
     std::cout << "policy,t_s,offered_per_s,attempts_per_s,goodput_per_s\n";
@@ -265,18 +263,15 @@ int overload(const simulate_options& so) {
   }
   if (!so.plot.empty()) {
     const auto dir = temp_dir();
-    std::string good = "plot ", load = "plot ";
-    for (std::size_t i = 0; i < o.policies.size(); ++i) {
-      std::ofstream data(dir / (o.policies[i] + ".dat"));
+    for (const auto& name : o.policies) {
+      std::ofstream data(dir / (name + ".dat"));
       for (const auto& r : res.rows)
-        if (r.policy == o.policies[i]) data << r.t_s << " " << r.goodput_per_s << " " << r.attempts_per_s << " " << r.offered_per_s << "\n";
-      const std::string sep = i + 1 < o.policies.size() ? ", " : "\n";
-      good += "'" + o.policies[i] + ".dat' using 1:2 with lines title '" + o.policies[i] + "'" + sep;
-      load += "'" + o.policies[i] + ".dat' using 1:3 with lines title '" + o.policies[i] + "'" + sep;
+        if (r.policy == name) data << r.t_s << " " << r.goodput_per_s << " " << r.attempts_per_s << "\n";
     }
     run_gnuplot(dir,
-                "set multiplot layout 1,2\nset xlabel 't (s)'\nset ylabel 'requests/s'\nset title 'Goodput'\n" + good +
-                    "set title 'Server attempts'\n" + load + "unset multiplot\n",
+                "set multiplot layout 1,2\nset xlabel 't (s)'\nset ylabel 'requests/s'\nset title 'Goodput'\n" +
+                    plot_command(o.policies, 2, "lines") + "set title 'Server attempts'\n" +
+                    plot_command(o.policies, 3, "lines") + "unset multiplot\n",
                 so.plot);
     fs::remove_all(dir);
   }
