@@ -371,9 +371,7 @@ template <class R, class F>
 //    wrap_errors, a retry_error is thrown);
 //  - cancelled before any attempt ran: a retry_error (reason cancelled).
 template <class F>
-detail::result_of_t<F> retry(const policy& p, F&& fn,
-                             const options<detail::result_of_t<F>>& o =
-                                 detail::default_options<detail::result_of_t<F>>()) {
+detail::result_of_t<F> retry(const policy& p, F&& fn, const options<detail::result_of_t<F>>& o) {
   using R = detail::result_of_t<F>;
   // Fast path: when nothing needs the clock before the first attempt, make it
   // here, so that a success returns fn's value with almost no overhead.
@@ -388,6 +386,31 @@ detail::result_of_t<F> retry(const policy& p, F&& fn,
       } else {
         R v = fn();
         if (o.is_success ? o.is_success(v) : detail::default_success(v)) return v;
+        first.value.emplace(std::move(v));
+      }
+    } catch (...) {
+      first.thrown.emplace(std::current_exception());
+    }
+    return detail::retry_slow<R>(p, fn, o, &first);
+  }
+  return detail::retry_slow<R>(p, fn, o, nullptr);
+}
+
+// The same with default options: no hooks, no gate, the real clock. The fast
+// path then has only the stop rule to check.
+template <class F>
+detail::result_of_t<F> retry(const policy& p, F&& fn) {
+  using R = detail::result_of_t<F>;
+  const options<R>& o = detail::default_options<R>();
+  if (!p.stop.uses_clock()) {
+    detail::first_attempt<R> first;
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn();
+        return;
+      } else {
+        R v = fn();
+        if (detail::default_success(v)) return v;
         first.value.emplace(std::move(v));
       }
     } catch (...) {
