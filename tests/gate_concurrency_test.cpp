@@ -32,7 +32,7 @@ TEST(Concurrency, AwsBudgetLosesNoUpdates) {
   std::atomic<std::int64_t> granted{0};
   std::atomic<bool> bad{false};
   in_threads([&](int id) {
-    for (int i = 0; i < kOps / 2; ++i) {
+    for (int i = 0; i < kOps / 2; ++i) {  // acquire + record: two operations
       const bool timeout = (i + id) % 3 == 0;
       if (b.acquire({true, t0, timeout}).allowed) {
         ++granted;
@@ -51,7 +51,7 @@ TEST(Concurrency, AwsBudgetNeverGoesNegative) {
   auto b = backoff::retry_budget::aws_standard();
   std::atomic<std::int64_t> granted{0};
   in_threads([&](int) {
-    for (int i = 0; i < kOps / 4; ++i)
+    for (int i = 0; i < kOps; ++i)
       if (b.acquire({true, t0, false}).allowed) ++granted;
   });
   EXPECT_EQ(granted.load(), 100);  // exactly 500 / 5, however the threads interleave
@@ -62,7 +62,7 @@ TEST(Concurrency, GrpcBudgetStaysWithinBounds) {
   auto b = backoff::retry_budget::grpc({.max_tokens = 100, .token_ratio = 0.5});
   std::atomic<bool> bad{false};
   in_threads([&](int id) {
-    for (int i = 0; i < kOps / 2; ++i) {
+    for (int i = 0; i < kOps / 2; ++i) {  // acquire + record: two operations
       (void)b.acquire({true, t0, false});
       b.record({(i + id) % 2 ? attempt_outcome::success : attempt_outcome::retryable, false, false, t0});
       const auto t = b.milli_tokens();
@@ -76,7 +76,7 @@ TEST(Concurrency, FinagleBudgetNeverOverdraws) {
   auto b = backoff::retry_budget::finagle();
   std::atomic<std::int64_t> deposits{0}, granted{0};
   in_threads([&](int id) {
-    for (int i = 0; i < kOps / 8; ++i) {
+    for (int i = 0; i < kOps; ++i) {
       if ((i + id) % 4 == 0) {
         b.record({attempt_outcome::success, false, false, t0});
         ++deposits;
@@ -94,7 +94,7 @@ TEST(Concurrency, ThrottleProbabilityStaysAProbability) {
   backoff::adaptive_throttle t;
   std::atomic<bool> bad{false};
   in_threads([&](int id) {
-    for (int i = 0; i < kOps / 8; ++i) {
+    for (int i = 0; i < kOps / 2; ++i) {  // acquire + record: two operations
       const auto now = t0 + std::chrono::milliseconds(i);
       if (t.acquire({false, now, false}).allowed)
         t.record({(i + id) % 3 ? attempt_outcome::success : attempt_outcome::retryable, false, false, now});
@@ -111,7 +111,7 @@ TEST(Concurrency, BreakerStaysClosedForAHealthyBackendAndOpensForADeadOne) {
   backoff::circuit_breaker healthy, dead;
   std::atomic<int> refused{0};
   in_threads([&](int) {
-    for (int i = 0; i < kOps / 4; ++i) {
+    for (int i = 0; i < kOps / 4; ++i) {  // four operations
       if (healthy.acquire({false, t0, false}).allowed) healthy.record({attempt_outcome::success, false, false, t0});
       if (dead.acquire({false, t0, false}).allowed) dead.record({attempt_outcome::retryable, false, false, t0});
       else ++refused;
@@ -124,9 +124,11 @@ TEST(Concurrency, BreakerStaysClosedForAHealthyBackendAndOpensForADeadOne) {
 
 TEST(Concurrency, HostBackoffStaysBounded) {
   backoff::host_backoff h({.max_entries = 1600});
+  std::vector<std::string> keys;
+  for (int k = 0; k < 5000; ++k) keys.push_back("h" + std::to_string(k));
   in_threads([&](int id) {
-    for (int i = 0; i < kOps / 16; ++i) {
-      const std::string key = "h" + std::to_string((i * 7 + id) % 5000);
+    for (int i = 0; i < kOps; ++i) {
+      const std::string& key = keys[static_cast<std::size_t>((i * 7 + id) % 5000)];
       if (i % 3) h.on_failure(key, t0 + std::chrono::milliseconds(i));
       else h.on_success(key, t0 + std::chrono::milliseconds(i));
     }
