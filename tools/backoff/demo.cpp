@@ -135,11 +135,14 @@ subcommand demo_command(CLI::App& app) {
                            .connect_timeout = std::chrono::seconds(1),
                            .on_attempt =
                                [&](const curl::attempt_log& a) {
-                                 if (a.error.empty() || a.delay.count() == 0 || tty) return;
+                                 if (a.error.empty() || a.delay.count() == 0 || dopt->quiet) return;
                                  std::string line = f.name + ": attempt " + std::to_string(a.number) + " met " +
                                                     fault_name(a) + ", retrying in " + format_duration(a.delay);
                                  if (a.hint) line += " (Retry-After " + format_duration(*a.hint) + ")";
-                                 events.event(line);
+                                 if (!tty) return events.event(line);
+                                 // Above the status line, which the ticker redraws.
+                                 std::lock_guard lock(progress_bar::mutex());
+                                 std::fprintf(stderr, "\r\033[K%s\n", line.c_str());
                                },
                            .on_progress = [&](const curl::progress& p) { file_bytes[i].store(p.bytes); }});
         const auto t0 = std::chrono::steady_clock::now();
