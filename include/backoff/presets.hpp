@@ -37,7 +37,7 @@ inline policy google_cloud(google_cloud_options o = {}) {
 // AWS SDKs "standard" retry mode (AWS SDKs and Tools Reference Guide, "Retry
 // behavior"): 3 attempts; wait min(b × r^i, MAX_BACKOFF) with b uniform in [0, 1],
 // r = 2 and MAX_BACKOFF = 20 s, i.e. full jitter over 1 s × 2^i capped at 20 s.
-// (Its retry quota lives in backoff/gate.hpp as a budget.)
+// (Its retry quota is retry_budget::aws_standard() in backoff/budget.hpp.)
 inline policy aws_standard(std::uint32_t max_attempts = 3) {
   return {
       .schedule = exponential{.initial = std::chrono::seconds{1}, .multiplier = 2.0, .max_delay = std::chrono::seconds{20}},
