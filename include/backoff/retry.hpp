@@ -399,7 +399,7 @@ detail::result_of_t<F> retry(const policy& p, F&& fn, const options<detail::resu
 // The same with default options: no hooks, no gate, the real clock. The fast
 // path then has only the stop rule to check.
 template <class F>
-detail::result_of_t<F> retry(const policy& p, F&& fn) {
+[[gnu::always_inline]] inline detail::result_of_t<F> retry(const policy& p, F&& fn) {
   using R = detail::result_of_t<F>;
   const options<R>& o = detail::default_options<R>();
   if (!p.stop.uses_clock()) {
