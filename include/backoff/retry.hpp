@@ -363,6 +363,31 @@ template <class R, class F>
 
 }  // namespace detail
 
+namespace detail {
+
+// The first attempt, made inline: a success returns fn's value at once; a
+// failure hands what happened to the out-of-line loop.
+template <class R, class F, class Success>
+[[gnu::always_inline]] inline R retry_fast(const policy& p, F& fn, const options<R>& o, Success&& is_success) {
+  first_attempt<R> first;
+  try {
+    if constexpr (std::is_void_v<R>) {
+      fn();
+      if (is_success(std::monostate{})) return;
+      first.value.emplace();
+    } else {
+      R v = fn();
+      if (is_success(v)) return v;
+      first.value.emplace(std::move(v));
+    }
+  } catch (...) {
+    first.thrown.emplace(std::current_exception());
+  }
+  return retry_slow<R>(p, fn, o, &first);
+}
+
+}  // namespace detail
+
 // Runs fn under the policy. Returns fn's value on success (or the fallback's).
 // When the loop gives up:
 //  - the last attempt threw: that exception is rethrown unchanged (or, with
@@ -377,21 +402,9 @@ detail::result_of_t<F> retry(const policy& p, F&& fn, const options<detail::resu
   // here, so that a success returns fn's value with almost no overhead.
   if (!o.wrap_errors && !o.before_retry && !o.after_attempt && !o.on_give_up && !o.on_success && !o.gate &&
       !p.stop.uses_clock() && !o.stop_token.stop_requested()) {
-    detail::first_attempt<R> first;
-    try {
-      if constexpr (std::is_void_v<R>) {
-        fn();
-        if (!o.is_success || o.is_success(std::monostate{})) return;
-        first.value.emplace();
-      } else {
-        R v = fn();
-        if (o.is_success ? o.is_success(v) : detail::default_success(v)) return v;
-        first.value.emplace(std::move(v));
-      }
-    } catch (...) {
-      first.thrown.emplace(std::current_exception());
-    }
-    return detail::retry_slow<R>(p, fn, o, &first);
+    return detail::retry_fast<R>(p, fn, o, [&o](const value_t<R>& v) {
+      return o.is_success ? o.is_success(v) : detail::default_success(v);
+    });
   }
   return detail::retry_slow<R>(p, fn, o, nullptr);
 }
@@ -402,22 +415,8 @@ template <class F>
 [[gnu::always_inline]] inline detail::result_of_t<F> retry(const policy& p, F&& fn) {
   using R = detail::result_of_t<F>;
   const options<R>& o = detail::default_options<R>();
-  if (!p.stop.uses_clock()) {
-    detail::first_attempt<R> first;
-    try {
-      if constexpr (std::is_void_v<R>) {
-        fn();
-        return;
-      } else {
-        R v = fn();
-        if (detail::default_success(v)) return v;
-        first.value.emplace(std::move(v));
-      }
-    } catch (...) {
-      first.thrown.emplace(std::current_exception());
-    }
-    return detail::retry_slow<R>(p, fn, o, &first);
-  }
+  if (!p.stop.uses_clock())
+    return detail::retry_fast<R>(p, fn, o, [](const value_t<R>& v) { return detail::default_success(v); });
   return detail::retry_slow<R>(p, fn, o, nullptr);
 }
 
