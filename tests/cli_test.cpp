@@ -186,7 +186,7 @@ TEST_F(Cli, AChildIgnoringSigtermGetsSigkillAfterTheGracePeriod) {
 
 TEST_F(Cli, SigtermIsForwardedAndStopsTheRetrying) {
   const auto r = cli({"run", "--initial", "1ms", "--max-attempts", "5", "--", "sh", "-c",
-                      "echo started >> runs; trap 'exit 42' TERM; while true; do sleep 0.05; done"},
+                      "trap 'exit 42' TERM; echo started >> runs; while true; do sleep 0.05; done"},
                      "", [&](pid_t pid) {
                        for (int i = 0; i < 200 && !fs::exists(dir / "runs"); ++i) std::this_thread::sleep_for(10ms);
                        std::this_thread::sleep_for(100ms);
