@@ -45,6 +45,9 @@ struct strategy {
 backoff::policy default_policy();
 std::shared_ptr<backoff::gate> default_gate();
 
+// The p-th percentile (nearest rank) of a sample; 0 for an empty one.
+double percentile(std::vector<double> sample, double p);
+
 // Named strategies: "none", "exponential", "full", "equal", "decorrelated"
 // (Brooker's, with base and cap), the presets "google-cloud", "aws-standard",
 // "grpc", "curl", and for the load scenarios "no-retries", "3-retries",

@@ -40,6 +40,8 @@ struct usage_error : std::runtime_error {
 // naming `flag` when the text is not a non-negative number with a unit.
 duration parse_duration(const std::string& text, const std::string& flag);
 std::string format_duration(duration d);  // "1.5s", "250ms", "2m3s" — for messages
+// " 3 retries left." after attempt `done` of `max_attempts` (empty without a limit).
+std::string retries_left(std::uint32_t max_attempts, std::uint32_t done);
 
 // "0,1,75-78" → the set of exit codes. Throws usage_error naming `flag`.
 std::set<int> parse_codes(const std::string& text, const std::string& flag);

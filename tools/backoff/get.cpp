@@ -33,11 +33,7 @@ std::string event_text(const curl::attempt_log& a, std::uint32_t max_attempts) {
   if (a.delay.count() > 0) {
     line += ". Will retry in " + format_duration(a.delay);
     if (a.hint) line += " (server asked for " + format_duration(*a.hint) + ")";
-    line += ".";
-    if (max_attempts) {
-      const auto left = max_attempts - a.number;
-      line += " " + std::to_string(left) + (left == 1 ? " retry left." : " retries left.");
-    }
+    line += "." + retries_left(max_attempts, a.number);
   }
   return line;
 }

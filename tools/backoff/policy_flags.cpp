@@ -45,6 +45,12 @@ std::string format_duration(duration d) {
   return buf;
 }
 
+std::string retries_left(std::uint32_t max_attempts, std::uint32_t done) {
+  if (max_attempts == 0 || done > max_attempts) return {};
+  const auto left = max_attempts - done;
+  return " " + std::to_string(left) + (left == 1 ? " retry left." : " retries left.");
+}
+
 std::set<int> parse_codes(const std::string& text, const std::string& flag) {
   std::set<int> out;
   std::stringstream in(text);

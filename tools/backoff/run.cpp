@@ -207,12 +207,8 @@ subcommand run_command(CLI::App& app) {
                 std::cerr << "backoff: " << r.error << "\n";
               } else if (!a.last) {
                 std::cerr << "backoff: attempt " << a.record.number << " failed (" << describe(r) << "). Will retry in "
-                          << format_duration(a.record.delay) << ".";
-                if (max_attempts) {
-                  const auto left = max_attempts - a.record.number;
-                  std::cerr << " " << left << (left == 1 ? " retry" : " retries") << " left.";
-                }
-                std::cerr << "\n";
+                          << format_duration(a.record.delay) << "." << retries_left(max_attempts, a.record.number)
+                          << "\n";
               }
             },
         .on_give_up =

@@ -5,6 +5,7 @@
 
 #include "cli.hpp"
 #include "report.hpp"
+#include "sim.hpp"
 
 namespace backoff::cli {
 
@@ -24,12 +25,6 @@ std::string fixed3(double v) {
   return buf;
 }
 
-double percentile(std::vector<double>& v, double p) {
-  // Nearest rank on the sorted sample.
-  std::sort(v.begin(), v.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
-}
 }  // namespace
 
 subcommand schedule_command(CLI::App& app) {
@@ -84,7 +79,8 @@ subcommand schedule_command(CLI::App& app) {
     if (so->format == "csv") std::cout << "retry,p5_ms,p50_ms,p95_ms\n";
     if (so->format == "table") std::cout << "retry          p5         p50         p95\n";
     for (std::size_t i = 0; i < by_retry.size(); ++i) {
-      const double p5 = percentile(by_retry[i], 5), p50 = percentile(by_retry[i], 50), p95 = percentile(by_retry[i], 95);
+      const double p5 = sim::percentile(by_retry[i], 5), p50 = sim::percentile(by_retry[i], 50),
+                   p95 = sim::percentile(by_retry[i], 95);
       if (so->format == "csv") {
         std::cout << i + 1 << "," << fixed3(p5) << "," << fixed3(p50) << "," << fixed3(p95) << "\n";
       } else if (so->format == "json") {
