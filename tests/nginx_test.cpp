@@ -114,12 +114,12 @@ class Nginx : public ::testing::Test {
 }  // namespace
 
 TEST_F(Nginx, DownloadResumesWithRangeAndIfRange) {
-  // 24 MiB at 8 MiB/s with a 1 s attempt timeout: every attempt is cut short,
+  // 24 MiB at 8 MiB/s with a 1 s download timeout: every attempt is cut short,
   // and each next one continues with Range + If-Range (nginx's ETag).
   backoff::curl::client http({.policy = {.schedule = backoff::constant{.delay = 10ms},
                                          .jitter = backoff::jitter::none(),
                                          .stop = backoff::stop::after_attempts(30)},
-                              .attempt_timeout = 1s});
+                              .download_timeout = 1s});
   const fs::path target = root / "out.bin";
   const auto r = http.download(url("/files/big.bin"), target);
   ASSERT_TRUE(r.ok()) << r.error;

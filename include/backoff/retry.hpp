@@ -93,6 +93,11 @@ struct options {
   bool gate_first_attempt = false;
   // Whether a failed attempt was a timeout (AWS's budget charges those more).
   std::function<bool(const attempt<R>&)> is_timeout{};
+  // Whether a failed attempt still moved the work forward (a resumable download
+  // that received bytes). Such an attempt restarts the schedule at its first
+  // delay and is not counted by after_attempts: what ends work that keeps
+  // progressing is a time limit, or attempts that make no progress.
+  std::function<bool(const attempt<R>&)> made_progress{};
 
   backoff::clock* clock = nullptr;  // default: real_clock::instance()
   random_ref rng{};                 // default: a per-thread fast_rng
@@ -163,6 +168,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
   bool clock_started = timed;
   schedule_state sched;
   random_ref rng = o.rng;
+  std::uint32_t progressed_at = 0;  // the last attempt that made progress; later ones count from there
 
   for (std::uint32_t n = 1;; ++n) {
     if (o.stop_token.stop_requested()) {
@@ -261,6 +267,10 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     if (outcome == attempt_outcome::permanent) return give_up(stop_reason::permanent);
 
     if (n == 1) p.validate();
+    if (o.made_progress && o.made_progress(attempt<R>{rec, result, error, stop_reason::success, false})) {
+      sched = schedule_state{};
+      progressed_at = n;
+    }
     duration delay = p.next_delay(sched, rng);
     bool hinted = false;
     if (o.server_hint) {
@@ -272,7 +282,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
         }
       }
     }
-    const auto verdict = p.stop.decide({n, t1 - start, t1, delay});
+    const auto verdict = p.stop.decide({n - progressed_at, t1 - start, t1, delay});
     if (verdict.stop) return give_up(verdict.reason);
     // The gate is asked only once the stop rule agreed, so that a budget is
     // not charged for a retry that would not happen anyway.

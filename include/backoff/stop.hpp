@@ -36,7 +36,7 @@ class stop_rule {
  public:
   // What the loop knows after a failed attempt.
   struct context {
-    std::uint32_t attempts;  // attempts made so far (>= 1)
+    std::uint32_t attempts;  // attempts that count: made so far, or since the last one that made progress
     duration elapsed;        // since the loop began
     time_point now;
     duration next_delay;     // the wait the schedule chose before the next attempt

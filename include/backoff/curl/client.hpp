@@ -17,6 +17,22 @@
 // twice, which take a fresh connection: libcurl would otherwise re-send them by
 // itself when a reused connection turns out to be dead. A client is not thread-safe: use one
 // per thread.
+//
+// Transfers run on a curl multi handle, so that options.stop_token ends an attempt
+// in flight at once (not only a wait), and an attempt that receives nothing for
+// stall_timeout ends even when the whole-attempt timeout is off.
+//
+// download() promises: the target is replaced only by a complete body of a 200,
+// 203 or 206 (a resume), of the announced length and, when asked, the expected
+// checksum; bytes are appended only under the same strong validator (If-Range);
+// a 201, 204, 304 or unfollowed redirect is a failure, never an empty file. Data
+// in progress lives in `.NAME.backoff-part` beside the target, with its URL and
+// validator in `.NAME.backoff-part.meta`: a download that fails (or is cancelled)
+// keeps them, and the next download of the same URL to the same target resumes
+// from there (starting over if the server's version changed). An attempt that
+// added bytes to a resumable download does not count against the attempt limit
+// and restarts the schedule at its first delay (see options::made_progress); what
+// ends such a download is the deadline, a stall, or attempts that make no progress.
 #pragma once
 
 #include <chrono>
@@ -27,6 +43,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backoff/gate.hpp"
@@ -38,8 +55,13 @@
 #include "backoff/random.hpp"
 
 typedef void CURL;
+typedef void CURLM;
 
 namespace backoff::curl {
+
+namespace detail {
+class download_file;
+}
 
 using http::header;
 
@@ -60,7 +82,8 @@ struct attempt_log {
   long status = 0;                  // 0 when no response arrived
   http::transport failure = http::transport::none;
   int curl_code = 0;                // CURLcode
-  std::string error{};              // curl's message, empty on success
+  std::string error{};              // what went wrong, for people: "HTTP 503", "no data for 30s",
+                                    // "connection closed after 31.4 MiB of 48.0 MiB"; empty on success
   std::optional<duration> hint{};   // what the server asked for, after clamping
   duration delay{};                 // the wait that followed (0 for the last attempt)
   std::uint64_t bytes = 0;          // body bytes received in this attempt
@@ -85,10 +108,33 @@ struct progress {
   std::optional<std::uint64_t> total{};
 };
 
+// An expected digest, "sha256:HEX" or "sha512:HEX".
+struct checksum {
+  std::string algorithm{};  // "sha256" or "sha512"
+  std::string hex{};        // lower-case
+};
+// Parses "sha256:HEX" / "sha512:HEX" (hex of the right length, any case).
+// Throws std::invalid_argument naming what is wrong.
+checksum parse_checksum(std::string_view text);
+
 struct client_options {
   backoff::policy policy{};
-  std::chrono::milliseconds attempt_timeout{std::chrono::seconds{30}};  // whole attempt, 0 = none
+  // perform(): the whole attempt, 0 = none. Downloads use download_timeout.
+  std::chrono::milliseconds attempt_timeout{std::chrono::seconds{30}};
+  // download(): the whole attempt, 0 = none (the default: a slow but healthy
+  // download is not cut; stall_timeout ends a dead one).
+  std::chrono::milliseconds download_timeout{0};
+  // Any attempt: ends it when no byte arrives for this long, 0 = never.
+  std::chrono::milliseconds stall_timeout{std::chrono::seconds{30}};
   std::chrono::milliseconds connect_timeout{std::chrono::seconds{10}};
+  // Bodies larger than this fail permanently (curl's --max-filesize). perform()
+  // keeps bodies in memory and caps them at 1 GiB when this is unset.
+  std::optional<std::uint64_t> max_filesize{};
+  // download(): verified before the file is renamed into place. A mismatch
+  // starts the download over once; a second one fails with checksum_mismatch.
+  std::optional<checksum> expected_checksum{};
+  // download(): on failure, keep resumable partial data for a later call.
+  bool keep_partial = true;
   std::optional<time_point> deadline{};  // overall, on the steady clock
   http::classifier classifier{};
   http::hint_options hints{};           // max_hint defaults to 1 h
@@ -117,6 +163,9 @@ struct download_result {
   std::uint32_t restarts = 0;       // attempts that had to start over (200 or 416)
   std::string error{};              // why it failed, empty on success
   bool file_error = false;          // the failure was local: the file could not be created, written or moved
+  bool checksum_mismatch = false;   // the body was complete twice but not what expected_checksum says
+  std::string digest{};             // the body's digest, when expected_checksum was set
+  std::filesystem::path partial{};  // where resumable data was kept on failure (empty: none)
 
   bool ok() const noexcept { return reason == stop_reason::success; }
 };
@@ -133,19 +182,28 @@ class client {
   // Performs one request under the retry policy.
   response perform(const request& r);
 
-  // Downloads `url` to `target`. Data goes to a temporary file beside the target,
-  // renamed into place only when complete and of the announced length; on failure
-  // the temporary file is removed and `target` is left untouched.
+  // Downloads `url` to `target` (see the top of this header). On failure the
+  // target is left untouched.
   download_result download(const std::string& url, const std::filesystem::path& target,
                            const std::vector<header>& headers = {});
+  // The same into an open descriptor (standard output, a pipe), written in order.
+  // Resumes need the server's Range support; a response that would make the
+  // download start over after bytes were written fails instead.
+  download_result download(const std::string& url, int fd, const std::vector<header>& headers = {});
 
  private:
+  download_result download_into(const std::string& url, detail::download_file& out, download_result result,
+                                const std::vector<header>& headers);
+
   client_options options_;
   CURL* easy_;
+  CURLM* multi_;
 };
 
 // Retries a caller-configured easy handle: URL, method, body, callbacks and all
-// stay as the caller set them; each attempt is one curl_easy_perform. Retry-After
+// stay as the caller set them; each attempt runs on a multi handle of this call,
+// so that options.stop_token ends it at once (stall_timeout is not applied: the
+// callbacks are the caller's). Retry-After
 // is read with curl_easy_header. `before_retry` runs before each new attempt (reset
 // your write buffer there). `traits` decide whether a failed attempt may be re-sent.
 response perform_with_retry(CURL* easy, const client_options& options, http::request_traits traits,

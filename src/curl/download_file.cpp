@@ -1,0 +1,311 @@
+#include "download_file.hpp"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+#include <vector>
+
+namespace backoff::curl::detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::uint64_t writeback_chunk = 8u << 20;  // start writeback every 8 MiB
+constexpr std::string_view meta_magic = "backoff-part 1";
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+const EVP_MD* md_named(const std::string& algorithm) {
+  if (algorithm == "sha256") return EVP_sha256();
+  if (algorithm == "sha512") return EVP_sha512();
+  return nullptr;
+}
+
+std::string hex(const unsigned char* md, unsigned n) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * n);
+  for (unsigned i = 0; i < n; ++i) {
+    out += digits[md[i] >> 4];
+    out += digits[md[i] & 15];
+  }
+  return out;
+}
+
+// Where a missing target named through a chain of symlinks would be created.
+std::optional<fs::path> follow_dangling(fs::path p) {
+  for (int hops = 0; hops < 40; ++hops) {
+    struct stat st{};
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+    std::error_code ec;
+    const fs::path link = fs::read_symlink(p, ec);
+    if (ec) return std::nullopt;
+    p = link.is_absolute() ? link : p.parent_path() / link;
+  }
+  return std::nullopt;
+}
+
+// Opens an existing file with a name others can guess: only a regular file of
+// ours with one link is trusted.
+int open_trusted(const fs::path& p, int flags) {
+  const int fd = ::open(p.c_str(), flags | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || st.st_nlink != 1) {
+    ::close(fd);
+    errno = EPERM;
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+download_file::~download_file() {
+  if (fd_ >= 0 && own_fd_) ::close(fd_);
+  if (stream_digest_) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(stream_digest_));
+}
+
+std::string download_file::open(const fs::path& target, const std::string& url) {
+  url_ = url;
+  name_ = target.string();
+  struct stat st{};
+  fs::path where = target;
+  if (::stat(target.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return "'" + name_ + "' is a directory";
+    if (!S_ISREG(st.st_mode)) {
+      // A FIFO, a device, a terminal: not ours to replace. Write into it.
+      fd_ = ::open(target.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
+      if (fd_ < 0) return "cannot open '" + name_ + "': " + errno_text(errno);
+      stream_ = true;
+      final_ = target;
+      return {};
+    }
+    if (char* real = ::realpath(target.c_str(), nullptr)) {  // replace the file, not the link to it
+      where = real;
+      std::free(real);
+    }
+    keep_mode_ = st.st_mode & 07777;
+  } else if (errno == ENOENT) {
+    const auto end = follow_dangling(target);
+    if (!end) return "cannot follow the symbolic links of '" + name_ + "'";
+    where = *end;
+  } else {
+    return "cannot use '" + name_ + "': " + errno_text(errno);
+  }
+  final_ = where;
+  const fs::path dir = where.has_parent_path() ? where.parent_path() : fs::path(".");
+  part_ = dir / ("." + where.filename().string() + ".backoff-part");
+  meta_ = dir / ("." + where.filename().string() + ".backoff-part.meta");
+
+  fd_ = open_trusted(part_, O_RDWR);
+  if (fd_ < 0 && errno == ENOENT) {
+    // 0666 & ~umask, as any program that creates a file.
+    fd_ = ::open(part_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd_ < 0) return "cannot create '" + part_.string() + "': " + errno_text(errno);
+  } else if (fd_ < 0) {
+    return "cannot use '" + part_.string() + "' for partial data: " +
+           (errno == EPERM ? std::string("not a regular file of this user with a single link") : errno_text(errno));
+  }
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    return e == EWOULDBLOCK ? "another download is writing '" + part_.string() + "'"
+                            : "cannot lock '" + part_.string() + "': " + errno_text(e);
+  }
+  struct stat part_stat{};
+  if (::fstat(fd_, &part_stat) != 0) return "cannot read '" + part_.string() + "': " + errno_text(errno);
+  size_ = static_cast<std::uint64_t>(part_stat.st_size);
+  synced_ = size_;
+  if (size_ > 0) load_meta(url);
+  if (size_ > 0 && !resumed_) {
+    if (!discard()) return "cannot truncate '" + part_.string() + "': " + errno_text(errno);
+  }
+  return {};
+}
+
+void download_file::open_stream(int fd, std::string name) {
+  fd_ = fd;
+  own_fd_ = false;
+  stream_ = true;
+  name_ = std::move(name);
+  final_ = name_;
+}
+
+void download_file::load_meta(const std::string& url) {
+  const int fd = open_trusted(meta_, O_RDONLY);
+  if (fd < 0) return;
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0 && text.size() < 65536;) text.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  std::istringstream in(text);
+  std::string line, got_url, validator, length;
+  if (!std::getline(in, line) || line != meta_magic) return;
+  while (std::getline(in, line)) {
+    const auto space = line.find(' ');
+    if (space == std::string::npos) continue;
+    const std::string key = line.substr(0, space), value = line.substr(space + 1);
+    if (key == "url") got_url = value;
+    else if (key == "validator") validator = value;
+    else if (key == "length") length = value;
+  }
+  if (got_url != url || validator.empty() || validator.starts_with("W/")) return;
+  if (length != "-") {
+    const auto n = std::strtoull(length.c_str(), nullptr, 10);
+    if (length.empty() || length.find_first_not_of("0123456789") != std::string::npos || n < size_) return;
+    length_ = n;
+  }
+  validator_ = validator;
+  resumed_ = true;
+}
+
+void download_file::save_meta() {
+  if (stream_ || meta_.empty()) return;
+  std::ostringstream text;
+  text << meta_magic << "\nurl " << url_ << "\nvalidator " << validator_ << "\nlength "
+       << (length_ ? std::to_string(*length_) : std::string("-")) << "\n";
+  int fd = open_trusted(meta_, O_WRONLY);
+  if (fd < 0 && errno == ENOENT) fd = ::open(meta_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return;  // without metadata the part is simply not resumed later
+  const std::string s = text.str();
+  if (::ftruncate(fd, 0) == 0) {
+    std::size_t done = 0;
+    while (done < s.size()) {
+      const ssize_t w = ::write(fd, s.data() + done, s.size() - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      done += static_cast<std::size_t>(w);
+    }
+  }
+  ::close(fd);
+}
+
+int download_file::write(const char* data, std::size_t n) {
+  std::size_t done = 0;
+  while (done < n) {
+    const ssize_t w = stream_ ? ::write(fd_, data + done, n - done)
+                              : ::pwrite(fd_, data + done, n - done, static_cast<off_t>(size_ + done));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      const int e = errno;
+      size_ += done;
+      return e;
+    }
+    done += static_cast<std::size_t>(w);
+  }
+  if (stream_digest_) EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(stream_digest_), data, n);
+  size_ += n;
+  if (!stream_ && size_ - synced_ >= writeback_chunk) start_writeback();
+  return 0;
+}
+
+// Hands what was written to the kernel's writeback now, so that the final fsync
+// finds little left to do and the download is not paid for twice at the end.
+void download_file::start_writeback() {
+#ifdef SYNC_FILE_RANGE_WRITE
+  ::sync_file_range(fd_, static_cast<off_t>(synced_), static_cast<off_t>(size_ - synced_), SYNC_FILE_RANGE_WRITE);
+#endif
+  synced_ = size_;
+}
+
+bool download_file::discard() {
+  if (stream_) return size_ == 0;
+  if (::ftruncate(fd_, 0) != 0) return false;
+  size_ = synced_ = 0;
+  validator_.clear();
+  length_.reset();
+  resumed_ = false;
+  ::unlink(meta_.c_str());
+  return true;
+}
+
+void download_file::describe(const std::string& validator, std::optional<std::uint64_t> length) {
+  if (validator == validator_ && length == length_) return;
+  validator_ = validator;
+  length_ = length;
+  if (!validator_.empty()) save_meta();
+  else ::unlink(meta_.c_str());
+}
+
+void download_file::track_digest(const std::string& algorithm) {
+  const EVP_MD* md = md_named(algorithm);
+  if (!md || !stream_) return;
+  auto* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, md, nullptr);
+  stream_digest_ = ctx;
+  stream_algorithm_ = algorithm;
+}
+
+std::string download_file::digest(const std::string& algorithm) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  if (stream_) {
+    if (!stream_digest_ || algorithm != stream_algorithm_) return {};
+    EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(stream_digest_), md, &n);
+    return hex(md, n);
+  }
+  const EVP_MD* type = md_named(algorithm);
+  if (!type) return {};
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, type, nullptr);
+  std::vector<char> buf(1 << 20);
+  std::uint64_t at = 0;
+  bool ok = true;
+  while (at < size_) {
+    const ssize_t r = ::pread(fd_, buf.data(), buf.size(), static_cast<off_t>(at));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      ok = false;
+      break;
+    }
+    EVP_DigestUpdate(ctx, buf.data(), static_cast<std::size_t>(r));
+    at += static_cast<std::uint64_t>(r);
+  }
+  EVP_DigestFinal_ex(ctx, md, &n);
+  EVP_MD_CTX_free(ctx);
+  return ok ? hex(md, n) : std::string{};
+}
+
+std::string download_file::commit() {
+  if (stream_) return {};
+  if (keep_mode_ && ::fchmod(fd_, *keep_mode_) != 0)
+    return "cannot set the mode of '" + part_.string() + "': " + errno_text(errno);
+  if (::fsync(fd_) != 0) return "cannot flush '" + part_.string() + "': " + errno_text(errno);
+  if (::rename(part_.c_str(), final_.c_str()) != 0)
+    return "cannot move the download to '" + final_.string() + "': " + errno_text(errno);
+  ::unlink(meta_.c_str());
+  ::close(fd_);  // releases the lock, after the rename
+  fd_ = -1;
+  // The rename is durable once the directory is.
+  const fs::path dir = final_.has_parent_path() ? final_.parent_path() : fs::path(".");
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return {};
+}
+
+void download_file::abandon(bool keep) {
+  if (stream_ || fd_ < 0) return;
+  if (!(keep && resumable())) {
+    ::unlink(part_.c_str());
+    ::unlink(meta_.c_str());
+  }
+  ::close(fd_);
+  fd_ = -1;
+}
+
+}  // namespace backoff::curl::detail

@@ -1,0 +1,89 @@
+// Where a download's bytes go (private to backoff::curl): a part file beside
+// the target that is renamed into place when complete, or a stream (standard
+// output, a FIFO, a device) written in order.
+//
+// The part file has a predictable name, `.NAME.backoff-part`, with its resume
+// metadata (URL, validator, length) in `.NAME.backoff-part.meta`, so that a later
+// download of the same URL to the same target continues it. Because the name is
+// predictable it is opened with O_NOFOLLOW and used only when it is a regular
+// file owned by this user with a single link; an exclusive flock keeps two
+// downloads from writing it at once.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace backoff::curl::detail {
+
+class download_file {
+ public:
+  download_file() = default;
+  ~download_file();
+  download_file(const download_file&) = delete;
+  download_file& operator=(const download_file&) = delete;
+
+  // Prepares `target` for a download of `url`. A symlink is followed to the file
+  // it names (created if missing); a regular file is replaced atomically; any
+  // other kind of file (FIFO, device, /dev/stdout) is written directly. Picks up
+  // resumable data a previous download left. Returns an error message, or empty.
+  std::string open(const std::filesystem::path& target, const std::string& url);
+  // Writes to an open descriptor that is not ours (standard output).
+  void open_stream(int fd, std::string name);
+
+  bool is_stream() const noexcept { return stream_; }
+  std::uint64_t size() const noexcept { return size_; }
+  // What the data held so far was fetched under (empty: cannot be resumed).
+  const std::string& validator() const noexcept { return validator_; }
+  const std::optional<std::uint64_t>& length() const noexcept { return length_; }
+  bool resumed_from_disk() const noexcept { return resumed_; }
+  // The file the download will become, after symlinks (for messages).
+  const std::filesystem::path& final_path() const noexcept { return final_; }
+  const std::filesystem::path& part_path() const noexcept { return part_; }
+
+  // Appends; returns 0 or an errno.
+  int write(const char* data, std::size_t n);
+  // Drops everything held (a new version, or bytes that cannot be trusted).
+  // False when the data cannot be taken back (a stream that was written to).
+  bool discard();
+  // Records what the held bytes belong to, in memory and in the metadata file.
+  void describe(const std::string& validator, std::optional<std::uint64_t> length);
+
+  // Hex digest of the held bytes ("sha256" or "sha512"); empty on a read error.
+  // A stream cannot be re-read: call track_digest before the first write.
+  std::string digest(const std::string& algorithm);
+  void track_digest(const std::string& algorithm);
+
+  // Makes the download visible: fsync, rename over the target (keeping an
+  // existing file's mode), remove the metadata. Returns an error or empty.
+  std::string commit();
+  // Gives up: keeps the part file and its metadata for a later resume when
+  // `keep` and the data is resumable; otherwise removes them.
+  void abandon(bool keep);
+  // Whether abandon(true) keeps something a later run can resume.
+  bool resumable() const noexcept { return !stream_ && fd_ >= 0 && size_ > 0 && !validator_.empty(); }
+
+ private:
+  void load_meta(const std::string& url);
+  void save_meta();
+  void start_writeback();
+
+  int fd_ = -1;
+  bool stream_ = false;
+  bool own_fd_ = true;
+  bool resumed_ = false;
+  std::uint64_t size_ = 0;
+  std::uint64_t synced_ = 0;  // bytes handed to writeback so far
+  std::string url_, validator_;
+  std::optional<std::uint64_t> length_;
+  std::optional<mode_t> keep_mode_;  // the mode of the file being replaced
+  std::filesystem::path final_, part_, meta_;
+  std::string name_;                 // for messages
+  void* stream_digest_ = nullptr;    // EVP_MD_CTX for streams, which cannot be re-read
+  std::string stream_algorithm_;
+};
+
+}  // namespace backoff::curl::detail
