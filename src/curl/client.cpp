@@ -90,6 +90,7 @@ struct attempt_result {
   http::verdict verdict = http::verdict::success;
   bool resend_allowed = true;
   bool progressed = false;  // a resumable download kept new bytes
+  bool cancelled = false;   // the stop token ended it
   std::optional<duration> hint;
   std::uint64_t bytes = 0;
 };
@@ -235,6 +236,7 @@ void finish(attempt_result& r, CURL* easy, CURLcode code, const char* errbuf, co
     r.verdict = o.classifier.classify(r.failure);
     switch (why) {
       case interruption::cancelled:
+        r.cancelled = true;
         r.failure = http::transport::other;
         r.verdict = http::verdict::permanent;
         r.error = "cancelled";
@@ -252,6 +254,10 @@ void finish(attempt_result& r, CURL* easy, CURLcode code, const char* errbuf, co
         if (code == CURLE_TOO_MANY_REDIRECTS) {
           r.verdict = http::verdict::permanent;
           r.error = "too many redirects (more than " + std::to_string(max_redirects) + ")";
+        } else if (code == CURLE_OUT_OF_MEMORY && r.status != 0) {
+          // What curl 7.x reports for a header line over its 100 KiB limit.
+          r.verdict = http::verdict::permanent;
+          r.error = "the response has a header too large to read (curl: " + r.error + ")";
         } else if (code == CURLE_OPERATION_TIMEDOUT && r.status != 0) {
           r.error = "timed out: " + r.error;
         }
@@ -345,7 +351,7 @@ stop_reason drive(const client_options& o, const std::string& url, One&& one, st
                      opts);
   if (r.error) std::rethrow_exception(r.error);
   if (r.value) last = *r.value;
-  if (r.reason == stop_reason::permanent && r.value && last.error == "cancelled") return stop_reason::cancelled;
+  if (r.reason == stop_reason::permanent && r.value && last.cancelled) return stop_reason::cancelled;
   if (r.reason == stop_reason::permanent && r.value &&
       (last.verdict == http::verdict::retryable || last.verdict == http::verdict::throttled) && !last.resend_allowed)
     return stop_reason::not_idempotent;
@@ -778,7 +784,9 @@ download_result client::download_into(const std::string& url, detail::download_f
   if (!out.attempts.empty()) out.error = out.attempts.back().error;
   if (out.error.empty()) out.error = std::string(to_string(out.reason));
   out.file_error = st.write_errno != 0;
-  const bool keep = options_.keep_partial && !out.checksum_mismatch && file.resumable();
+  // Worth resuming after a transient failure or a cancel; not after a permanent
+  // one (404, too large, a checksum that never matched).
+  const bool keep = options_.keep_partial && out.reason != stop_reason::permanent && file.resumable();
   if (keep) out.partial = file.part_path();
   file.abandon(keep);
   return out;

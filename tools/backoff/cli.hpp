@@ -26,6 +26,7 @@ inline constexpr int usage = 2;           // bad flag or value
 inline constexpr int gave_up = 3;         // get: retries did not help
 inline constexpr int permanent = 4;       // get: a permanent HTTP error (e.g. 404)
 inline constexpr int local_error = 5;     // get: the output file could not be written
+inline constexpr int checksum = 6;        // get: the download did not match --checksum
 inline constexpr int timeout = 124;       // run: the last attempt was killed by --attempt-timeout or --max-time
 inline constexpr int cannot_execute = 126;
 inline constexpr int not_found = 127;     // run: the command does not exist
@@ -43,8 +44,12 @@ std::string format_duration(duration d);  // "1.5s", "250ms", "2m3s" — for mes
 // " 3 retries left." after attempt `done` of `max_attempts` (empty without a limit).
 std::string retries_left(std::uint32_t max_attempts, std::uint32_t done);
 
-// "0,1,75-78" → the set of exit codes. Throws usage_error naming `flag`.
-std::set<int> parse_codes(const std::string& text, const std::string& flag);
+// "0,1,75-78" → the set of codes, each within [lowest, highest]. Throws
+// usage_error naming `flag` and `what` ("exit code", "HTTP error status").
+std::set<int> parse_codes(const std::string& text, const std::string& flag, int lowest = 0, int highest = 255,
+                          const std::string& what = "exit code");
+// "1000", "500K", "2G", "1GiB" → bytes (K = 1024). Throws usage_error naming `flag`.
+std::uint64_t parse_size(const std::string& text, const std::string& flag);
 
 // The policy flags every subcommand takes.
 struct policy_flags {

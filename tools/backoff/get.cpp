@@ -1,5 +1,14 @@
-// backoff get: download a URL with retries, Retry-After, resume and atomic output.
+// backoff get: download a URL (or make an API call) with retries, Retry-After,
+// resume and atomic output.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "backoff/curl/client.hpp"
 #include "cli.hpp"
@@ -9,11 +18,22 @@
 namespace backoff::cli {
 
 namespace {
-struct get_options {
+
+struct get_flags {
   policy_flags policy;
-  std::string url, output, timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
+  std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
+  std::string max_filesize, checksum, method, data, idempotency_key, retry_on, no_retry_on;
   std::vector<std::string> headers;
   bool quiet = false;
+};
+
+// What the flags mean, checked before anything is fetched.
+struct get_plan {
+  std::string url, output;  // output "-" is standard output
+  bool api = false;         // -X or -d: one request whose body is the output
+  curl::request request{};
+  curl::client_options client{};
+  std::optional<duration> time_limit{};
 };
 
 std::string default_output(const std::string& url) {
@@ -23,106 +43,270 @@ std::string default_output(const std::string& url) {
   const auto slash = path.find('/');
   if (slash == std::string::npos) return "index.html";
   const auto last = path.substr(path.rfind('/') + 1);
-  return last.empty() ? "index.html" : last;
+  return last.empty() || last == "." || last == ".." ? "index.html" : last;
+}
+
+// A timeout flag: 0 turns it off; anything else must be at least 1 ms, the
+// resolution curl applies (a smaller value would silently mean "none").
+std::chrono::milliseconds timeout_flag(const std::string& text, const std::string& flag) {
+  const duration d = parse_duration(text, flag);
+  if (d.count() > 0 && d < std::chrono::milliseconds{1})
+    throw usage_error(flag + ": '" + text + "' is shorter than 1ms, the smallest timeout there is (0 turns it off)");
+  return std::chrono::ceil<std::chrono::milliseconds>(d);
+}
+
+std::string read_data(const std::string& data) {
+  if (!data.starts_with("@")) return data;
+  const std::string path = data.substr(1);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw usage_error("--data: cannot read '" + path + "': " + std::strerror(errno));
+  std::ostringstream all;
+  all << in.rdbuf();
+  return all.str();
+}
+
+get_plan plan_of(const get_flags& f) {
+  get_plan p;
+  p.url = f.url;
+  if (f.url.find("://") == std::string::npos)
+    throw usage_error("url: '" + f.url + "' has no scheme (expected http:// or https://)");
+  curl::client_options& o = p.client;
+  o.policy = f.policy.build();
+  if (!f.timeout.empty()) o.download_timeout = o.attempt_timeout = timeout_flag(f.timeout, "--timeout");
+  else o.attempt_timeout = std::chrono::seconds{30};  // API calls keep a whole-request limit
+  o.stall_timeout = timeout_flag(f.stall_timeout, "--stall-timeout");
+  o.connect_timeout = timeout_flag(f.connect_timeout, "--connect-timeout");
+  o.hints.max_hint = parse_duration(f.max_retry_after, "--max-retry-after");
+  if (!f.max_filesize.empty()) o.max_filesize = parse_size(f.max_filesize, "--max-filesize");
+  if (!f.checksum.empty()) {
+    try {
+      o.expected_checksum = curl::parse_checksum(f.checksum);
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(std::string("--checksum: ") + e.what());
+    }
+  }
+  auto& statuses = o.classifier.retryable_statuses;
+  if (!f.retry_on.empty())
+    for (int c : parse_codes(f.retry_on, "--retry-on-http-error", 400, 599, "HTTP status code"))
+      if (std::find(statuses.begin(), statuses.end(), c) == statuses.end()) statuses.push_back(c);
+  if (!f.no_retry_on.empty()) {
+    for (int c : parse_codes(f.no_retry_on, "--no-retry-on-http-error", 400, 599, "HTTP status code")) {
+      std::erase(statuses, c);
+      std::erase(o.classifier.throttled_statuses, c);
+    }
+  }
+  for (const auto& h : f.headers) {
+    const auto colon = h.find(':');
+    if (colon == std::string::npos || colon == 0 || h.find_first_of(" \t") < colon)
+      throw usage_error("--header: '" + h + "' is not 'Name: value'");
+    if (h.find_first_of("\r\n") != std::string::npos) throw usage_error("--header: '" + h + "' has a line break");
+    std::string value = h.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    p.request.headers.emplace_back(h.substr(0, colon), value);
+  }
+  p.api = !f.method.empty() || !f.data.empty();
+  if (!f.idempotency_key.empty() && !p.api)
+    throw usage_error("--idempotency-key: only for requests with -X or -d (downloads are GETs)");
+  if (p.api) {
+    p.request.url = f.url;
+    p.request.method = !f.method.empty() ? f.method : "POST";
+    for (const char c : p.request.method)
+      if (!std::isupper(static_cast<unsigned char>(c)) && c != '-' && c != '_')
+        throw usage_error("--request: '" + p.request.method + "' is not an HTTP method (GET, POST, PUT, PATCH, DELETE…)");
+    if (!f.data.empty()) p.request.body = read_data(f.data);
+    if (f.idempotency_key == "auto") p.request.add_idempotency_key = true;
+    else if (!f.idempotency_key.empty()) p.request.headers.emplace_back("Idempotency-Key", f.idempotency_key);
+    if (!f.checksum.empty()) throw usage_error("--checksum: only for downloads, not with -X or -d");
+  }
+  p.output = !f.output.empty() ? f.output : p.api ? "-" : default_output(f.url);
+  p.time_limit = f.policy.time_limit();
+  return p;
 }
 
 std::string event_text(const curl::attempt_log& a, std::uint32_t max_attempts) {
-  std::string what = a.status ? "HTTP " + std::to_string(a.status) : std::string(http::to_string(a.failure));
-  if (!a.error.empty() && a.status == 0) what += " (" + a.error + ")";
+  std::string what = !a.error.empty() ? a.error
+                     : a.status      ? "HTTP " + std::to_string(a.status)
+                                     : std::string(http::to_string(a.failure));
+  if (a.hint) what += " (Retry-After: " + format_duration(*a.hint) + ")";
   std::string line = "backoff: attempt " + std::to_string(a.number) + " failed: " + what;
   if (a.delay.count() > 0) {
-    line += ". Will retry in " + format_duration(a.delay);
-    if (a.hint) line += " (server asked for " + format_duration(*a.hint) + ")";
-    line += "." + retries_left(max_attempts, a.number);
+    line += ". Will retry in " + format_duration(a.delay) + ".";
+    line += retries_left(max_attempts, a.number);
   }
   return line;
 }
+
+nlohmann::json attempts_json(const std::vector<curl::attempt_log>& logs) {
+  nlohmann::json attempts = nlohmann::json::array();
+  for (const auto& a : logs)
+    attempts.push_back({{"attempt", a.number},
+                        {"start_s", seconds(a.start)},
+                        {"duration_s", seconds(a.took)},
+                        {"http_status", a.status ? nlohmann::json(a.status) : nlohmann::json()},
+                        {"transport_error", a.failure == http::transport::none
+                                                ? nlohmann::json()
+                                                : nlohmann::json(std::string(http::to_string(a.failure)))},
+                        {"error", a.error},
+                        {"hint_s", a.hint ? nlohmann::json(seconds(*a.hint)) : nlohmann::json()},
+                        {"delay_s", seconds(a.delay)},
+                        {"bytes", a.bytes}});
+  return attempts;
+}
+
+int exit_for(stop_reason reason, bool file_error, int signal) {
+  if (reason == stop_reason::success) return exit_code::ok;
+  if (signal) return 128 + signal;
+  if (file_error) return exit_code::local_error;
+  if (reason == stop_reason::permanent) return exit_code::permanent;
+  return exit_code::gave_up;
+}
+
+// Writes an API response body to `output`: standard output, a file that is
+// replaced atomically, or a FIFO/device written directly. Returns an error or empty.
+std::string save_body(const std::string& output, const std::string& body) {
+  auto put = [&](int fd) {
+    std::size_t done = 0;
+    while (done < body.size()) {
+      const ssize_t w = ::write(fd, body.data() + done, body.size() - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      done += static_cast<std::size_t>(w);
+    }
+    return true;
+  };
+  if (output == "-") return put(1) ? "" : std::string("cannot write to standard output: ") + std::strerror(errno);
+  struct stat st{};
+  std::string target = output;
+  if (::stat(output.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return "'" + output + "' is a directory";
+    if (!S_ISREG(st.st_mode)) {
+      const int fd = ::open(output.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
+      if (fd < 0) return "cannot open '" + output + "': " + std::strerror(errno);
+      const bool ok = put(fd);
+      ::close(fd);
+      return ok ? "" : "cannot write '" + output + "': " + std::strerror(errno);
+    }
+    if (char* real = ::realpath(output.c_str(), nullptr)) {
+      target = real;
+      std::free(real);
+    }
+  }
+  const std::filesystem::path t(target);
+  std::string temp = ((t.has_parent_path() ? t.parent_path() : std::filesystem::path(".")) /
+                      ("." + t.filename().string() + ".XXXXXX")).string();
+  const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
+  if (fd < 0) return "cannot create a file beside '" + output + "': " + std::strerror(errno);
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::fchmod(fd, S_ISREG(st.st_mode) ? (st.st_mode & 07777) : (0666 & ~mask));
+  const bool ok = put(fd) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(temp.c_str(), target.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(temp.c_str());
+    return "cannot write '" + output + "': " + std::strerror(e);
+  }
+  return {};
+}
+
 }  // namespace
 
 subcommand get_command(CLI::App& app) {
-  auto go = std::make_shared<get_options>();
-  auto* cmd = app.add_subcommand("get", "Download a URL, retrying failures and resuming broken transfers");
-  go->policy.add_to(*cmd);
-  cmd->add_option("url", go->url, "The URL to download")->required();
-  cmd->add_option("-o,--output", go->output, "Where to write it (default: the URL's file name)");
-  cmd->add_option("-H,--header", go->headers, "An extra request header, 'Name: value' (repeatable)");
-  cmd->add_option("--timeout", go->timeout, "Time limit for each attempt (default 30s)");
-  cmd->add_option("--connect-timeout", go->connect_timeout, "Time limit for connecting (default 10s)");
-  cmd->add_option("--max-retry-after", go->max_retry_after, "Longest Retry-After to obey (default 1h)");
-  cmd->add_option("--report", go->report, "Write the attempt history as JSON to FILE");
-  cmd->add_flag("-q,--quiet", go->quiet, "No progress or retry messages");
-  return {cmd, [go]() -> int {
-    const policy p = go->policy.build();
-    curl::client_options o{.policy = p};
-    o.attempt_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(parse_duration(go->timeout, "--timeout"));
-    o.connect_timeout =
-        std::chrono::duration_cast<std::chrono::milliseconds>(parse_duration(go->connect_timeout, "--connect-timeout"));
-    o.hints.max_hint = parse_duration(go->max_retry_after, "--max-retry-after");
-    if (go->url.find("://") == std::string::npos)
-      throw usage_error("url: '" + go->url + "' has no scheme (expected http:// or https://)");
-    std::vector<http::header> headers;
-    for (const auto& h : go->headers) {
-      const auto colon = h.find(':');
-      if (colon == std::string::npos || colon == 0 || h.find_first_of(" \t") < colon)
-        throw usage_error("--header: '" + h + "' is not 'Name: value'");
-      std::string value = h.substr(colon + 1);
-      value.erase(0, value.find_first_not_of(" \t"));
-      headers.emplace_back(h.substr(0, colon), value);
-    }
-    const std::string output = go->output.empty() ? default_output(go->url) : go->output;
+  auto f = std::make_shared<get_flags>();
+  auto* cmd = app.add_subcommand("get", "Download a URL (or call an API), retrying failures and resuming broken transfers");
+  f->policy.add_to(*cmd);
+  cmd->add_option("url", f->url, "The URL to download")->required();
+  cmd->add_option("-o,--output", f->output,
+                  "Where to write it: a file (replaced only when complete), '-' for standard output "
+                  "(default: the URL's file name; standard output with -X/-d)");
+  cmd->add_option("-H,--header", f->headers, "An extra request header, 'Name: value' (repeatable)");
+  cmd->add_option("--stall-timeout", f->stall_timeout, "End an attempt that receives nothing for this long (default 30s)");
+  cmd->add_option("--timeout", f->timeout, "Time limit for each whole attempt (default: none for downloads, 30s for -X/-d)");
+  cmd->add_option("--connect-timeout", f->connect_timeout, "Time limit for connecting (default 10s)");
+  cmd->add_option("--max-retry-after", f->max_retry_after, "Longest Retry-After to obey (default 1h)");
+  cmd->add_option("--max-filesize", f->max_filesize, "Fail on bodies larger than this, e.g. 500M (default: no limit)");
+  cmd->add_option("--checksum", f->checksum, "Verify the file before it is saved: sha256:HEX or sha512:HEX");
+  cmd->add_option("--retry-on-http-error", f->retry_on, "Also retry these statuses, e.g. 404,520-527");
+  cmd->add_option("--no-retry-on-http-error", f->no_retry_on, "Never retry these statuses, e.g. 503");
+  cmd->add_option("-X,--request", f->method, "Make one API call with this method instead of a download");
+  cmd->add_option("-d,--data", f->data, "Request body: TEXT, or @FILE (implies POST)");
+  cmd->add_option("--idempotency-key", f->idempotency_key,
+                  "Send an Idempotency-Key ('auto' for a random one), the same on every attempt; lets a POST be retried");
+  cmd->add_option("--report", f->report, "Write the attempt history as JSON to FILE");
+  cmd->add_flag("-q,--quiet", f->quiet, "No progress or retry messages");
+  return {cmd, [f]() -> int {
+    get_plan plan = plan_of(*f);
+    std::optional<report_file> report;
+    if (!f->report.empty()) report.emplace(f->report);  // fails now, not after the download
 
     signal_watch signals;
+    curl::client_options& o = plan.client;
     o.stop_token = signals.token();
-    fast_rng seeded{go->policy.seed.value_or(0)};
-    if (go->policy.seed) o.rng = seeded;
-    const auto limit = go->policy.time_limit();
-    if (limit) o.deadline = std::chrono::steady_clock::now() + *limit;
+    fast_rng seeded{f->policy.seed.value_or(0)};
+    if (f->policy.seed) o.rng = seeded;
+    if (plan.time_limit) o.deadline = std::chrono::steady_clock::now() + *plan.time_limit;
 
-    progress_bar bar(output, !go->quiet);
-    const std::uint32_t max_attempts = p.stop.max_attempts();
+    const bool to_stdout = plan.output == "-";
+    progress_bar bar(to_stdout ? std::string("-") : plan.output, !f->quiet);
+    const std::uint32_t max_attempts = o.policy.stop.max_attempts();
     o.on_progress = [&](const curl::progress& pr) { bar.update(pr.attempt, pr.bytes, pr.total); };
     o.on_attempt = [&](const curl::attempt_log& a) {
-      if (a.status >= 200 && a.status < 300 && a.failure == http::transport::none) return;
+      if (a.error.empty()) return;
       bar.event(event_text(a, max_attempts));
     };
-
     curl::client http(o);
-    const auto r = http.download(go->url, output, headers);
-    bar.finish();
 
-    if (!go->report.empty()) {
-      nlohmann::json attempts = nlohmann::json::array();
-      for (const auto& a : r.attempts)
-        attempts.push_back({{"attempt", a.number},
-                            {"start_s", seconds(a.start)},
-                            {"duration_s", seconds(a.took)},
-                            {"http_status", a.status ? nlohmann::json(a.status) : nlohmann::json()},
-                            {"transport_error", a.failure == http::transport::none ? nlohmann::json()
-                                                                                   : nlohmann::json(std::string(http::to_string(a.failure)))},
-                            {"error", a.error},
-                            {"hint_s", a.hint ? nlohmann::json(seconds(*a.hint)) : nlohmann::json()},
-                            {"delay_s", seconds(a.delay)},
-                            {"bytes", a.bytes}});
-      write_report(go->report, {{"url", go->url},
-                                {"output", output},
-                                {"reason", std::string(to_string(r.reason))},
-                                {"bytes", r.bytes},
-                                {"resumes", r.resumes},
-                                {"restarts", r.restarts},
-                                {"attempts", attempts}});
+    if (plan.api) {
+      const auto r = http.perform(plan.request);
+      bar.finish();
+      std::string save_error;
+      if (r.ok() || !r.body.empty()) save_error = save_body(plan.output, r.body);
+      if (report)
+        report->write({{"url", plan.url},
+                       {"method", plan.request.method},
+                       {"output", plan.output},
+                       {"reason", std::string(to_string(r.reason))},
+                       {"http_status", r.status},
+                       {"attempts", attempts_json(r.attempts)}});
+      if (!save_error.empty()) {
+        std::cerr << "backoff: " << save_error << "\n";
+        return exit_code::local_error;
+      }
+      if (r.ok()) return exit_code::ok;
+      if (!f->quiet) std::cerr << "backoff: giving up on " << plan.request.method << " " << plan.url << ": " << r.describe() << "\n";
+      return exit_for(r.reason, false, signals.signal());
     }
+
+    const auto r = to_stdout ? http.download(plan.url, 1, plan.request.headers)
+                             : http.download(plan.url, plan.output, plan.request.headers);
+    bar.finish();
+    if (report)
+      report->write({{"url", plan.url},
+                     {"output", plan.output},
+                     {"reason", std::string(to_string(r.reason))},
+                     {"error", r.error},
+                     {"bytes", r.bytes},
+                     {"resumes", r.resumes},
+                     {"restarts", r.restarts},
+                     {"partial", r.partial.string()},
+                     {"digest", r.digest},
+                     {"attempts", attempts_json(r.attempts)}});
 
     if (r.ok()) {
-      if (!go->quiet)
-        std::cerr << "backoff: saved " << output << " (" << human_bytes(static_cast<double>(r.bytes)) << ", "
-                  << r.attempts.size() << (r.attempts.size() == 1 ? " attempt" : " attempts") << ")\n";
+      if (!f->quiet)
+        std::cerr << "backoff: saved " << (to_stdout ? std::string("to standard output") : r.path.string()) << " ("
+                  << human_bytes(static_cast<double>(r.bytes)) << ", " << r.attempts.size()
+                  << (r.attempts.size() == 1 ? " attempt" : " attempts") << ")\n";
       return exit_code::ok;
     }
-    if (!go->quiet) std::cerr << "backoff: giving up on " << go->url << " (" << to_string(r.reason) << "): " << r.error << "\n";
-    if (signals.signal()) return 128 + signals.signal();
-    if (r.file_error) return exit_code::local_error;
-    if (r.reason == stop_reason::permanent && r.status >= 400) return exit_code::permanent;
-    return exit_code::gave_up;
+    if (!f->quiet) {
+      std::cerr << "backoff: giving up on " << plan.url << " (" << to_string(r.reason) << "): " << r.error << "\n";
+      if (!r.partial.empty())
+        std::cerr << "backoff: kept " << human_bytes(static_cast<double>(r.bytes)) << " in " << r.partial.string()
+                  << "; run the same command again to resume\n";
+    }
+    if (r.checksum_mismatch) return exit_code::checksum;
+    return exit_for(r.reason, r.file_error, signals.signal());
   }};
 }
 

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <sstream>
 
@@ -51,12 +52,14 @@ std::string retries_left(std::uint32_t max_attempts, std::uint32_t done) {
   return " " + std::to_string(left) + (left == 1 ? " retry left." : " retries left.");
 }
 
-std::set<int> parse_codes(const std::string& text, const std::string& flag) {
+std::set<int> parse_codes(const std::string& text, const std::string& flag, int lowest, int highest,
+                          const std::string& what) {
   std::set<int> out;
   std::stringstream in(text);
   std::string item;
   const auto bad = [&](const std::string& why) {
-    return usage_error(flag + ": invalid exit codes '" + text + "' (" + why + "; e.g. 1,75-78)");
+    return usage_error(flag + ": invalid " + what + "s '" + text + "' (" + why + "; e.g. " +
+                       (lowest >= 100 ? "500,502-504" : "1,75-78") + ")");
   };
   auto number = [&](const std::string& s) {
     std::size_t used = 0;
@@ -66,7 +69,9 @@ std::set<int> parse_codes(const std::string& text, const std::string& flag) {
     } catch (const std::logic_error&) {
       throw bad("'" + s + "' is not a number");
     }
-    if (used != s.size() || v < 0 || v > 255) throw bad("'" + s + "' is not an exit code 0-255");
+    if (used != s.size() || v < lowest || v > highest)
+      throw bad("'" + s + "' is not " + (what[0] == 'e' || what[0] == 'H' ? "an " : "a ") + what + " " + std::to_string(lowest) + "-" +
+                std::to_string(highest));
     return v;
   };
   while (std::getline(in, item, ',')) {
@@ -82,6 +87,28 @@ std::set<int> parse_codes(const std::string& text, const std::string& flag) {
   }
   if (out.empty()) throw bad("no codes");
   return out;
+}
+
+std::uint64_t parse_size(const std::string& text, const std::string& flag) {
+  const auto bad = [&] {
+    return usage_error(flag + ": invalid size '" + text + "' (use bytes, or a number with K, M, G or T: 500M)");
+  };
+  std::size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0 || i > 19) throw bad();
+  const std::uint64_t n = std::stoull(text.substr(0, i));
+  std::string unit = text.substr(i);
+  if (unit.size() > 1 && (unit.substr(1) == "iB" || unit.substr(1) == "B")) unit.resize(1);
+  int shift = 0;
+  if (unit.empty()) shift = 0;
+  else if (unit == "K" || unit == "k") shift = 10;
+  else if (unit == "M") shift = 20;
+  else if (unit == "G") shift = 30;
+  else if (unit == "T") shift = 40;
+  else throw bad();
+  if (n == 0) throw usage_error(flag + ": the size must be above 0");
+  if (shift > 0 && n > (std::numeric_limits<std::uint64_t>::max() >> shift)) throw usage_error(flag + ": size '" + text + "' is too large");
+  return n << shift;
 }
 
 void policy_flags::add_to(CLI::App& app) {

@@ -1,9 +1,16 @@
 // The JSON attempt report written by --report (nlohmann-json).
 #pragma once
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
-#include <fstream>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "cli.hpp"
@@ -12,17 +19,65 @@ namespace backoff::cli {
 
 inline double seconds(duration d) { return std::chrono::duration<double>(d).count(); }
 
-// Writes `doc` to `path` through a temporary file renamed into place.
-// Throws usage_error naming the path on failure.
-inline void write_report(const std::string& path, const nlohmann::json& doc) {
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp);
-    if (!out) throw usage_error("--report: cannot write '" + path + "'");
-    out << doc.dump(2) << "\n";
-    if (!out) throw usage_error("--report: cannot write '" + path + "'");
+// A report file reserved before any work is done, so that an unwritable path
+// fails at once (exit 2) instead of after a download: a temporary file with a
+// unique name is created (O_EXCL, never following a link) in the report's
+// directory, written at the end and renamed over `path`.
+class report_file {
+ public:
+  explicit report_file(std::string path) : path_(std::move(path)) {
+    namespace fs = std::filesystem;
+    const auto fail = [&](const std::string& why) { return usage_error("--report: cannot write '" + path_ + "': " + why); };
+    struct stat st{};
+    if (::stat(path_.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw fail("it is a directory");
+    const fs::path p(path_);
+    if (!p.has_filename()) throw fail("not a file name");
+    const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+    temp_ = (dir / ("." + p.filename().string() + ".XXXXXX")).string();
+    fd_ = ::mkostemp(temp_.data(), O_CLOEXEC);
+    if (fd_ < 0) throw fail(std::strerror(errno));
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::fchmod(fd_, 0666 & ~mask);
   }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) throw usage_error("--report: cannot write '" + path + "'");
-}
+  ~report_file() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      ::unlink(temp_.c_str());
+    }
+  }
+  report_file(const report_file&) = delete;
+  report_file& operator=(const report_file&) = delete;
+
+  // Writes `doc` and renames it into place. Throws usage_error naming the path.
+  void write(const nlohmann::json& doc) {
+    const std::string text = doc.dump(2) + "\n";
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t w = ::write(fd_, text.data() + done, text.size() - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) throw usage_error("--report: cannot write '" + path_ + "': " + std::strerror(errno));
+      done += static_cast<std::size_t>(w);
+    }
+    if (::close(fd_) != 0) {
+      fd_ = -1;
+      ::unlink(temp_.c_str());
+      throw usage_error("--report: cannot write '" + path_ + "': " + std::strerror(errno));
+    }
+    fd_ = -1;
+    if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+      const int e = errno;
+      ::unlink(temp_.c_str());
+      throw usage_error("--report: cannot write '" + path_ + "': " + std::strerror(e));
+    }
+  }
+
+ private:
+  std::string path_, temp_;
+  int fd_ = -1;
+};
+
+// Writes `doc` to `path` through a uniquely named temporary file.
+inline void write_report(const std::string& path, const nlohmann::json& doc) { report_file(path).write(doc); }
 
 }  // namespace backoff::cli

@@ -1,0 +1,528 @@
+// `backoff get` against a hostile scripted server (testing/raw_server.hpp): the
+// integrity, stopping and messaging rules, each with the reply that broke it.
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "cli_support.hpp"
+#include "raw_server.hpp"
+#include "sha256.hpp"
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using backoff::testing::fault;
+using backoff::testing::raw_reply;
+using backoff::testing::raw_server;
+using namespace cli_test;
+
+namespace {
+
+std::string bytes_of(std::size_t n, char seed) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + (i * 7) % 23);
+  return s;
+}
+
+raw_reply ok(const std::string& body, const std::string& etag = "\"v1\"", int status = 200) {
+  return raw_reply::http(status, {{"ETag", etag}}, body);
+}
+
+// A 200 that announces `full.size()` bytes but sends only the first `sent`.
+raw_reply cut(const std::string& full, std::size_t sent, const std::string& etag = "\"v1\"") {
+  return raw_reply::http(200, {{"ETag", etag}}, full.substr(0, sent), static_cast<long long>(full.size()));
+}
+
+raw_reply partial(const std::string& full, std::size_t from, const std::string& etag = "\"v1\"") {
+  return raw_reply::http(206,
+                         {{"ETag", etag},
+                          {"Content-Range", "bytes " + std::to_string(from) + "-" + std::to_string(full.size() - 1) +
+                                                "/" + std::to_string(full.size())}},
+                         full.substr(from));
+}
+
+// The value of header `name` in a raw request head, or "" when absent.
+std::string header_in(const std::string& head, const std::string& name) {
+  std::istringstream in(head);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (key == name) return line.substr(line.find_first_not_of(' ', colon + 1));
+  }
+  return "";
+}
+
+class Get : public Cli {
+ protected:
+  raw_server server;
+  const std::vector<std::string> fast{"--initial", "1ms", "--max-delay", "5ms"};
+
+  cli_result get(std::vector<std::string> args, const std::function<void(pid_t)>& during = {}) {
+    std::vector<std::string> all{"get", server.url("/f")};
+    all.insert(all.end(), args.begin(), args.end());
+    all.insert(all.end(), fast.begin(), fast.end());
+    return cli(all, "", during);
+  }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+}  // namespace
+
+// --- 1, 2, 3: what counts as a download --------------------------------------------
+
+TEST_F(Get, StatusesWithoutARepresentationFailAndKeepTheOldFile) {
+  const std::string body = bytes_of(1000, 'a');
+  for (int status : {201, 226, 300, 304, 204, 205}) {
+    std::ofstream(dir / "out.bin") << "previous";
+    server.script({status == 204 || status == 304 ? raw_reply::http(status, {}) : raw_reply::http(status, {}, body)});
+    const auto r = get({"-o", "out.bin"});
+    EXPECT_EQ(r.status, 4) << status << ": " << r.err;
+    EXPECT_EQ(slurp(dir / "out.bin"), "previous") << status;
+    EXPECT_EQ(r.err.find("saved"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("HTTP " + std::to_string(status)), std::string::npos) << r.err;
+    EXPECT_EQ(names(), std::vector<std::string>{"out.bin"}) << status;
+  }
+}
+
+TEST_F(Get, A203IsADownload) {
+  const std::string body = bytes_of(1000, 'b');
+  server.script({ok(body, "\"v1\"", 203)});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), body);
+}
+
+TEST_F(Get, ACut200FollowedByA203KeepsOnlyThe203) {
+  const std::string v1 = bytes_of(1000, 'c'), v2 = bytes_of(1000, 'd');
+  server.script({cut(v1, 500), ok(v2, "\"v2\"", 203)});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v2);
+}
+
+TEST_F(Get, ARestartToAnEmptyNewVersionDiscardsTheOldBytes) {
+  const std::string v1 = bytes_of(1000, 'e');
+  server.script({cut(v1, 500), raw_reply::http(200, {{"ETag", "\"v2\""}, {"Content-Length", "0"}})});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  ASSERT_TRUE(fs::exists(dir / "out.bin"));
+  EXPECT_EQ(fs::file_size(dir / "out.bin"), 0u);
+  EXPECT_EQ(names(), std::vector<std::string>{"out.bin"});
+}
+
+// --- 4: never splice two versions ---------------------------------------------------
+
+TEST_F(Get, A206OfAnotherETagIsNotAppended) {
+  const std::string v1 = bytes_of(1000, 'f'), v2 = bytes_of(1000, 'g');
+  server.script({cut(v1, 500), partial(v2, 500, "\"v2\""), ok(v2, "\"v2\"")});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v2);
+  const auto reqs = server.requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(header_in(reqs[1], "if-range"), "\"v1\"");
+  EXPECT_EQ(header_in(reqs[1], "range"), "bytes=500-");
+  EXPECT_EQ(header_in(reqs[2], "range"), "");  // started over
+  EXPECT_NE(r.err.find("another version"), std::string::npos) << r.err;
+}
+
+TEST_F(Get, A206OfAnotherLastModifiedIsNotAppended) {
+  const std::string v1 = bytes_of(1000, 'h'), v2 = bytes_of(1000, 'i');
+  const std::string d1 = "Mon, 02 Nov 2026 10:00:00 GMT", d2 = "Tue, 03 Nov 2026 10:00:00 GMT";
+  server.script({raw_reply::http(200, {{"Last-Modified", d1}}, v1.substr(0, 400), 1000),
+                 raw_reply::http(206, {{"Last-Modified", d2}, {"Content-Range", "bytes 400-999/1000"}}, v2.substr(400)),
+                 raw_reply::http(200, {{"Last-Modified", d2}}, v2)});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v2);
+  EXPECT_EQ(header_in(server.requests()[1], "if-range"), d1);
+}
+
+TEST_F(Get, AWeakETagNeverGoesIntoIfRange) {
+  const std::string v = bytes_of(1000, 'j');
+  const std::string date = "Mon, 02 Nov 2026 10:00:00 GMT";
+  // With a Last-Modified beside it, the date is the validator.
+  server.script({raw_reply::http(200, {{"ETag", "W/\"w1\""}, {"Last-Modified", date}}, v.substr(0, 300), 1000),
+                 raw_reply::http(206, {{"ETag", "W/\"w1\""}, {"Last-Modified", date}, {"Content-Range", "bytes 300-999/1000"}},
+                                 v.substr(300))});
+  auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  EXPECT_EQ(header_in(server.requests()[1], "if-range"), date);
+  // Alone, a weak ETag cannot resume anything: the next attempt starts over.
+  fs::remove(dir / "out.bin");
+  server.script({raw_reply::http(200, {{"ETag", "W/\"w1\""}}, v.substr(0, 300), 1000), raw_reply::http(200, {{"ETag", "W/\"w1\""}}, v)});
+  r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  const auto reqs = server.requests();
+  EXPECT_EQ(header_in(reqs.back(), "range"), "");
+  EXPECT_EQ(header_in(reqs.back(), "if-range"), "");
+}
+
+TEST_F(Get, A206ThatDoesNotContinueWhereWeAreStartsOver) {
+  const std::string v = bytes_of(1000, 'k');
+  for (const std::string range : {"bytes 400-999/1000", "bytes 5garbage-999/1000", "bytes 500-1199/1000"}) {
+    server.script({cut(v, 500), raw_reply::http(206, {{"ETag", "\"v1\""}, {"Content-Range", range}}, v.substr(400)), ok(v)});
+    const auto r = get({"-o", "out.bin"});
+    EXPECT_EQ(r.status, 0) << range << ": " << r.err;
+    EXPECT_EQ(slurp(dir / "out.bin"), v) << range;
+    EXPECT_EQ(header_in(server.requests().back(), "range"), "") << range;
+  }
+}
+
+// --- 5, 6: where the bytes go ----------------------------------------------------------
+
+TEST_F(Get, OutputToStandardOutput) {
+  const std::string body = bytes_of(5000, 'l');
+  server.script({cut(body, 2000), partial(body, 2000)});
+  const auto r = get({"-o", "-"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, body);
+  EXPECT_TRUE(names().empty());
+}
+
+TEST_F(Get, AStreamThatCannotBeResumedFailsInsteadOfRepeatingBytes) {
+  const std::string v1 = bytes_of(5000, 'm'), v2 = bytes_of(5000, 'n');
+  server.script({cut(v1, 2000), ok(v2, "\"v2\"")});
+  const auto r = get({"-o", "-"});
+  EXPECT_EQ(r.status, 4) << r.err;
+  EXPECT_EQ(r.out, v1.substr(0, 2000));  // nothing after the first part
+  EXPECT_NE(r.err.find("already written to standard output"), std::string::npos) << r.err;
+}
+
+TEST_F(Get, ADeviceIsWrittenNotReplaced) {
+  struct stat before{};
+  ASSERT_EQ(::stat("/dev/null", &before), 0);
+  server.script({ok(bytes_of(3000, 'o'))});
+  const auto r = get({"-o", "/dev/null"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  struct stat after{};
+  ASSERT_EQ(::stat("/dev/null", &after), 0);
+  EXPECT_TRUE(S_ISCHR(after.st_mode));
+  EXPECT_EQ(after.st_rdev, before.st_rdev);
+  EXPECT_EQ(after.st_ino, before.st_ino);
+}
+
+TEST_F(Get, AFifoIsWrittenNotReplaced) {
+  const std::string body = bytes_of(100'000, 'p');
+  ASSERT_EQ(::mkfifo((dir / "pipe").c_str(), 0644), 0);
+  std::string got;
+  std::thread reader([&] {
+    std::ifstream in(dir / "pipe", std::ios::binary);
+    got.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  });
+  server.script({ok(body)});
+  const auto r = get({"-o", "pipe"});
+  reader.join();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(got, body);
+  struct stat st{};
+  ASSERT_EQ(::lstat((dir / "pipe").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+}
+
+TEST_F(Get, ASymlinkKeepsPointingAtTheNewFile) {
+  const std::string body = bytes_of(2000, 'q');
+  fs::create_directory(dir / "real");
+  std::ofstream(dir / "real" / "data.bin") << "old";
+  fs::create_symlink("real/data.bin", dir / "link.bin");
+  fs::create_symlink("real/new.bin", dir / "dangling.bin");
+  server.script({ok(body)});
+  auto r = get({"-o", "link.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(dir / "link.bin"));
+  EXPECT_EQ(slurp(dir / "real" / "data.bin"), body);
+  r = get({"-o", "dangling.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(dir / "dangling.bin"));
+  EXPECT_EQ(slurp(dir / "real" / "new.bin"), body);
+}
+
+TEST_F(Get, NewFilesFollowTheUmaskAndReplacedFilesKeepTheirMode) {
+  server.script({ok(bytes_of(100, 'r'))});
+  const mode_t old = ::umask(077);
+  auto r = get({"-o", "private.bin"});
+  ::umask(022);
+  auto r2 = get({"-o", "public.bin"});
+  std::ofstream(dir / "kept.bin") << "old";
+  fs::permissions(dir / "kept.bin", fs::perms::owner_read | fs::perms::owner_write);
+  auto r3 = get({"-o", "kept.bin"});
+  ::umask(old);
+  EXPECT_EQ(r.status + r2.status + r3.status, 0) << r.err << r2.err << r3.err;
+  EXPECT_EQ(fs::status(dir / "private.bin").permissions(), fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(dir / "public.bin").permissions(),
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+  EXPECT_EQ(fs::status(dir / "kept.bin").permissions(), fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(slurp(dir / "kept.bin"), bytes_of(100, 'r'));
+}
+
+// --- 7: what a killed download leaves, and resuming it -------------------------------
+
+TEST_F(Get, AKilledDownloadIsResumedByTheNextRun) {
+  const std::string v = bytes_of(200'000, 's');
+  server.script({raw_reply{cut(v, 50'000).bytes, 30s}});
+  const auto killed = get({"-o", "out.bin"}, [&](pid_t pid) {
+    for (int i = 0; i < 500 && !(fs::exists(dir / ".out.bin.backoff-part") && fs::file_size(dir / ".out.bin.backoff-part") == 50'000); ++i)
+      std::this_thread::sleep_for(10ms);
+    ::kill(pid, SIGKILL);
+  });
+  EXPECT_EQ(killed.status, 128 + SIGKILL);
+  EXPECT_EQ(names(), (std::vector<std::string>{".out.bin.backoff-part", ".out.bin.backoff-part.meta"}));
+  server.script({partial(v, 50'000)});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  EXPECT_EQ(header_in(server.requests().back(), "range"), "bytes=50000-");
+  EXPECT_EQ(header_in(server.requests().back(), "if-range"), "\"v1\"");
+  EXPECT_EQ(names(), std::vector<std::string>{"out.bin"});
+}
+
+TEST_F(Get, LeftoversOfAnotherUrlOrVersionAreNotReused) {
+  const std::string v = bytes_of(10'000, 't');
+  std::ofstream(dir / ".out.bin.backoff-part") << std::string(4000, 'X');
+  std::ofstream(dir / ".out.bin.backoff-part.meta") << "backoff-part 1\nurl http://elsewhere/f\nvalidator \"v1\"\nlength 10000\n";
+  server.script({ok(v)});
+  auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  EXPECT_EQ(header_in(server.requests().back(), "range"), "");
+  // The same URL, but the server has a new version: If-Range gets a 200, which starts over.
+  std::ofstream(dir / ".out.bin.backoff-part") << std::string(4000, 'X');
+  std::ofstream(dir / ".out.bin.backoff-part.meta") << "backoff-part 1\nurl " << server.url("/f")
+                                                    << "\nvalidator \"old\"\nlength 10000\n";
+  r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  EXPECT_EQ(header_in(server.requests().back(), "if-range"), "\"old\"");
+  EXPECT_EQ(names(), std::vector<std::string>{"out.bin"});
+}
+
+TEST_F(Get, APlantedSymlinkAtThePartNameIsRefused) {
+  std::ofstream(dir / "victim") << "precious";
+  fs::create_symlink("victim", dir / ".out.bin.backoff-part");
+  server.script({ok(bytes_of(1000, 'u'))});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 5) << r.err;
+  EXPECT_EQ(slurp(dir / "victim"), "precious");
+  EXPECT_FALSE(fs::exists(dir / "out.bin"));
+  EXPECT_EQ(server.requests().size(), 0u);
+}
+
+// --- 8: the report ----------------------------------------------------------------------
+
+TEST_F(Get, AnUnwritableReportFailsBeforeAnyRequest) {
+  server.script({ok("x")});
+  auto r = get({"-o", "out.bin", "--report", "missing/dir/r.json"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--report: cannot write 'missing/dir/r.json'"), std::string::npos) << r.err;
+  fs::create_directory(dir / "adir");
+  r = get({"-o", "out.bin", "--report", "adir"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("is a directory"), std::string::npos) << r.err;
+  EXPECT_EQ(server.requests().size(), 0u);
+  EXPECT_EQ(names(), std::vector<std::string>{"adir"});
+}
+
+TEST_F(Get, TheReportNeverFollowsAGuessableTemporaryName) {
+  std::ofstream(dir / "victim") << "precious";
+  fs::create_symlink("victim", dir / "r.json.tmp");
+  server.script({ok("x")});
+  const auto r = get({"-o", "out.bin", "--report", "r.json"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "victim"), "precious");
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir / "r.json"))["reason"], "success");
+}
+
+// --- 9, 10: stopping, stalls and slow downloads -------------------------------------------
+
+TEST_F(Get, SigintEndsATransferAtOnceAndKeepsTheDataForResuming) {
+  const std::string v = bytes_of(100'000, 'v');
+  for (int sig : {SIGINT, SIGTERM}) {
+    fs::remove(dir / ".out.bin.backoff-part");
+    fs::remove(dir / ".out.bin.backoff-part.meta");
+    server.script({raw_reply{cut(v, 1000).bytes, 60s}});
+    std::chrono::steady_clock::time_point sent;
+    const auto r = get({"-o", "out.bin", "--timeout", "0"}, [&](pid_t pid) {
+      for (int i = 0; i < 500 && !(fs::exists(dir / ".out.bin.backoff-part") && fs::file_size(dir / ".out.bin.backoff-part") == 1000); ++i)
+        std::this_thread::sleep_for(10ms);
+      sent = std::chrono::steady_clock::now();
+      ::kill(pid, sig);
+    });
+    const auto reaction = std::chrono::steady_clock::now() - sent;
+    EXPECT_EQ(r.status, 128 + sig) << r.err;
+    EXPECT_LT(reaction, 10s);  // not the 60 s stall (the goal is well under 200 ms)
+    EXPECT_FALSE(fs::exists(dir / "out.bin"));
+    EXPECT_EQ(fs::file_size(dir / ".out.bin.backoff-part"), 1000u);
+    EXPECT_NE(r.err.find("run the same command again to resume"), std::string::npos) << r.err;
+  }
+}
+
+TEST_F(Get, AStalledTransferIsEndedAndResumed) {
+  const std::string v = bytes_of(10'000, 'w');
+  server.script({raw_reply{cut(v, 3000).bytes, 60s}, partial(v, 3000)});
+  const auto r = get({"-o", "out.bin", "--stall-timeout", "300ms"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  EXPECT_NE(r.err.find("no data for 300ms"), std::string::npos) << r.err;
+  EXPECT_LT(r.took, 30s);
+}
+
+TEST_F(Get, TimeoutsBelowOneMillisecondAreRejected) {
+  for (const std::string flag : {"--timeout", "--stall-timeout", "--connect-timeout"}) {
+    const auto r = get({"-o", "out.bin", flag, "500us"});
+    EXPECT_EQ(r.status, 2) << flag;
+    EXPECT_NE(r.err.find(flag + ": '500us' is shorter than 1ms"), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(server.requests().size(), 0u);
+}
+
+// --- 11: progress is not failure --------------------------------------------------------------
+
+TEST_F(Get, CutsThatMakeProgressDoNotUseUpAttempts) {
+  const std::string v = bytes_of(100'000, 'x');
+  std::vector<raw_reply> replies{cut(v, 10'000)};
+  for (std::size_t from = 10'000; from < 100'000; from += 10'000) {
+    const std::string range = "bytes " + std::to_string(from) + "-99999/100000";
+    replies.push_back(raw_reply::http(206, {{"ETag", "\"v1\""}, {"Content-Range", range}},
+                                      v.substr(from, 10'000), static_cast<long long>(100'000 - from)));
+  }
+  replies.back() = partial(v, 90'000);
+  server.script(replies);
+  const auto r = get({"-o", "out.bin", "--max-attempts", "2"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  EXPECT_EQ(server.requests().size(), 10u);
+}
+
+TEST_F(Get, FailuresWithoutProgressStillEndTheDownload) {
+  const std::string v = bytes_of(10'000, 'y');
+  server.script({cut(v, 1000), raw_reply::http(503, {}, "busy")});
+  const auto r = get({"-o", "out.bin", "--max-attempts", "3"});
+  EXPECT_EQ(r.status, 3) << r.err;
+  EXPECT_EQ(server.requests().size(), 4u);  // the first made progress and does not count
+  EXPECT_FALSE(fs::exists(dir / "out.bin"));
+}
+
+// --- 12: permanent means permanent ------------------------------------------------------------
+
+TEST_F(Get, ARedirectLoopIsPermanent) {
+  server.script({raw_reply::http(302, {{"Location", "/f"}}, "")});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 4) << r.err;
+  EXPECT_NE(r.err.find("too many redirects"), std::string::npos) << r.err;
+  EXPECT_EQ(server.requests().size(), 11u);  // one attempt: the first request and ten redirects
+}
+
+TEST_F(Get, A416WithoutRangeIsPermanent) {
+  server.script({raw_reply::http(416, {{"Content-Range", "bytes */0"}}, "")});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 4) << r.err;
+  EXPECT_EQ(server.requests().size(), 1u);
+}
+
+TEST_F(Get, AnOversizedHeaderIsNotReportedAsAnHttpStatus) {
+  server.script({raw_reply::http(503, {{"X-Junk", std::string(300'000, 'j')}}, "")});
+  const auto r = get({"-o", "out.bin", "--max-attempts", "2"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.err.find("HTTP 503"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("header"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out.bin"));
+}
+
+TEST_F(Get, AnEndlessBodyStopsAtMaxFilesize) {
+  raw_reply endless{"HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n"};
+  endless.endless = true;
+  server.script({endless});
+  const auto r = get({"-o", "out.bin", "--max-filesize", "1M"});
+  EXPECT_EQ(r.status, 4) << r.err;
+  EXPECT_NE(r.err.find("larger than the limit of 1.0 MiB"), std::string::npos) << r.err;
+  EXPECT_TRUE(names().empty());
+  EXPECT_EQ(server.requests().size(), 1u);
+}
+
+// --- 13: messages -------------------------------------------------------------------------------
+
+TEST_F(Get, MessagesSayWhatHappened) {
+  const std::string v = bytes_of(2048, 'z');
+  server.script({raw_reply::http(503, {{"Retry-After", "0"}}, "busy"), cut(v, 1024), partial(v, 1024)});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("attempt 1 failed: HTTP 503 (Retry-After: 0ms)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("attempt 2 failed: connection closed after 1.0 KiB of 2.0 KiB"), std::string::npos) << r.err;
+}
+
+// --- 14: checksums ------------------------------------------------------------------------------
+
+TEST_F(Get, AChecksumIsVerifiedBeforeTheFileIsSaved) {
+  const std::string v = bytes_of(5000, 'A'), bad = bytes_of(5000, 'B');
+  const std::string want = backoff::testing::sha256_hex(v);
+  server.script({ok(bad), ok(v)});
+  auto r = get({"-o", "out.bin", "--checksum", "sha256:" + want});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  EXPECT_NE(r.err.find("sha256 mismatch"), std::string::npos) << r.err;
+  // Wrong twice: exit 6, both digests named, nothing saved or kept.
+  fs::remove(dir / "out.bin");
+  server.script({ok(bad)});
+  r = get({"-o", "out.bin", "--checksum", "sha256:" + want});
+  EXPECT_EQ(r.status, 6) << r.err;
+  EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(backoff::testing::sha256_hex(bad)), std::string::npos) << r.err;
+  EXPECT_TRUE(names().empty());
+  for (const std::string flag : {"md5:00", "sha256:zz", "sha256:abc"}) {
+    r = get({"-o", "out.bin", "--checksum", flag});
+    EXPECT_EQ(r.status, 2) << flag;
+    EXPECT_NE(r.err.find("--checksum"), std::string::npos) << r.err;
+  }
+}
+
+// --- 15, 16: API calls and the retryable list -----------------------------------------------------
+
+TEST_F(Get, ApiCallsPostDataAndPrintTheBody) {
+  std::ofstream(dir / "body.json") << "{\"a\":1}";
+  server.script({raw_reply::http(201, {{"Content-Type", "application/json"}}, "{\"id\":7}")});
+  const auto r = get({"-X", "POST", "-d", "@body.json", "-H", "Content-Type: application/json"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"id\":7}");
+  const auto head = server.requests().at(0);
+  EXPECT_TRUE(head.starts_with("POST /f HTTP/1.1")) << head;
+  EXPECT_EQ(header_in(head, "content-length"), "7");
+}
+
+TEST_F(Get, APostIsRetriedOnlyWithAnIdempotencyKey) {
+  server.script({raw_reply::http(503, {}, "busy"), raw_reply::http(200, {}, "done")});
+  auto r = get({"-d", "x=1"});
+  EXPECT_EQ(r.status, 3) << r.err;
+  EXPECT_EQ(server.requests().size(), 1u);
+  server.script({raw_reply::http(503, {}, "busy"), raw_reply::http(200, {}, "done")});
+  r = get({"-d", "x=1", "--idempotency-key", "auto"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "done");
+  const auto reqs = server.requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(header_in(reqs[1], "idempotency-key").size(), 36u);
+  EXPECT_EQ(header_in(reqs[1], "idempotency-key"), header_in(reqs[2], "idempotency-key"));
+}
+
+TEST_F(Get, TheRetryableStatusListCanBeEdited) {
+  server.script({raw_reply::http(404, {}, "no"), ok("yes")});
+  auto r = get({"-o", "out.bin", "--retry-on-http-error", "404"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), "yes");
+  server.script({raw_reply::http(503, {}, "no"), ok("yes")});
+  const auto before = server.requests().size();
+  r = get({"-o", "out2.bin", "--no-retry-on-http-error", "503"});
+  EXPECT_EQ(r.status, 4) << r.err;
+  EXPECT_EQ(server.requests().size(), before + 1);
+  r = get({"-o", "out3.bin", "--retry-on-http-error", "200"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--retry-on-http-error: invalid HTTP status codes"), std::string::npos) << r.err;
+}

@@ -1,0 +1,134 @@
+// tests/cli_support.hpp — runs the real `backoff` binary (build/bin/backoff) the
+// way a user would, for the CLI test files.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include "fault_server.hpp"
+
+#ifndef BACKOFF_CLI
+#error "BACKOFF_CLI must name the backoff binary"
+#endif
+
+
+namespace cli_test {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+struct cli_result {
+  int status = -1;
+  std::string out, err;
+  std::chrono::milliseconds took{0};
+};
+
+// Runs backoff with `args` in `cwd`, feeding `input` on stdin. `during` runs in
+// this process while the child runs (to send it signals).
+inline cli_result run_cli(const std::vector<std::string>& args, const fs::path& cwd, const std::string& input = "",
+                   const std::function<void(pid_t)>& during = {}) {
+  int in[2], out[2], err[2];
+  EXPECT_EQ(::pipe(in), 0);
+  EXPECT_EQ(::pipe(out), 0);
+  EXPECT_EQ(::pipe(err), 0);
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
+    if (::chdir(cwd.c_str()) != 0) ::_exit(99);
+    std::vector<char*> argv{const_cast<char*>(BACKOFF_CLI)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(BACKOFF_CLI, argv.data());
+    ::_exit(98);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  std::thread feeder([fd = in[1], input] {
+    std::size_t done = 0;
+    while (done < input.size()) {
+      const ssize_t w = ::write(fd, input.data() + done, input.size() - done);
+      if (w <= 0) break;
+      done += static_cast<std::size_t>(w);
+    }
+    ::close(fd);
+  });
+  std::thread actor;
+  if (during) actor = std::thread([&] { during(pid); });
+  cli_result r;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open = 2;
+  char buf[4096];
+  while (open > 0) {
+    if (::poll(fds, 2, 100) < 0) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  feeder.join();
+  if (actor.joinable()) actor.join();
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  return r;
+}
+
+inline std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline int count_lines(const std::string& s, const std::string& needle) {
+  int n = 0;
+  for (std::size_t pos = s.find(needle); pos != std::string::npos; pos = s.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  fs::path dir;
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("backoff-cli-" + std::to_string(::getpid()) + "-" +
+                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+  cli_result cli(const std::vector<std::string>& args, const std::string& input = "",
+                 const std::function<void(pid_t)>& during = {}) {
+    return run_cli(args, dir, input, during);
+  }
+  // A shell command that counts its runs in `file` and succeeds on run `succeed_on` (0: never).
+  static std::string counting(int succeed_on, int exit_code = 1) {
+    return "n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ " + std::to_string(succeed_on) +
+           " -ne 0 ] && [ $n -ge " + std::to_string(succeed_on) + " ] && exit 0; exit " + std::to_string(exit_code);
+  }
+  int runs() { return std::stoi(slurp(dir / "count")); }
+};
+
+}  // namespace cli_test
