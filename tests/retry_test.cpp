@@ -447,3 +447,41 @@ TEST(RetryServerHint, AHintPastTheDeadlineGivesUpWithoutSleeping) {
   EXPECT_EQ(clock.total_slept(), 0s);
   EXPECT_EQ(r.history[0].hint, 2h);
 }
+
+TEST(Retry, AttemptsThatMadeProgressRestartTheScheduleAndDoNotCount) {
+  backoff::manual_clock clock;
+  // Ten failures, every odd one "made progress"; three attempts allowed.
+  int calls = 0;
+  auto op = [&]() -> int {
+    ++calls;
+    if (calls <= 10) throw flaky_error("cut", calls);
+    return calls;
+  };
+  std::vector<backoff::duration> delays;
+  const backoff::options<int> o{
+      .after_attempt = [&](const backoff::attempt<int>& a) { if (!a.last) delays.push_back(a.record.delay); },
+      .made_progress =
+          [](const backoff::attempt<int>& a) { return a.record.number % 2 == 1; },
+      .clock = &clock,
+  };
+  const auto r = backoff::try_retry(no_jitter(3), op, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(calls, 11);
+  // After a progressing attempt the wait is the first one again (1 s); after a
+  // failure without progress it grows (2 s).
+  const std::vector<backoff::duration> want{1s, 2s, 1s, 2s, 1s, 2s, 1s, 2s, 1s, 2s};
+  EXPECT_EQ(delays, want);
+}
+
+TEST(Retry, WithoutProgressTheAttemptLimitHolds) {
+  backoff::manual_clock clock;
+  int calls = 0;
+  auto op = [&]() -> int { throw flaky_error("no", ++calls); };
+  const backoff::options<int> o{
+      .made_progress = [](const backoff::attempt<int>& a) { return a.record.number == 1; },
+      .clock = &clock,
+  };
+  const auto r = backoff::try_retry(no_jitter(3), op, o);
+  EXPECT_EQ(r.reason, stop_reason::exhausted);
+  EXPECT_EQ(calls, 4);  // the first one progressed, then three that did not
+}
