@@ -11,7 +11,7 @@ JOBS       ?= $(shell nproc)
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench fuzz clean
 
 all: build
 
@@ -54,6 +54,24 @@ test: test-tsan test-asan test-main
 bench: build
 	$(BUILD)/bin/backoff_bench --benchmark_out=$(BUILD)/bench.json --benchmark_out_format=json \
 	  --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+
+# libFuzzer (clang): every parser of server input and of flag values, each for
+# FUZZ_SECONDS from the seeds in fuzz/corpus/. New findings go to build/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS  = fuzz_retry_after fuzz_content_range fuzz_cli_values
+$(BUILD)/fuzz/build.ninja:
+	cmake -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -S . -B $(BUILD)/fuzz \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBACKOFF_BUILD_FUZZ=ON -DBACKOFF_BUILD_TESTS=OFF -DBACKOFF_BUILD_BENCH=OFF \
+	  -DBACKOFF_BUILD_EXAMPLES=OFF -DBACKOFF_BUILD_TOOLS=OFF -DBACKOFF_INSTALL=OFF
+
+fuzz: deps $(BUILD)/fuzz/build.ninja
+	cmake --build $(BUILD)/fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$t; \
+	  $(BUILD)/fuzz/bin/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/$$t- \
+	    $(BUILD)/fuzz/corpus/$$t fuzz/corpus/$$t > $(BUILD)/fuzz/$$t.log 2>&1 || { tail -40 $(BUILD)/fuzz/$$t.log; exit 1; }; \
+	  echo "$$t: $$(grep -o 'number_of_executed_units: *[0-9]*' $(BUILD)/fuzz/$$t.log | grep -o '[0-9]*$$') runs in $(FUZZ_SECONDS) s"; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -219,8 +219,13 @@ TEST_F(Get, AFifoIsWrittenNotReplaced) {
     std::ifstream in(dir / "pipe", std::ios::binary);
     got.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   });
+  // A second name for the FIFO: should the command replace "pipe" with a file,
+  // the reader still waiting on the FIFO is released through it, and the test
+  // fails instead of hanging.
+  ASSERT_EQ(::link((dir / "pipe").c_str(), (dir / "pipe.keep").c_str()), 0);
   server.script({ok(body)});
   const auto r = get({"-o", "pipe"});
+  if (const int fd = ::open((dir / "pipe.keep").c_str(), O_WRONLY | O_NONBLOCK); fd >= 0) ::close(fd);
   reader.join();
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(got, body);

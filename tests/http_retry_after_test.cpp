@@ -73,6 +73,10 @@ TEST(RetryAfter, FarFutureDateSaturatesInsteadOfOverflowing) {
   ASSERT_TRUE(d);
   EXPECT_EQ(*d, std::chrono::nanoseconds::max());
   EXPECT_EQ(backoff::http::server_hint({{"Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT"}}, {}, rfc_instant), 1h);
+  // A leap second on the last day of 9999 (found by fuzz_retry_after) stays in
+  // year 9999 instead of naming a year no HTTP-date can hold.
+  EXPECT_EQ(backoff::http::parse_http_date("Fri, 31 Dec 9999 23:59:60 GMT", rfc_instant),
+            backoff::http::parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT", rfc_instant));
   // A date 100 years ahead still fits exactly.
   const auto century = parse_retry_after("Sun, 06 Nov 2094 08:49:37 GMT", rfc_instant);
   EXPECT_EQ(std::chrono::duration_cast<std::chrono::hours>(*century).count() / 24 / 365, 100);

@@ -103,15 +103,11 @@ struct header_sink {
 std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
   auto* sink = static_cast<header_sink*>(user);
   sink->act->last = steady::now();
-  std::string_view line(data, size * n);
-  while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.remove_suffix(1);
+  const std::string_view line(data, size * n);
   if (line.starts_with("HTTP/")) {
     sink->headers->clear();  // a new response (after a redirect or 100 Continue)
-  } else if (const auto colon = line.find(':'); colon != std::string_view::npos) {
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    sink->headers->emplace_back(std::string(line.substr(0, colon)), std::string(value));
+  } else if (auto h = http::parse_header_line(line)) {
+    sink->headers->push_back(std::move(*h));
   }
   return size * n;
 }

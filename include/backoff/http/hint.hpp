@@ -18,27 +18,10 @@
 #include <utility>
 #include <vector>
 
+#include "backoff/http/header.hpp"
 #include "backoff/http/retry_after.hpp"
 
 namespace backoff::http {
-
-using header = std::pair<std::string, std::string>;
-
-inline bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
-    if (std::tolower(x) != std::tolower(y)) return false;
-  }
-  return true;
-}
-
-// The value of the first header named `name`, if any.
-inline std::optional<std::string_view> find_header(const std::vector<header>& headers, std::string_view name) {
-  for (const auto& [k, v] : headers)
-    if (iequals(k, name)) return std::string_view{v};
-  return std::nullopt;
-}
 
 struct hint_options {
   std::chrono::nanoseconds max_hint = std::chrono::hours{1};

@@ -83,7 +83,11 @@ inline std::optional<std::chrono::sys_seconds> make_time(int y, int mon, int d, 
   if (!valid_date(y, mon, d)) return std::nullopt;
   const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mon)},
                                         std::chrono::day{static_cast<unsigned>(d)}};
-  return std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{m} + std::chrono::seconds{s};
+  const auto t = std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{m} + std::chrono::seconds{s};
+  // A leap second (:60) on the last day of 9999 would land in year 10000, which
+  // no HTTP-date can name: the dates end at the last second of 9999.
+  const auto last = std::chrono::sys_days{std::chrono::year{9999} / 12 / 31} + std::chrono::seconds{86399};
+  return std::min<std::chrono::sys_seconds>(t, last);
 }
 
 }  // namespace detail
