@@ -1,7 +1,10 @@
 // `backoff get` against a hostile scripted server (testing/raw_server.hpp): the
 // integrity, stopping and messaging rules, each with the reply that broke it.
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
+
+#include <cstring>
 
 #include "cli_support.hpp"
 #include "raw_server.hpp"
@@ -199,16 +202,21 @@ TEST_F(Get, AStreamThatCannotBeResumedFailsInsteadOfRepeatingBytes) {
 }
 
 TEST_F(Get, ADeviceIsWrittenNotReplaced) {
+  // A private null device in the test directory: a regression must not be
+  // able to replace the machine's /dev/null (the old code did, as root).
+  const fs::path dev = dir / "null";
+  if (::mknod(dev.c_str(), S_IFCHR | 0666, ::makedev(1, 3)) != 0) GTEST_SKIP() << "mknod needs root: " << std::strerror(errno);
   struct stat before{};
-  ASSERT_EQ(::stat("/dev/null", &before), 0);
+  ASSERT_EQ(::stat(dev.c_str(), &before), 0);
   server.script({ok(bytes_of(3000, 'o'))});
-  const auto r = get({"-o", "/dev/null"});
+  const auto r = get({"-o", "null"});
   EXPECT_EQ(r.status, 0) << r.err;
   struct stat after{};
-  ASSERT_EQ(::stat("/dev/null", &after), 0);
+  ASSERT_EQ(::stat(dev.c_str(), &after), 0);
   EXPECT_TRUE(S_ISCHR(after.st_mode));
   EXPECT_EQ(after.st_rdev, before.st_rdev);
   EXPECT_EQ(after.st_ino, before.st_ino);
+  EXPECT_EQ(names(), std::vector<std::string>{"null"});
 }
 
 TEST_F(Get, AFifoIsWrittenNotReplaced) {
