@@ -1,7 +1,8 @@
 # backoff — the two commands a newcomer needs:
 #   make demo   install what is missing, build, run the demo
 #   make test   install what is missing, build, run every test (also under ASan+UBSan)
-# and `make bench` for the benchmarks (JSON in build/bench.json).
+# and `make bench` for the benchmarks (JSON in build/bench.json), `make bench-get` for
+# backoff get against curl, `make fuzz` for the fuzz targets.
 
 BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
@@ -11,7 +12,7 @@ JOBS       ?= $(shell nproc)
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench fuzz clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get fuzz clean
 
 all: build
 
@@ -54,6 +55,10 @@ test: test-tsan test-asan test-main
 bench: build
 	$(BUILD)/bin/backoff_bench --benchmark_out=$(BUILD)/bench.json --benchmark_out_format=json \
 	  --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+
+# backoff get against curl -o on a 1 GiB file from nginx on loopback (SIZE_MB, ROUNDS).
+bench-get: build
+	bash bench/get_vs_curl.sh $(BUILD)/bin/backoff
 
 # libFuzzer (clang): every parser of server input and of flag values, each for
 # FUZZ_SECONDS from the seeds in fuzz/corpus/. New findings go to build/fuzz/.

@@ -73,6 +73,7 @@ int open_trusted(const fs::path& p, int flags) {
 }  // namespace
 
 download_file::~download_file() {
+  stop_writeback();
   if (fd_ >= 0 && own_fd_) ::close(fd_);
   if (stream_digest_) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(stream_digest_));
 }
@@ -215,14 +216,44 @@ int download_file::write(const char* data, std::size_t n) {
 // Hands what was written to the kernel's writeback now, so that the final fsync
 // finds little left to do and the download is not paid for twice at the end.
 void download_file::start_writeback() {
-#ifdef SYNC_FILE_RANGE_WRITE
-  ::sync_file_range(fd_, static_cast<off_t>(synced_), static_cast<off_t>(size_ - synced_), SYNC_FILE_RANGE_WRITE);
-#endif
   synced_ = size_;
+  if (!writeback_) {
+    writeback_ = std::make_unique<writeback>();
+    writeback_->thread = std::thread([w = writeback_.get(), fd = fd_] {
+      std::uint64_t done = 0;
+      std::unique_lock lock(w->mutex);
+      for (;;) {
+        w->wake.wait(lock, [&] { return w->stop || w->requested > done; });
+        if (w->stop) return;
+        const std::uint64_t upto = w->requested;
+        lock.unlock();
+        ::sync_file_range(fd, static_cast<off_t>(done), static_cast<off_t>(upto - done), SYNC_FILE_RANGE_WRITE);
+        done = upto;
+        lock.lock();
+      }
+    });
+  }
+  {
+    std::lock_guard lock(writeback_->mutex);
+    writeback_->requested = size_;
+  }
+  writeback_->wake.notify_one();
+}
+
+void download_file::stop_writeback() {
+  if (!writeback_) return;
+  {
+    std::lock_guard lock(writeback_->mutex);
+    writeback_->stop = true;
+  }
+  writeback_->wake.notify_one();
+  writeback_->thread.join();
+  writeback_.reset();
 }
 
 bool download_file::discard() {
   if (stream_) return size_ == 0;
+  stop_writeback();
   if (::ftruncate(fd_, 0) != 0) return false;
   size_ = synced_ = 0;
   validator_.clear();
@@ -281,6 +312,7 @@ std::string download_file::digest(const std::string& algorithm) {
 
 std::string download_file::commit() {
   if (stream_) return {};
+  stop_writeback();
   if (keep_mode_ && ::fchmod(fd_, *keep_mode_) != 0)
     return "cannot set the mode of '" + part_.string() + "': " + errno_text(errno);
   if (::fsync(fd_) != 0) return "cannot flush '" + part_.string() + "': " + errno_text(errno);
@@ -299,6 +331,7 @@ std::string download_file::commit() {
 }
 
 void download_file::abandon(bool keep) {
+  stop_writeback();
   if (stream_ || fd_ < 0) return;
   if (!(keep && resumable())) {
     ::unlink(part_.c_str());

@@ -12,10 +12,14 @@
 
 #include <sys/types.h>
 
+#include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 namespace backoff::curl::detail {
 
@@ -70,6 +74,19 @@ class download_file {
   void load_meta(const std::string& url);
   void save_meta();
   void start_writeback();
+  void stop_writeback();
+
+  // Write-behind: a helper thread hands written ranges to the kernel's
+  // writeback (sync_file_range may block when the device queue is full, and
+  // must not stall the transfer), so that the final fsync finds little to do.
+  struct writeback {
+    std::thread thread;
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::uint64_t requested = 0;  // flush up to here
+    bool stop = false;
+  };
+  std::unique_ptr<writeback> writeback_;
 
   int fd_ = -1;
   bool stream_ = false;
