@@ -192,6 +192,21 @@ TEST_F(Get, OutputToStandardOutput) {
   EXPECT_TRUE(names().empty());
 }
 
+TEST_F(Get, ProcSelfFdIsWrittenThrough) {
+  const std::string body = bytes_of(5000, 'L');
+  server.script({ok(body)});
+  const auto r = get({"-o", "/proc/self/fd/1"});  // standard output, a pipe here
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, body);
+  EXPECT_TRUE(names().empty());
+}
+
+TEST_F(Get, RunChecksItsReportBeforeRunningTheCommand) {
+  const auto r = cli({"run", "--report", "missing/r.json", "--", "touch", "ran"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_FALSE(fs::exists(dir / "ran"));
+}
+
 TEST_F(Get, AStreamThatCannotBeResumedFailsInsteadOfRepeatingBytes) {
   const std::string v1 = bytes_of(5000, 'm'), v2 = bytes_of(5000, 'n');
   server.script({cut(v1, 2000), ok(v2, "\"v2\"")});

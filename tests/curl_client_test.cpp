@@ -19,6 +19,10 @@
 #include "backoff/host_backoff.hpp"
 #include "backoff/stop.hpp"
 #include "fault_server.hpp"
+#include <stop_token>
+#include <thread>
+
+#include "raw_server.hpp"
 #include "sha256.hpp"
 
 using namespace std::chrono_literals;
@@ -355,6 +359,49 @@ TEST_F(CurlClient, AFailedDownloadKeepsItsPartForTheNextCallToResume) {
   EXPECT_EQ(server.requests("/later.bin").back().headers.at("range"), "bytes=30000-");
   EXPECT_EQ(read_file(target), data);
   EXPECT_EQ(files_in_dir(), 1u);  // the part and its metadata are gone
+}
+
+TEST_F(CurlClient, AStopRequestEndsATransferInFlight) {
+  backoff::testing::raw_server raw;
+  const std::string head = "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 100000\r\n\r\n";
+  raw.script({{head + std::string(1000, 'a'), 60s}});  // then silence for a minute
+  std::stop_source stop;
+  auto o = opts();
+  o.stop_token = stop.get_token();
+  o.stall_timeout = 0ms;      // neither the stall nor a timeout may end it:
+  o.download_timeout = 0ms;   // only the stop request
+  backoff::curl::client http(o);
+  std::thread canceller([&] {
+    for (int i = 0; i < 1000 && raw.bytes_sent() < 1000; ++i) std::this_thread::sleep_for(5ms);
+    std::this_thread::sleep_for(50ms);
+    stop.request_stop();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = http.download(raw.url("/f"), dir / "f.bin");
+  const auto took = std::chrono::steady_clock::now() - started;
+  canceller.join();
+  EXPECT_EQ(r.reason, stop_reason::cancelled);
+  EXPECT_LT(took, 20s);  // not the minute of silence
+  EXPECT_EQ(r.attempts.size(), 1u);
+  EXPECT_EQ(r.partial, dir / ".f.bin.backoff-part");  // kept for a later resume
+  EXPECT_EQ(fs::file_size(r.partial), 1000u);
+  EXPECT_FALSE(fs::exists(dir / "f.bin"));
+}
+
+TEST_F(CurlClient, AStallEndsAnAttemptOfPerformToo) {
+  backoff::testing::raw_server raw;
+  raw.script({{"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 60s},
+              backoff::testing::raw_reply::http(200, {}, "0123456789")});
+  auto o = opts();
+  o.attempt_timeout = 0ms;
+  o.stall_timeout = 200ms;
+  backoff::curl::client http(o);
+  const auto r = http.perform({.url = raw.url("/p")});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.body, "0123456789");
+  ASSERT_EQ(r.attempts.size(), 2u);
+  EXPECT_EQ(r.attempts[0].error, "no data for 200ms");
+  EXPECT_EQ(r.attempts[0].failure, backoff::http::transport::timeout);
 }
 
 TEST_F(CurlClient, DownloadDoesNotReplaceAnExistingFileWhenItFails) {

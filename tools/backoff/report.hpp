@@ -77,7 +77,4 @@ class report_file {
   int fd_ = -1;
 };
 
-// Writes `doc` to `path` through a uniquely named temporary file.
-inline void write_report(const std::string& path, const nlohmann::json& doc) { report_file(path).write(doc); }
-
 }  // namespace backoff::cli

@@ -168,6 +168,8 @@ subcommand run_command(CLI::App& app) {
     if (!ro->retry_on.empty()) retry_on = parse_codes(ro->retry_on, "--retry-on-exit");
     if (!ro->no_retry_on.empty()) no_retry_on = parse_codes(ro->no_retry_on, "--no-retry-on-exit");
     if (retry_on.count(0)) throw usage_error("--retry-on-exit: 0 means success and cannot be retried");
+    std::optional<report_file> report;
+    if (!ro->report.empty()) report.emplace(ro->report);  // an unwritable path fails before the command runs
 
     std::string input;
     if (ro->stdin_replay) input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
@@ -235,8 +237,8 @@ subcommand run_command(CLI::App& app) {
     }, o);
     if (result.error) std::rethrow_exception(result.error);
 
-    if (!ro->report.empty()) {
-      write_report(ro->report, {{"command", ro->command},
+    if (report) {
+      report->write({{"command", ro->command},
                                 {"reason", std::string(to_string(result.reason))},
                                 {"exit_status", result.value ? result.value->status : 128 + signals.signal()},
                                 {"attempts", attempts}});
