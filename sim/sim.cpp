@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "backoff/breaker.hpp"
+#include "backoff/step.hpp"
 #include "backoff/budget.hpp"
 #include "backoff/presets.hpp"
 #include "backoff/random.hpp"
@@ -253,9 +254,8 @@ failures_row failures_once(double p, const strategy& s, const failures_options& 
     for (std::uint32_t i = 0; i < n; ++i) gates.push_back(s.make_gate());
   }
   struct request {
-    std::uint32_t client, attempts;
-    std::int64_t start;
-    schedule_state st;
+    std::uint32_t client;
+    retry_step step;  // the same decision as the library's retry loop
   };
   std::vector<request> pool;
   std::vector<std::uint32_t> free_list;
@@ -269,38 +269,19 @@ failures_row failures_once(double p, const strategy& s, const failures_options& 
   // One attempt at `now`; returns when the request is finished or rescheduled.
   auto attempt = [&](std::uint32_t id, std::int64_t now) {
     request& rq = pool[id];
-    gate* g = gates.empty() ? nullptr : gates[gates.size() == 1 ? 0 : rq.client].get();
-    const bool retry = rq.attempts > 0;
-    if (g && !retry && s.gate_first_attempt && !g->acquire({false, at(now), false}).allowed) {
+    if (rq.step.attempts() == 0 && !rq.step.start(at(now)).allowed) {
       free_list.push_back(id);
       return;
     }
-    ++rq.attempts;
     ++row.attempts;
     const bool failed = uniform_unit(rng) < p;
-    const attempt_outcome outcome = failed ? attempt_outcome::retryable : attempt_outcome::success;
-    if (g) g->record({outcome, retry, false, at(now)});
-    if (!failed) {
-      ++row.successes;
+    const auto d = rq.step.after({failed ? attempt_outcome::retryable : attempt_outcome::success, at(now)}, rng);
+    if (!failed) ++row.successes;
+    if (d.stop) {
       free_list.push_back(id);
       return;
     }
-    duration delay = s.policy.next_delay(rq.st, rng);
-    const auto verdict = s.policy.stop.decide({rq.attempts, ns{now - rq.start}, at(now), delay});
-    if (verdict.stop) {
-      free_list.push_back(id);
-      return;
-    }
-    delay = std::min(delay, verdict.max_wait);
-    if (g) {
-      const gate_decision d = g->acquire({true, at(now), false});
-      if (!d.allowed) {
-        free_list.push_back(id);
-        return;
-      }
-      if (d.not_before > at(now) + delay) delay = d.not_before - at(now);
-    }
-    retries.push({now + delay.count(), seq++, id, 0});
+    retries.push({now + d.delay.count(), seq++, id, 0});
   };
 
   while (true) {
@@ -314,9 +295,11 @@ failures_row failures_once(double p, const strategy& s, const failures_options& 
         free_list.pop_back();
       } else {
         id = static_cast<std::uint32_t>(pool.size());
-        pool.emplace_back();
+        pool.push_back({0, retry_step(s.policy)});
       }
-      pool[id] = {static_cast<std::uint32_t>(uniform_u64(rng, o.clients - 1)), 0, now, {}};
+      const auto client = static_cast<std::uint32_t>(uniform_u64(rng, o.clients - 1));
+      gate* g = gates.empty() ? nullptr : gates[gates.size() == 1 ? 0 : client].get();
+      pool[id] = {client, retry_step(s.policy, {g, s.gate_first_attempt})};
       ++row.requests;
       attempt(id, now);
     } else if (!retries.empty()) {
@@ -373,9 +356,9 @@ overload_result run_overload(const overload_options& o) {
 
     enum : std::uint8_t { completion, timeout, retry_start };
     struct request {
-      std::uint32_t client, attempts = 0;
-      std::int64_t start;
-      schedule_state st;
+      std::uint32_t client;
+      retry_step step;  // the same decision as the library's retry loop
+      std::uint32_t attempts = 0;
       std::int64_t attempt_start = 0;
       bool in_flight = false;  // the current attempt has neither succeeded nor timed out
     };
@@ -388,8 +371,7 @@ overload_result run_overload(const overload_options& o) {
 
     auto start_attempt = [&](std::uint32_t id, std::int64_t now) {
       request& r = reqs[id];
-      gate* g = gates.empty() ? nullptr : gates[r.client].get();
-      if (g && r.attempts == 0 && s.gate_first_attempt && !g->acquire({false, at(now), false}).allowed) return;
+      if (r.attempts == 0 && !r.step.start(at(now)).allowed) return;
       ++r.attempts;
       ++concurrency;
       attempts[bin(now)] += 1;
@@ -413,7 +395,8 @@ overload_result run_overload(const overload_options& o) {
         // Thinning: keep the arrival with probability rate(t) / max_rate.
         if (uniform_unit(rng) * max_rate >= offered_rate(o, static_cast<double>(now) / 1e9)) continue;
         offered[bin(now)] += 1;
-        reqs.push_back({static_cast<std::uint32_t>(uniform_u64(rng, o.clients - 1)), 0, now, {}});
+        const auto client = static_cast<std::uint32_t>(uniform_u64(rng, o.clients - 1));
+        reqs.push_back({client, retry_step(s.policy, {gates.empty() ? nullptr : gates[client].get(), s.gate_first_attempt})});
         start_attempt(static_cast<std::uint32_t>(reqs.size() - 1), now);
         continue;
       }
@@ -422,29 +405,20 @@ overload_result run_overload(const overload_options& o) {
       q.pop();
       if (e.t >= end && e.kind != completion) continue;
       request& r = reqs[e.id];
-      gate* g = gates.empty() ? nullptr : gates[r.client].get();
       if (e.kind == completion) {
         --concurrency;
         // Only the attempt still awaited can succeed; later ones are wasted work.
         if (r.in_flight && e.aux == r.attempts) {
           r.in_flight = false;
           if (e.t < end) goodput[bin(e.t)] += 1;
-          if (g) g->record({attempt_outcome::success, r.attempts > 1, false, at(e.t)});
+          r.step.after({attempt_outcome::success, at(e.t)}, rng);  // tells the gate
         }
       } else if (e.kind == timeout) {
         if (!r.in_flight || e.aux != r.attempts) continue;
         r.in_flight = false;
-        if (g) g->record({attempt_outcome::retryable, r.attempts > 1, true, at(e.t)});
-        duration delay = s.policy.next_delay(r.st, rng);
-        const auto verdict = s.policy.stop.decide({r.attempts, ns{e.t - r.start}, at(e.t), delay});
-        if (verdict.stop) continue;
-        delay = std::min(delay, verdict.max_wait);
-        if (g) {
-          const gate_decision d = g->acquire({true, at(e.t), true});
-          if (!d.allowed) continue;
-          if (d.not_before > at(e.t) + delay) delay = d.not_before - at(e.t);
-        }
-        q.push({e.t + delay.count(), seq++, e.id, retry_start});
+        const auto d = r.step.after({attempt_outcome::retryable, at(e.t), std::nullopt, true, false}, rng);
+        if (d.stop) continue;
+        q.push({e.t + d.delay.count(), seq++, e.id, retry_start});
       } else {
         start_attempt(e.id, e.t);
       }

@@ -485,3 +485,26 @@ TEST(Retry, WithoutProgressTheAttemptLimitHolds) {
   EXPECT_EQ(r.reason, stop_reason::exhausted);
   EXPECT_EQ(calls, 4);  // the first one progressed, then three that did not
 }
+
+// The first attempt of a loop that had no reason to read the clock before it
+// was reported with start = -(the clock's reading) and took = +(the reading).
+TEST(Retry, TheFirstAttemptsRecordIsNeverMeasuredFromTheClocksEpoch) {
+  backoff::manual_clock clock;  // starts at one day
+  std::vector<backoff::attempt_record> seen;
+  int calls = 0;
+  const backoff::options<int> o{
+      .server_hint =
+          [&](const backoff::attempt<int>& a) {
+            seen.push_back(a.record);
+            return std::optional<backoff::duration>{};
+          },
+      .clock = &clock,
+  };
+  const auto r = backoff::retry(no_jitter(2), [&]() -> int { if (++calls == 1) throw flaky_error("x", 1); return 7; }, o);
+  EXPECT_EQ(r, 7);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].number, 1u);
+  EXPECT_EQ(seen[0].start, backoff::duration{0});
+  EXPECT_GE(seen[0].took, backoff::duration{0});
+  EXPECT_LT(seen[0].took, std::chrono::hours{1});
+}

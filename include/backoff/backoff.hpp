@@ -20,6 +20,7 @@
 #include "backoff/presets.hpp"
 #include "backoff/random.hpp"
 #include "backoff/retry.hpp"
+#include "backoff/step.hpp"
 #include "backoff/schedule.hpp"
 #include "backoff/stop.hpp"
 #include "backoff/throttle.hpp"

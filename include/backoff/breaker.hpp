@@ -80,6 +80,15 @@ class circuit_breaker final : public gate {
     return gate_decision::allow();
   }
 
+  // A probe that was handed out but will not be used goes back, so that the
+  // breaker does not wait forever for its result.
+  void release(const gate_request& r) noexcept override {
+    (void)r;
+    if (state_.load(std::memory_order_acquire) != state::half_open) return;
+    std::lock_guard lock(mutex_);
+    if (state_.load(std::memory_order_relaxed) == state::half_open && probes_in_flight_ > 0) --probes_in_flight_;
+  }
+
   void record(const gate_outcome& o) noexcept override {
     const bool failed = o.outcome == attempt_outcome::retryable;
     std::lock_guard lock(mutex_);

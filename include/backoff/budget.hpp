@@ -59,6 +59,14 @@ class retry_budget final : public gate {
     if (o.capacity <= 0) detail::invalid("backoff::retry_budget::aws_standard", "capacity", "> 0", o.capacity);
     if (o.retry_cost < 0) detail::invalid("backoff::retry_budget::aws_standard", "retry_cost", ">= 0", o.retry_cost);
     if (o.timeout_cost < 0) detail::invalid("backoff::retry_budget::aws_standard", "timeout_cost", ">= 0", o.timeout_cost);
+    if (o.no_retry_increment < 0)
+      detail::invalid("backoff::retry_budget::aws_standard", "no_retry_increment", ">= 0", o.no_retry_increment);
+    // Tokens are kept in thousandths: larger values would overflow.
+    constexpr std::int64_t most = std::numeric_limits<std::int64_t>::max() / 1000;
+    for (const auto& [field, v] : {std::pair{"capacity", o.capacity}, std::pair{"retry_cost", o.retry_cost},
+                                   std::pair{"timeout_cost", o.timeout_cost},
+                                   std::pair{"no_retry_increment", o.no_retry_increment}})
+      if (v > most) detail::invalid("backoff::retry_budget::aws_standard", field, "<= " + std::to_string(most), v);
     retry_budget b(mode::aws_standard);
     b.capacity_ = o.capacity * 1000;
     b.retry_cost_ = o.retry_cost * 1000;
@@ -146,6 +154,22 @@ class retry_budget final : public gate {
       }
     }
     return gate_decision::allow();
+  }
+
+  // Refunds what acquire(r) withdrew, for a retry that will not be made.
+  void release(const gate_request& r) noexcept override {
+    if (!r.retry) return;
+    switch (mode_) {
+      case mode::aws_standard: add(r.after_timeout ? timeout_cost_ : retry_cost_); break;
+      case mode::grpc: break;  // acquire only looked
+      case mode::finagle: {
+        std::lock_guard lock(mutex_);
+        advance_locked(r.now);
+        auto& s = slots_[current_];
+        s.withdrawn = std::max<std::int64_t>(0, s.withdrawn - withdrawal_);
+        break;
+      }
+    }
   }
 
   void record(const gate_outcome& o) noexcept override {

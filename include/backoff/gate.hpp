@@ -50,6 +50,10 @@ class gate {
   virtual ~gate() = default;
   virtual gate_decision acquire(const gate_request& r) noexcept = 0;
   virtual void record(const gate_outcome& o) noexcept = 0;
+  // An allowed acquire(r) whose attempt will not be made (a later gate or the
+  // stop rule said no, or the wait was cancelled): give back what it took — a
+  // budget's tokens, a breaker's half-open probe. Default: nothing was taken.
+  virtual void release(const gate_request& r) noexcept { (void)r; }
 };
 
 // Several gates consulted in order; the first denial wins. Put gates that
@@ -61,15 +65,22 @@ class gate_chain final : public gate {
 
   gate_decision acquire(const gate_request& r) noexcept override {
     gate_decision out;
-    for (gate* g : gates_) {
-      const gate_decision d = g->acquire(r);
-      if (!d.allowed) return d;
+    for (std::size_t i = 0; i < gates_.size(); ++i) {
+      const gate_decision d = gates_[i]->acquire(r);
+      if (!d.allowed) {
+        // The gates before this one granted an attempt that will not happen.
+        for (std::size_t j = 0; j < i; ++j) gates_[j]->release(r);
+        return d;
+      }
       if (d.not_before > out.not_before) out.not_before = d.not_before;
     }
     return out;
   }
   void record(const gate_outcome& o) noexcept override {
     for (gate* g : gates_) g->record(o);
+  }
+  void release(const gate_request& r) noexcept override {
+    for (gate* g : gates_) g->release(r);
   }
 
  private:

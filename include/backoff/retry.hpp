@@ -38,6 +38,7 @@
 #include "backoff/history.hpp"
 #include "backoff/policy.hpp"
 #include "backoff/random.hpp"
+#include "backoff/step.hpp"
 
 namespace backoff {
 
@@ -156,36 +157,47 @@ template <class R, class F>
 loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_attempt<R>* first = nullptr) {
   using V = value_t<R>;
   const bool hooks = o.before_retry || o.after_attempt || o.on_give_up || o.on_success;
-  const bool timed = h != nullptr || hooks || p.stop.uses_clock() || o.gate != nullptr;
+  // Read the clock before the first attempt whenever something will see its
+  // record; a loop that does not may skip it (the success path stays cheap).
+  const bool timed = h != nullptr || hooks || p.stop.uses_clock() || o.gate != nullptr || o.server_hint ||
+                     o.fallback || o.made_progress;
   backoff::clock* clock_ptr = o.clock;
   auto clk = [&]() -> backoff::clock& {
     if (!clock_ptr) clock_ptr = &real_clock::instance();
     return *clock_ptr;
   };
 
+  retry_step step(p, {o.gate, o.gate_first_attempt});
   time_point start{};
-  if (timed) start = clk().now();
-  bool clock_started = timed;
-  schedule_state sched;
+  bool clock_started = false;
+  if (timed && first == nullptr) {
+    start = clk().now();
+    step.started_at(start);
+    clock_started = true;
+  }
   random_ref rng = o.rng;
-  std::uint32_t progressed_at = 0;  // the last attempt that made progress; later ones count from there
 
   for (std::uint32_t n = 1;; ++n) {
     if (o.stop_token.stop_requested()) {
+      step.abandon();
       attempt<R> a{{n - 1, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}}, nullptr, {}, stop_reason::cancelled, true};
       if (o.on_give_up) o.on_give_up(a);
       return {std::nullopt, std::nullopt, stop_reason::cancelled};
     }
-    if (n == 1 && o.gate && o.gate_first_attempt) {
-      const gate_decision d = o.gate->acquire({false, start, false});
+    if (n == 1 && o.gate && o.gate_first_attempt && first == nullptr) {
+      const auto d = step.start(start);
       if (!d.allowed) {
         const attempt<R> a{{0, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}}, nullptr, {}, d.reason, true};
         if (o.on_give_up) o.on_give_up(a);
         return {std::nullopt, std::nullopt, d.reason};
       }
       if (d.not_before > start) {
-        if (!clk().sleep_until(d.not_before, o.stop_token)) return {std::nullopt, std::nullopt, stop_reason::cancelled};
+        if (!clk().sleep_until(d.not_before, o.stop_token)) {
+          step.abandon();
+          return {std::nullopt, std::nullopt, stop_reason::cancelled};
+        }
         start = clk().now();
+        step.started_at(start);
       }
     }
     const time_point t0 = (clock_started && n > 1) ? clk().now() : start;
@@ -218,8 +230,13 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     if (outcome == attempt_outcome::success) [[likely]] {
       if (timed) {
         const time_point t1 = clk().now();
-        if (o.gate) o.gate->record({outcome, n > 1, false, t1});
-        const attempt_record rec{n, outcome, false, t0 - start, t1 - t0, duration{0}, duration{-1}};
+        if (!clock_started) {  // the first attempt ran before the clock was read
+          start = t1;
+          clock_started = true;
+        }
+        if (o.gate) step.after({outcome, t1, std::nullopt, false, false}, rng);
+        const time_point begun = n == 1 ? start : t0;
+        const attempt_record rec{n, outcome, false, begun - start, t1 - begun, duration{0}, duration{-1}};
         if (h) h->push(rec);
         if (hooks) {
           const attempt<R> a{rec, &*value, nullptr, stop_reason::success, true};
@@ -231,19 +248,18 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     }
 
     // Failure path: from here on the clock is always read.
+    const time_point t1 = clk().now();
     if (!clock_started) {
-      start = clk().now();
+      // The first attempt ran before the clock was read: it is taken to have
+      // begun and ended now (start 0, took 0), never at the clock's epoch.
+      start = t1;
+      step.started_at(start);
       clock_started = true;
     }
-    const time_point t1 = clk().now();
+    const time_point begun = n == 1 ? start : t0;
     std::exception_ptr error = thrown ? std::move(*thrown) : std::exception_ptr{};
-    attempt_record rec{n, outcome, static_cast<bool>(error), t0 - start, t1 - t0, duration{0}, duration{-1}};
+    attempt_record rec{n, outcome, static_cast<bool>(error), begun - start, t1 - begun, duration{0}, duration{-1}};
     const V* result = value ? &*value : nullptr;
-    bool timed_out = false;
-    if (o.gate) {
-      if (o.is_timeout) timed_out = o.is_timeout(attempt<R>{rec, result, error, stop_reason::success, false});
-      o.gate->record({outcome, n > 1, timed_out, t1});
-    }
 
     auto give_up = [&](stop_reason why) -> loop_end<R> {
       if (h) h->push(rec);
@@ -264,44 +280,24 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
       return {std::move(value), std::move(error), why};
     };
 
-    if (outcome == attempt_outcome::permanent) return give_up(stop_reason::permanent);
-
-    if (n == 1) p.validate();
-    if (o.made_progress && o.made_progress(attempt<R>{rec, result, error, stop_reason::success, false})) {
-      sched = schedule_state{};
-      progressed_at = n;
+    const attempt<R> seen{rec, result, error, stop_reason::success, false};
+    retry_step::report report{outcome, t1, std::nullopt, false, false};
+    if (o.gate && o.is_timeout) report.timed_out = o.is_timeout(seen);
+    if (outcome == attempt_outcome::retryable) {
+      if (n == 1) p.validate();
+      if (o.server_hint) report.hint = o.server_hint(seen);
+      if (o.made_progress) report.made_progress = o.made_progress(seen);
     }
-    duration delay = p.next_delay(sched, rng);
-    bool hinted = false;
-    if (o.server_hint) {
-      if (const auto hint = o.server_hint(attempt<R>{rec, result, error, stop_reason::success, false})) {
-        rec.hint = std::max(*hint, duration{0});
-        if (rec.hint > delay) {
-          delay = rec.hint;
-          hinted = true;
-        }
-      }
-    }
-    const auto verdict = p.stop.decide({n - progressed_at, t1 - start, t1, delay});
-    if (verdict.stop) return give_up(verdict.reason);
-    // The gate is asked only once the stop rule agreed, so that a budget is
-    // not charged for a retry that would not happen anyway.
-    if (o.gate) {
-      const gate_decision d = o.gate->acquire({true, t1, timed_out});
-      if (!d.allowed) return give_up(d.reason);
-      if (d.not_before > t1 && d.not_before - t1 > delay) {
-        delay = d.not_before - t1;  // the shared release time is a floor, like a server hint
-        hinted = true;
-      }
-    }
-    if (hinted && delay > verdict.max_wait) return give_up(stop_reason::deadline);
-    delay = std::min(delay, verdict.max_wait);
-    rec.delay = delay;
+    const retry_step::decision d = step.after(report, rng);
+    rec.hint = d.hint;
+    if (d.stop) return give_up(d.reason);
+    rec.delay = d.delay;
 
     if (h) h->push(rec);
     const attempt<R> a{rec, result, error, stop_reason::success, false};
     if (o.after_attempt) o.after_attempt(a);
-    if (!clk().sleep_for(delay, o.stop_token)) {
+    if (!clk().sleep_for(d.delay, o.stop_token)) {
+      step.abandon();
       if (o.on_give_up) o.on_give_up(attempt<R>{rec, result, error, stop_reason::cancelled, true});
       return {std::move(value), std::move(error), stop_reason::cancelled};
     }

@@ -49,6 +49,13 @@ class adaptive_throttle final : public gate {
     return gate_decision::allow();
   }
 
+  // An allowed request that will not be sent is not counted.
+  void release(const gate_request& r) noexcept override {
+    std::lock_guard lock(mutex_);
+    advance(r.now);
+    if (slots_[current_].requests > 0) --slots_[current_].requests;
+  }
+
   void record(const gate_outcome& o) noexcept override {
     if (o.outcome == attempt_outcome::retryable) return;
     std::lock_guard lock(mutex_);

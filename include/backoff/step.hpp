@@ -1,0 +1,161 @@
+// backoff/step.hpp — the one decision every retry loop makes: told how an
+// attempt ended, "retry after d" or "stop, for this reason". Clock-free and
+// allocation-free; the sync loop (retry.hpp), the simulator and any async loop
+// only carry out what it decides.
+//
+//   backoff::retry_step step(policy, {.gate = &budget});
+//   if (auto first = step.start(clock.now()); !first.allowed) return first.reason;
+//   for (;;) {
+//     const bool ok = call();
+//     const auto d = step.after({.outcome = ok ? attempt_outcome::success : attempt_outcome::retryable,
+//                                .now = clock.now()}, rng);
+//     if (d.stop) return d.reason;          // success, exhausted, deadline, budget_exhausted, …
+//     if (!sleep(d.delay)) { step.abandon(); return stop_reason::cancelled; }
+//   }
+//
+// What after() does with a failed attempt, in this order: tell the gate; a
+// permanent failure stops; an attempt that made progress restarts the schedule
+// and the attempt count; draw the schedule's delay; a server hint is a floor;
+// the stop rule may stop or shorten the wait; the gate may deny (its reason) or
+// hold the retry back (a floor, like a hint). A wait that a hint or a gate made
+// longer than a time limit allows ends the loop with `deadline` instead, so no
+// wait ever ends past the limit. A retry the gate granted but that will not
+// happen (a stop after the grant, or abandon()) is given back with release(),
+// so a circuit breaker's half-open probe is never lost.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+
+#include "backoff/clock.hpp"
+#include "backoff/gate.hpp"
+#include "backoff/history.hpp"
+#include "backoff/policy.hpp"
+
+namespace backoff {
+
+class retry_step {
+ public:
+  struct config {
+    backoff::gate* gate = nullptr;    // asked before each retry, told about every attempt
+    bool gate_first_attempt = false;  // ask before the first attempt too
+  };
+
+  // How an attempt ended, as the loop classified it.
+  struct report {
+    attempt_outcome outcome = attempt_outcome::retryable;
+    time_point now{};                     // when it ended
+    std::optional<duration> hint{};       // the server's requested wait, if any
+    bool timed_out = false;               // a timeout (AWS's budget charges more)
+    bool made_progress = false;           // moved the work forward (see retry.hpp's made_progress)
+  };
+
+  struct decision {
+    bool stop = false;
+    stop_reason reason = stop_reason::success;  // when stop: why
+    duration delay{0};                          // when not stop: the wait before the next attempt
+    duration hint{-1};                          // the hint taken into account (clamped at 0), or -1
+  };
+
+  struct first_decision {
+    bool allowed = true;
+    stop_reason reason = stop_reason::success;  // when not allowed
+    time_point not_before{};                    // allowed, but wait until then
+  };
+
+  explicit retry_step(const policy& p) noexcept : policy_(&p) {}
+  retry_step(const policy& p, config c) noexcept : policy_(&p), config_(c) {}
+
+  // Begins the operation at `now`; asks the gate for the first attempt when
+  // configured. Call once, before the first attempt.
+  first_decision start(time_point now) noexcept {
+    start_ = now;
+    if (!config_.gate || !config_.gate_first_attempt) return {};
+    last_request_ = {false, now, false};
+    const gate_decision d = config_.gate->acquire(last_request_);
+    if (!d.allowed) return {false, d.reason, {}};
+    granted_ = true;
+    return {true, stop_reason::success, d.not_before};
+  }
+
+  // Sets the operation's start without asking the gate (a loop that made its
+  // first attempt before it read the clock).
+  void started_at(time_point t) noexcept { start_ = t; }
+
+  template <class G>
+  decision after(const report& r, G& rng) {
+    ++attempts_;
+    granted_ = false;  // a grant from before was used by this attempt
+    gate* const g = config_.gate;
+    const bool retry = attempts_ > 1;
+    if (g) g->record({r.outcome, retry, r.timed_out, r.now});
+    if (r.outcome == attempt_outcome::success) return {true, stop_reason::success, duration{0}, duration{-1}};
+    if (r.outcome == attempt_outcome::permanent) return {true, stop_reason::permanent, duration{0}, duration{-1}};
+
+    if (r.made_progress) {
+      sched_ = schedule_state{};
+      progressed_at_ = attempts_;
+    }
+    decision out;
+    duration delay = policy_->next_delay(sched_, rng);
+    bool floored = false;  // a hint or the gate set the wait, not the schedule
+    if (r.hint) {
+      out.hint = std::max(*r.hint, duration{0});
+      if (out.hint > delay) {
+        delay = out.hint;
+        floored = true;
+      }
+    }
+    const duration elapsed = r.now - start_;
+    const std::uint32_t counted = attempts_ - progressed_at_;
+    auto verdict = policy_->stop.decide({counted, elapsed, r.now, delay});
+    if (verdict.stop) return {true, verdict.reason, duration{0}, out.hint};
+    // Asked only once the stop rule agreed, so that a budget is not charged
+    // for a retry that would not happen anyway.
+    if (g) {
+      const gate_decision d = g->acquire({true, r.now, r.timed_out});
+      if (!d.allowed) return {true, d.reason, duration{0}, out.hint};
+      if (d.not_before > r.now && d.not_before - r.now > delay) {
+        delay = d.not_before - r.now;
+        floored = true;
+        // The longer wait must pass the stop rule again (before_elapsed and
+        // before_deadline judge the wait itself).
+        verdict = policy_->stop.decide({counted, elapsed, r.now, delay});
+        if (verdict.stop) {
+          g->release({true, r.now, r.timed_out});
+          return {true, stop_reason::deadline, duration{0}, out.hint};
+        }
+      }
+    }
+    if (floored && delay > verdict.max_wait) {
+      if (g) g->release({true, r.now, r.timed_out});
+      return {true, stop_reason::deadline, duration{0}, out.hint};
+    }
+    out.delay = std::min(delay, verdict.max_wait);
+    granted_ = g != nullptr;
+    last_request_ = {true, r.now, r.timed_out};
+    return out;
+  }
+
+  // The retry after() allowed will not be made (cancelled during the wait):
+  // gives the gate's grant back.
+  void abandon() noexcept {
+    if (granted_ && config_.gate) config_.gate->release(last_request_);
+    granted_ = false;
+  }
+  std::uint32_t attempts() const noexcept { return attempts_; }
+  time_point started() const noexcept { return start_; }
+
+ private:
+  const policy* policy_;
+  config config_;
+  time_point start_{};
+  schedule_state sched_{};
+  std::uint32_t attempts_ = 0;
+  std::uint32_t progressed_at_ = 0;
+  bool granted_ = false;
+  gate_request last_request_{};
+};
+
+}  // namespace backoff

@@ -1,0 +1,187 @@
+// backoff/step.hpp: the decision every loop shares, tested with no clock at all.
+#include "backoff/step.hpp"
+
+#include <gtest/gtest.h>
+
+#include "backoff/breaker.hpp"
+#include "backoff/budget.hpp"
+#include "backoff/host_backoff.hpp"
+#include "backoff/random.hpp"
+#include "backoff/retry.hpp"
+
+using namespace std::chrono_literals;
+using backoff::attempt_outcome;
+using backoff::retry_step;
+using backoff::stop_reason;
+
+namespace {
+
+const backoff::time_point t0{std::chrono::hours{1}};
+
+backoff::policy doubling(std::uint32_t attempts) {
+  return {.schedule = backoff::exponential{.initial = 1s, .multiplier = 2.0, .max_delay = 8s},
+          .jitter = backoff::jitter::none(),
+          .stop = backoff::stop::after_attempts(attempts)};
+}
+
+retry_step::report failed(backoff::time_point now) { return {attempt_outcome::retryable, now, std::nullopt, false, false}; }
+
+}  // namespace
+
+TEST(Step, DelaysFollowTheScheduleAndTheStopRule) {
+  const auto p = doubling(4);
+  retry_step step(p);
+  step.started_at(t0);
+  backoff::fast_rng rng{1};
+  std::vector<backoff::duration> delays;
+  backoff::time_point now = t0;
+  for (;;) {
+    const auto d = step.after(failed(now), rng);
+    if (d.stop) {
+      EXPECT_EQ(d.reason, stop_reason::exhausted);
+      break;
+    }
+    delays.push_back(d.delay);
+    now += d.delay;
+  }
+  EXPECT_EQ(delays, (std::vector<backoff::duration>{1s, 2s, 4s}));
+  EXPECT_EQ(step.attempts(), 4u);
+}
+
+TEST(Step, SuccessAndPermanentStopAtOnce) {
+  const auto p = doubling(4);
+  backoff::fast_rng rng{1};
+  retry_step a(p);
+  EXPECT_EQ(a.after({attempt_outcome::success, t0}, rng).reason, stop_reason::success);
+  retry_step b(p);
+  const auto d = b.after({attempt_outcome::permanent, t0}, rng);
+  EXPECT_TRUE(d.stop);
+  EXPECT_EQ(d.reason, stop_reason::permanent);
+}
+
+TEST(Step, AHintIsAFloorAndNeverCrossesATimeLimit) {
+  const backoff::policy p{.schedule = backoff::constant{.delay = 1s},
+                          .jitter = backoff::jitter::none(),
+                          .stop = backoff::stop::after_elapsed(30s)};
+  backoff::fast_rng rng{1};
+  retry_step step(p);
+  step.started_at(t0);
+  auto d = step.after({attempt_outcome::retryable, t0, 10s}, rng);
+  EXPECT_FALSE(d.stop);
+  EXPECT_EQ(d.delay, 10s);
+  EXPECT_EQ(d.hint, 10s);
+  d = step.after({attempt_outcome::retryable, t0 + 10s, 25s}, rng);  // would end at 35 s
+  EXPECT_TRUE(d.stop);
+  EXPECT_EQ(d.reason, stop_reason::deadline);
+}
+
+// 1b: a host hold of an hour pushed the second attempt to 3600 s despite a 30 s limit.
+TEST(Step, AGateHoldNeverPushesAWaitPastBeforeElapsed) {
+  backoff::host_backoff hosts;
+  hosts.hold("api", t0, 3600s);
+  backoff::host_backoff::key_gate g(hosts, "api");
+  const backoff::policy p{.schedule = backoff::constant{.delay = 1s},
+                          .jitter = backoff::jitter::none(),
+                          .stop = backoff::stop::before_elapsed(30s)};
+  backoff::fast_rng rng{1};
+  retry_step step(p, {.gate = &g});
+  step.started_at(t0);
+  const auto d = step.after(failed(t0), rng);
+  EXPECT_TRUE(d.stop);
+  EXPECT_EQ(d.reason, stop_reason::deadline);
+}
+
+TEST(Step, AGateHoldWithinTheLimitIsAFloor) {
+  backoff::host_backoff hosts;
+  hosts.hold("api", t0, 20s);
+  backoff::host_backoff::key_gate g(hosts, "api");
+  const backoff::policy p{.schedule = backoff::constant{.delay = 1s},
+                          .jitter = backoff::jitter::none(),
+                          .stop = backoff::stop::before_elapsed(30s)};
+  backoff::fast_rng rng{1};
+  retry_step step(p, {.gate = &g});
+  step.started_at(t0);
+  const auto d = step.after(failed(t0), rng);
+  ASSERT_FALSE(d.stop);
+  EXPECT_GE(d.delay, 20s);
+}
+
+// 1b: in gate_chain{&breaker, &budget}, a budget denial after the breaker handed
+// out its half-open probe lost the probe: the breaker stayed half-open forever.
+TEST(Step, AProbeTheBudgetDeniedIsGivenBack) {
+  backoff::circuit_breaker breaker({.minimum_throughput = 2, .break_duration = 5s, .probes = 1});
+  auto budget = backoff::retry_budget::aws_standard({.capacity = 5});  // exactly one retry
+  backoff::gate_chain chain{&breaker, &budget};
+  breaker.record({attempt_outcome::retryable, false, false, t0});
+  breaker.record({attempt_outcome::retryable, false, false, t0});
+  ASSERT_EQ(breaker.current(), backoff::circuit_breaker::state::open);
+  ASSERT_TRUE(budget.acquire({true, t0, false}).allowed);  // spend the budget
+  EXPECT_FALSE(chain.acquire({true, t0 + 5s, false}).allowed);  // the breaker allowed a probe, the budget denied
+  EXPECT_EQ(breaker.current(), backoff::circuit_breaker::state::half_open);
+  // The probe is free again: a first attempt (which the budget does not charge) gets it.
+  EXPECT_TRUE(chain.acquire({false, t0 + 10s, false}).allowed);
+}
+
+TEST(Step, AProbeOfACancelledWaitIsGivenBack) {
+  backoff::circuit_breaker breaker({.minimum_throughput = 2, .break_duration = 5s, .probes = 1});
+  breaker.record({attempt_outcome::retryable, false, false, t0});
+  breaker.record({attempt_outcome::retryable, false, false, t0});
+  const backoff::policy p{.schedule = backoff::constant{.delay = 1s},
+                          .jitter = backoff::jitter::none(),
+                          .stop = backoff::stop::after_attempts(5)};
+  backoff::fast_rng rng{1};
+  retry_step step(p, {.gate = &breaker});
+  step.started_at(t0 + 5s);
+  // The failure is recorded while open (ignored); the retry takes the probe.
+  const auto d = step.after(failed(t0 + 5s), rng);
+  ASSERT_FALSE(d.stop);
+  EXPECT_FALSE(breaker.acquire({true, t0 + 6s, false}).allowed);  // the one probe is out
+  step.abandon();                                                  // the wait was cancelled
+  EXPECT_TRUE(breaker.acquire({true, t0 + 6s, false}).allowed);
+}
+
+TEST(Step, ACancelledLoopGivesTheProbeBack) {
+  backoff::circuit_breaker breaker({.minimum_throughput = 2, .break_duration = 5s, .probes = 1});
+  backoff::manual_clock clock(t0);
+  breaker.record({attempt_outcome::retryable, false, false, t0});
+  breaker.record({attempt_outcome::retryable, false, false, t0});
+  clock.advance(5s);  // the break is over: the retry after the failure below takes the probe
+  std::stop_source stop;
+  int calls = 0;
+  const auto r = backoff::try_retry(
+      doubling(5),
+      [&]() -> int {
+        ++calls;
+        stop.request_stop();  // cancelled during the wait that follows
+        throw std::runtime_error("down");
+      },
+      backoff::options<int>{.gate = &breaker, .clock = &clock, .stop_token = stop.get_token()});
+  EXPECT_EQ(r.reason, stop_reason::cancelled);
+  EXPECT_EQ(calls, 1);
+  // Not stuck half-open with a probe nobody will report: the next caller probes.
+  EXPECT_TRUE(breaker.acquire({false, clock.now() + 60s, false}).allowed);
+}
+
+TEST(Step, ABudgetRefundsARetryThatWillNotHappen) {
+  auto budget = backoff::retry_budget::aws_standard({.capacity = 10});
+  ASSERT_TRUE(budget.acquire({true, t0, false}).allowed);
+  EXPECT_EQ(budget.milli_tokens(), 5000);
+  budget.release({true, t0, false});
+  EXPECT_EQ(budget.milli_tokens(), 10000);
+}
+
+TEST(Step, ProgressRestartsTheScheduleAndTheCount) {
+  const auto p = doubling(2);
+  retry_step step(p);
+  step.started_at(t0);
+  backoff::fast_rng rng{1};
+  auto d = step.after(failed(t0), rng);
+  EXPECT_EQ(d.delay, 1s);
+  d = step.after({attempt_outcome::retryable, t0, std::nullopt, false, true}, rng);  // progress
+  ASSERT_FALSE(d.stop);
+  EXPECT_EQ(d.delay, 1s);
+  d = step.after(failed(t0), rng);
+  ASSERT_FALSE(d.stop);
+  EXPECT_EQ(d.delay, 2s);
+  EXPECT_TRUE(step.after(failed(t0), rng).stop);
+}
