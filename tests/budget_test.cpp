@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <stdexcept>
 
 #include "backoff/retry.hpp"
@@ -152,4 +153,15 @@ TEST(BudgetRecommended, TenPercentOfRequestsPlusASmallReserve) {
   allowed = 0;
   while (b.acquire(retry_at(t0)).allowed) ++allowed;
   EXPECT_EQ(allowed, 100);  // 10 % of 1000 requests
+}
+
+TEST(Budget, NumbersThatWouldOverflowAreRejected) {
+  using backoff::retry_budget;
+  EXPECT_THROW(retry_budget::aws_standard({.no_retry_increment = -1}), std::invalid_argument);
+  EXPECT_THROW(retry_budget::aws_standard({.capacity = std::numeric_limits<std::int64_t>::max() / 1000 + 1}),
+               std::invalid_argument);
+  EXPECT_NO_THROW(retry_budget::aws_standard({.capacity = std::numeric_limits<std::int64_t>::max() / 1000}));
+  EXPECT_THROW(retry_budget::finagle({.percent_can_retry = 1e-300}), std::invalid_argument);
+  EXPECT_THROW(retry_budget::finagle({.min_retries_per_sec = 1e300}), std::invalid_argument);
+  EXPECT_NO_THROW(retry_budget::finagle({.min_retries_per_sec = 1e6, .percent_can_retry = 0.001}));
 }

@@ -68,3 +68,13 @@ TEST(HostBackoff, TheGateMakesEveryLoopWaitForTheHost) {
   EXPECT_GE(clock.now() - start, 20s);  // waited for the host's release time first
   EXPECT_EQ(h.failures("api"), 0u);     // and the success counted
 }
+
+TEST(HostBackoff, SmallMaxEntriesAreAnExactBound) {
+  for (std::size_t max : {std::size_t{1}, std::size_t{10}, std::size_t{20}, std::size_t{100}}) {
+    backoff::host_backoff hosts({.max_entries = max});
+    const backoff::time_point t{std::chrono::hours{1}};
+    for (int i = 0; i < 1000; ++i) hosts.on_failure("host-" + std::to_string(i), t);
+    EXPECT_LE(hosts.size(), max) << max;
+    EXPECT_GE(hosts.size(), 1u) << max;
+  }
+}

@@ -106,7 +106,7 @@ TEST(Retry, PermanentFailureStopsAtOnce) {
         ++calls;
         throw std::invalid_argument("404");
       },
-      {.retry_exception = backoff::on_exception<flaky_error>(), .clock = &clock});
+      {.classify = {.retry_exception = backoff::on_exception<flaky_error>()}, .clock = &clock});
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(r.reason, stop_reason::permanent);
   EXPECT_FALSE(r.ok());
@@ -118,8 +118,8 @@ TEST(Retry, FallbackProducesTheResultForPermanentFailures) {
   int seen_status = 0;
   auto r = backoff::try_retry(
       no_jitter(10), [] { return 404; },
-      {.is_success = [](int s) { return s < 400; },
-       .retry_result = [](int s) { return s >= 500 || s == 429; },
+      {.classify = {.is_success = [](int s) { return s < 400; },
+                    .retry_value = [](int s) { return s >= 500 || s == 429; }},
        .fallback = [&](const backoff::attempt<int>& a) {
          seen_status = *a.result;
          return -1;
@@ -136,7 +136,7 @@ TEST(Retry, ResultPredicateRetriesAndReturnsTheLastResultWhenExhausted) {
   backoff::manual_clock clock;
   int calls = 0;
   const int status = backoff::retry(no_jitter(3), [&] { return ++calls, 503; },
-                                    {.is_success = [](int s) { return s < 400; }, .clock = &clock});
+                                    {.classify = {.is_success = [](int s) { return s < 400; }}, .clock = &clock});
   EXPECT_EQ(status, 503);
   EXPECT_EQ(calls, 3);
 }
@@ -149,14 +149,14 @@ TEST(Retry, ErrorCodeResultsNeedNoExceptions) {
       [&]() -> std::error_code {
         return ++calls < 3 ? std::make_error_code(std::errc::connection_refused) : std::error_code{};
       },
-      {.retry_result = backoff::on_error_codes({std::errc::connection_refused}), .clock = &clock});
+      {.classify = {.retry_value = backoff::on_error_codes({std::errc::connection_refused})}, .clock = &clock});
   EXPECT_EQ(r.reason, stop_reason::success);
   EXPECT_EQ(calls, 3);
   EXPECT_FALSE(*r.value);
 
   auto perm = backoff::try_retry(
       no_jitter(5), [] { return std::make_error_code(std::errc::permission_denied); },
-      {.retry_result = backoff::on_error_codes({std::errc::connection_refused}), .clock = &clock});
+      {.classify = {.retry_value = backoff::on_error_codes({std::errc::connection_refused})}, .clock = &clock});
   EXPECT_EQ(perm.reason, stop_reason::permanent);
   EXPECT_EQ(*perm.value, std::errc::permission_denied);
 }
@@ -507,4 +507,87 @@ TEST(Retry, TheFirstAttemptsRecordIsNeverMeasuredFromTheClocksEpoch) {
   EXPECT_EQ(seen[0].start, backoff::duration{0});
   EXPECT_GE(seen[0].took, backoff::duration{0});
   EXPECT_LT(seen[0].took, std::chrono::hours{1});
+}
+
+struct http_error : std::runtime_error {
+  explicit http_error(int s) : std::runtime_error("HTTP " + std::to_string(s)), status(s) {}
+  int status;
+};
+
+TEST(Retry, AnExceptionPredicateLooksAtTheExceptionsValue) {
+  backoff::manual_clock clock;
+  const auto server_side = backoff::on_exception<http_error>([](const http_error& e) { return e.status >= 500; });
+  for (const auto& [status, calls_expected] : {std::pair{503, 3}, std::pair{404, 1}}) {
+    int calls = 0;
+    const auto r = backoff::try_retry(
+        no_jitter(3), [&, s = status]() -> int { ++calls; throw http_error(s); },
+        {.classify = {.retry_exception = server_side}, .clock = &clock});
+    EXPECT_EQ(calls, calls_expected) << status;
+    EXPECT_EQ(r.reason, status == 503 ? stop_reason::exhausted : stop_reason::permanent);
+  }
+  // Another exception type is not matched at all.
+  EXPECT_FALSE(server_side(std::make_exception_ptr(std::runtime_error("x"))));
+}
+
+TEST(Retry, CancellationSaysSoInsteadOfRethrowingTheLastError) {
+  backoff::manual_clock clock;
+  std::stop_source stop;
+  try {
+    backoff::retry(
+        no_jitter(5),
+        [&]() -> int {
+          stop.request_stop();
+          throw flaky_error("the real error", 1);
+        },
+        {.clock = &clock, .stop_token = stop.get_token()});
+    FAIL() << "no exception";
+  } catch (const backoff::retry_error& e) {
+    EXPECT_EQ(e.reason(), stop_reason::cancelled);
+    try {
+      std::rethrow_if_nested(e);
+      FAIL() << "the last error is not nested";
+    } catch (const flaky_error& inner) {
+      EXPECT_STREQ(inner.what(), "the real error");
+    }
+  }
+}
+
+TEST(Retry, ABadJitterIsReportedBeforeAnyAttempt) {
+  backoff::policy p = no_jitter(3);
+  p.jitter.fraction = 2.0;  // written after construction
+  p.jitter.type = backoff::jitter::kind::proportional;
+  int calls = 0;
+  EXPECT_THROW(backoff::try_retry(p, [&] { return ++calls; }), std::invalid_argument);
+  EXPECT_EQ(calls, 0);
+  // On retry()'s fast path the first attempt runs; its error stays nested.
+  try {
+    backoff::retry(p, [&]() -> int { ++calls; throw flaky_error("real", 1); });
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("fraction"), std::string::npos) << e.what();
+    EXPECT_THROW(std::rethrow_if_nested(e), flaky_error);
+  }
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(Retry, NegativeAttemptCountsAreRejected) {
+  EXPECT_THROW(backoff::stop::after_attempts(-1), std::invalid_argument);
+  EXPECT_THROW(backoff::stop::after_attempts(0), std::invalid_argument);
+  EXPECT_THROW(backoff::stop::after_attempts(std::int64_t{1} << 40), std::invalid_argument);
+  EXPECT_EQ(backoff::stop::after_attempts(7).max_attempts(), 7u);
+}
+
+TEST(Retry, ErrorMessagesNameTheUsersFieldInReadableUnits) {
+  try {
+    backoff::presets::google_cloud({.maximum_backoff = 500ms});
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "backoff::presets::google_cloud: maximum_backoff must be >= 1s (the first wait) (got 500ms)");
+  }
+  try {
+    backoff::exponential{.initial = 1500ms, .multiplier = 2.0, .max_delay = 1s}.validate();
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "backoff::exponential: max_delay must be >= initial (got 1s)");
+  }
 }

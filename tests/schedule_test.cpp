@@ -140,15 +140,15 @@ TEST(ScheduleValidation, BadValuesNameTheFieldAndValue) {
   EXPECT_EQ(invalid_message([] { [[maybe_unused]] backoff::schedule s = backoff::exponential{.multiplier = 0.5}; }),
             "backoff::exponential: multiplier must be >= 1 and finite (got 0.5)");
   EXPECT_EQ(invalid_message([] { [[maybe_unused]] backoff::schedule s = backoff::exponential{.initial = 0s}; }),
-            "backoff::exponential: initial must be > 0 (got 0ns)");
+            "backoff::exponential: initial must be > 0 (got 0s)");
   EXPECT_EQ(invalid_message([] { [[maybe_unused]] backoff::schedule s = backoff::exponential{.initial = 2s, .max_delay = 1s}; }),
-            "backoff::exponential: max_delay must be >= initial (got 1000000000ns)");
+            "backoff::exponential: max_delay must be >= initial (got 1s)");
   EXPECT_EQ(invalid_message([] { [[maybe_unused]] backoff::schedule s = backoff::constant{.delay = -1ms}; }),
-            "backoff::constant: delay must be >= 0 (got -1000000ns)");
+            "backoff::constant: delay must be >= 0 (got -1ms)");
   EXPECT_EQ(invalid_message([] { [[maybe_unused]] backoff::schedule s = backoff::linear{.increment = -1s}; }),
-            "backoff::linear: increment must be >= 0 (got -1000000000ns)");
+            "backoff::linear: increment must be >= 0 (got -1s)");
   EXPECT_EQ(invalid_message([] { [[maybe_unused]] backoff::schedule s = backoff::decorrelated{.base = -5ms}; }),
-            "backoff::decorrelated: base must be > 0 (got -5000000ns)");
+            "backoff::decorrelated: base must be > 0 (got -5ms)");
   EXPECT_THROW((backoff::schedule{backoff::exponential{.multiplier = std::numeric_limits<double>::infinity()}}),
                std::invalid_argument);
   EXPECT_THROW((backoff::schedule{backoff::exponential{.multiplier = std::nan("")}}), std::invalid_argument);

@@ -99,10 +99,12 @@ class retry_budget final : public gate {
   static retry_budget finagle(finagle_options o) {
     if (o.ttl < std::chrono::seconds{1} || o.ttl > std::chrono::seconds{60})
       detail::invalid("backoff::retry_budget::finagle", "ttl", "in [1s, 60s]", o.ttl);
-    if (!(o.min_retries_per_sec >= 0))
-      detail::invalid("backoff::retry_budget::finagle", "min_retries_per_sec", ">= 0", o.min_retries_per_sec);
-    if (!(o.percent_can_retry >= 0 && o.percent_can_retry <= 1000))
-      detail::invalid("backoff::retry_budget::finagle", "percent_can_retry", "in [0, 1000]", o.percent_can_retry);
+    // The bounds keep Finagle's integer arithmetic (1000 / percent withdrawals,
+    // a reserve of rate × ttl withdrawals) far from overflow.
+    if (!(o.min_retries_per_sec >= 0 && o.min_retries_per_sec <= 1e6))
+      detail::invalid("backoff::retry_budget::finagle", "min_retries_per_sec", "in [0, 1e6]", o.min_retries_per_sec);
+    if (!(o.percent_can_retry == 0 || (o.percent_can_retry >= 0.001 && o.percent_can_retry <= 1000)))
+      detail::invalid("backoff::retry_budget::finagle", "percent_can_retry", "0 or in [0.001, 1000]", o.percent_can_retry);
     retry_budget b(mode::finagle);
     // Finagle's arithmetic: a request deposits 1000; a retry withdraws
     // 1000 / percent; the reserve is min_retries_per_sec × ttl withdrawals.

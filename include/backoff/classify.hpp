@@ -3,11 +3,12 @@
 //
 //   auto transient = backoff::on_exception<std::system_error, timeout_error>()
 //                    && !backoff::on_error_codes({std::errc::permission_denied});
+//   auto server_side = backoff::on_exception<http_error>([](const http_error& e) { return e.status >= 500; });
 //   auto retry_429 = backoff::on_result([](const response& r) { return r.status == 429; });
-//   backoff::retry(policy, fn, {.retry_exception = transient, .retry_result = retry_429});
+//   backoff::retry(policy, fn, {.classify = {.retry_value = retry_429, .retry_exception = transient || server_side}});
 //
 // A predicate answers "is this failure worth another attempt?". The loop first
-// decides whether an attempt failed (it threw, or options::is_success said no),
+// decides whether an attempt failed (it threw, or classify.is_success said no),
 // then asks the predicate: true means retryable, false means permanent.
 #pragma once
 
@@ -72,6 +73,24 @@ auto on_exception() {
       std::rethrow_exception(e);
     } catch (...) {
       return (... || detail::current_exception_is<E>());
+    }
+  }};
+}
+
+// True for an exception of type E (or derived) for which `f(const E&)` is true:
+// the exception's value decides (an http_error with status 503 is retryable,
+// with 404 it is not), without a hand-written rethrow-and-catch.
+template <class E, class F>
+  requires std::predicate<const F&, const E&>
+auto on_exception(F f) {
+  return predicate{[f = std::move(f)](const std::exception_ptr& e) -> bool {
+    if (!e) return false;
+    try {
+      std::rethrow_exception(e);
+    } catch (const E& x) {
+      return f(x);
+    } catch (...) {
+      return false;
     }
   }};
 }

@@ -1,5 +1,5 @@
-// backoff/history.hpp — what happened: why a loop stopped, and a bounded record
-// of its attempts.
+// backoff/history.hpp — what happened: a bounded record of a loop's attempts
+// (why it stopped and how each attempt ended are in backoff/outcome.hpp).
 //
 //   auto r = backoff::try_retry(policy, fn);
 //   if (r.reason == backoff::stop_reason::exhausted)
@@ -17,49 +17,9 @@
 #include <cstdint>
 #include <string_view>
 
+#include "backoff/outcome.hpp"
+
 namespace backoff {
-
-// Why a retry loop ended.
-enum class stop_reason : std::uint8_t {
-  success,           // an attempt succeeded
-  fallback,          // a permanent failure was turned into a result by the fallback
-  exhausted,         // the attempt limit was reached
-  deadline,          // a time limit or deadline was reached, or the next wait would cross it
-  permanent,         // the failure was classified as not worth retrying
-  cancelled,         // the stop_token was triggered
-  budget_exhausted,  // a retry budget denied the retry
-  circuit_open,      // a circuit breaker denied the attempt
-  throttled,         // adaptive throttling rejected the attempt locally
-  not_idempotent,    // the request may have had effects and must not be re-sent
-};
-
-constexpr std::string_view to_string(stop_reason r) noexcept {
-  switch (r) {
-    case stop_reason::success: return "success";
-    case stop_reason::fallback: return "fallback";
-    case stop_reason::exhausted: return "exhausted";
-    case stop_reason::deadline: return "deadline";
-    case stop_reason::permanent: return "permanent";
-    case stop_reason::cancelled: return "cancelled";
-    case stop_reason::budget_exhausted: return "budget_exhausted";
-    case stop_reason::circuit_open: return "circuit_open";
-    case stop_reason::throttled: return "throttled";
-    case stop_reason::not_idempotent: return "not_idempotent";
-  }
-  return "unknown";
-}
-
-// How one attempt ended.
-enum class attempt_outcome : std::uint8_t { success, retryable, permanent };
-
-constexpr std::string_view to_string(attempt_outcome o) noexcept {
-  switch (o) {
-    case attempt_outcome::success: return "success";
-    case attempt_outcome::retryable: return "retryable";
-    case attempt_outcome::permanent: return "permanent";
-  }
-  return "unknown";
-}
 
 // One attempt. Times are offsets from the start of the loop, in nanoseconds.
 // When nothing in the loop needed the clock before the first attempt (no hooks,

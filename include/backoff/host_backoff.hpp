@@ -150,13 +150,17 @@ class host_backoff {
     fast_rng rng;
   };
 
-  shard& shard_for(std::string_view key) { return shard_[std::hash<std::string_view>{}(key) % shards]; }
+  // Fewer entries than four per shard fit in one shard, so that the bound holds exactly.
+  bool single_shard() const noexcept { return o_.max_entries < 4 * shards; }
+  shard& shard_for(std::string_view key) {
+    return single_shard() ? shard_[0] : shard_[std::hash<std::string_view>{}(key) % shards];
+  }
 
   // Drops idle entries every 64 operations. When the shard reaches its share of
   // max_entries, the least recently used quarter goes at once, so that a full
   // shard costs one scan per many insertions rather than one per insertion.
   void sweep_locked(shard& s, time_point now) {
-    const std::size_t limit = std::max<std::size_t>(4, o_.max_entries / shards);
+    const std::size_t limit = single_shard() ? o_.max_entries : o_.max_entries / shards;
     if (++s.ops % 64 != 0 && s.map.size() < limit) return;
     for (auto it = s.map.begin(); it != s.map.end();) {
       if (it->second.release <= now && now - it->second.last_used >= o_.entry_ttl) it = s.map.erase(it);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "backoff/detail/validate.hpp"
 #include "backoff/policy.hpp"
 
 namespace backoff::presets {
@@ -27,6 +28,9 @@ struct google_cloud_options {
 // retry; once at maximum_backoff the wait stays there while retries continue.
 // Note: once 2^n s reaches the cap, this formula has no jitter left.
 inline policy google_cloud(google_cloud_options o = {}) {
+  if (o.maximum_backoff < std::chrono::seconds{1})
+    detail::invalid("backoff::presets::google_cloud", "maximum_backoff", ">= 1s (the first wait)", o.maximum_backoff);
+  if (o.max_attempts == 0) detail::invalid("backoff::presets::google_cloud", "max_attempts", ">= 1", o.max_attempts);
   return {
       .schedule = exponential{.initial = std::chrono::seconds{1}, .multiplier = 2.0, .max_delay = o.maximum_backoff},
       .jitter = jitter::additive(std::chrono::milliseconds{1000}),

@@ -6,10 +6,11 @@
 //
 // What happens, attempt by attempt:
 //   1. Call fn. It returns a value or throws.
-//   2. Classify: a throw is a failure; a value is a failure when options::is_success
-//      says so (by default: an expected-like value without a value, or a non-zero
-//      std::error_code). A failure is retryable when options::retry_exception /
-//      retry_result says so (default: every failure is), else permanent.
+//   2. Classify (options::classify): a throw is a failure; a value is a failure
+//      when is_success says so (by default: an expected-like value without a
+//      value, or a non-zero std::error_code). A failure is retryable when
+//      retry_exception / retry_value says so (default: every failure is), else
+//      permanent.
 //   3. Success ends the loop. A permanent failure goes to options::fallback when set
 //      (its value becomes the result) or ends the loop.
 //   4. Otherwise the policy picks the wait, the stop rule may end the loop or
@@ -25,6 +26,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <stop_token>
 #include <system_error>
 #include <type_traits>
@@ -56,6 +58,46 @@ struct attempt {
   bool last;                 // no attempt follows this one
 };
 
+namespace detail {
+template <class R>
+bool default_success(const R& v) noexcept {
+  if constexpr (std::is_same_v<R, std::error_code>) {
+    return !v;
+  } else if constexpr (expected_like<R>) {
+    return v.has_value();
+  } else {
+    (void)v;
+    return true;
+  }
+}
+
+}  // namespace detail
+
+// How an attempt ended — success, retryable or permanent — decided in one
+// place. Every member is optional:
+//   is_success       whether a returned value is a success (default: an
+//                    expected-like value that has one, a zero std::error_code,
+//                    any other value)
+//   retry_value      whether a failed value is worth another attempt (default: yes)
+//   retry_exception  whether an exception is worth another attempt (default:
+//                    yes); classify.hpp builds these, e.g. on_exception<http_error>(
+//                    [](const http_error& e) { return e.status() >= 500; })
+template <class R>
+struct classifier {
+  using value_type = value_t<R>;
+  std::function<bool(const value_type&)> is_success{};
+  std::function<bool(const value_type&)> retry_value{};
+  std::function<bool(const std::exception_ptr&)> retry_exception{};
+
+  bool succeeded(const value_type& v) const { return is_success ? is_success(v) : detail::default_success(v); }
+  // `error` when the attempt threw, else `value`.
+  attempt_outcome operator()(const value_type* value, const std::exception_ptr* error) const {
+    if (error) return !retry_exception || retry_exception(*error) ? attempt_outcome::retryable : attempt_outcome::permanent;
+    if (succeeded(*value)) return attempt_outcome::success;
+    return !retry_value || retry_value(*value) ? attempt_outcome::retryable : attempt_outcome::permanent;
+  }
+};
+
 // Everything about a loop that depends on the callable's result type.
 // Every member is optional; designated initializers pick the ones you need.
 template <class R>
@@ -64,12 +106,8 @@ struct options {
   using fallback_fn = std::conditional_t<std::is_void_v<R>, std::function<void(const attempt<R>&)>,
                                          std::function<value_type(const attempt<R>&)>>;
 
-  // Whether a returned value is a success (the seed's is_success).
-  std::function<bool(const value_type&)> is_success{};
-  // Whether a failed value is worth another attempt; default: yes.
-  std::function<bool(const value_type&)> retry_result{};
-  // Whether an exception is worth another attempt; default: yes, any.
-  std::function<bool(const std::exception_ptr&)> retry_exception{};
+  // Success, retryable or permanent (see classifier above).
+  classifier<R> classify{};
   // Turns a permanent failure into a result (the seed's action_when_error).
   fallback_fn fallback{};
 
@@ -123,18 +161,6 @@ struct retry_result {
 
 namespace detail {
 
-template <class R>
-bool default_success(const R& v) noexcept {
-  if constexpr (std::is_same_v<R, std::error_code>) {
-    return !v;
-  } else if constexpr (expected_like<R>) {
-    return v.has_value();
-  } else {
-    (void)v;
-    return true;
-  }
-}
-
 // std::exception_ptr's destructor is an out-of-line library call; holding it in
 // an optional keeps the success path free of it.
 using error_slot = std::optional<std::exception_ptr>;
@@ -167,6 +193,10 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     return *clock_ptr;
   };
 
+  // A bad policy (a jitter written as a plain struct, say) is reported before
+  // any attempt. A loop whose first attempt was already made (retry()'s fast
+  // path) checks before its first retry, keeping that attempt's error nested.
+  if (first == nullptr) p.validate();
   retry_step step(p, {o.gate, o.gate_first_attempt});
   time_point start{};
   bool clock_started = false;
@@ -178,7 +208,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
   random_ref rng = o.rng;
 
   for (std::uint32_t n = 1;; ++n) {
-    if (o.stop_token.stop_requested()) {
+    if (o.stop_token.stop_requested() && !(n == 1 && first != nullptr)) {
       step.abandon();
       attempt<R> a{{n - 1, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}}, nullptr, {}, stop_reason::cancelled, true};
       if (o.on_give_up) o.on_give_up(a);
@@ -218,14 +248,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
       thrown.emplace(std::current_exception());
     }
 
-    attempt_outcome outcome;
-    if (thrown) {
-      outcome = (!o.retry_exception || o.retry_exception(*thrown)) ? attempt_outcome::retryable : attempt_outcome::permanent;
-    } else if (o.is_success ? o.is_success(*value) : default_success(*value)) {
-      outcome = attempt_outcome::success;
-    } else {
-      outcome = (!o.retry_result || o.retry_result(*value)) ? attempt_outcome::retryable : attempt_outcome::permanent;
-    }
+    const attempt_outcome outcome = o.classify(value ? &*value : nullptr, thrown ? &*thrown : nullptr);
 
     if (outcome == attempt_outcome::success) [[likely]] {
       if (timed) {
@@ -284,7 +307,18 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     retry_step::report report{outcome, t1, std::nullopt, false, false};
     if (o.gate && o.is_timeout) report.timed_out = o.is_timeout(seen);
     if (outcome == attempt_outcome::retryable) {
-      if (n == 1) p.validate();
+      if (n == 1 && first != nullptr) {
+        try {
+          p.validate();
+        } catch (const std::invalid_argument& bad) {
+          if (!error) throw;
+          try {
+            std::rethrow_exception(error);
+          } catch (...) {
+            std::throw_with_nested(std::invalid_argument(bad.what()));
+          }
+        }
+      }
       if (o.server_hint) report.hint = o.server_hint(seen);
       if (o.made_progress) report.made_progress = o.made_progress(seen);
     }
@@ -346,6 +380,18 @@ template <class R, class F>
 [[gnu::noinline]] R retry_slow(const policy& p, F& fn, const options<R>& o, first_attempt<R>* first) {
   if (!o.wrap_errors) {
     auto end = run<R>(p, fn, o, nullptr, first);
+    if (end.reason == stop_reason::cancelled) {
+      // Not the callable's last exception: the caller must be able to tell
+      // that the loop was cancelled. That exception stays nested.
+      if (end.error && *end.error) {
+        try {
+          std::rethrow_exception(*end.error);
+        } catch (...) {
+          std::throw_with_nested(retry_error(end.reason, *end.error, history{}, "cancelled"));
+        }
+      }
+      throw retry_error(end.reason, nullptr, history{}, "cancelled");
+    }
     if (end.error && *end.error) std::rethrow_exception(*end.error);
     if (!end.value) throw retry_error(end.reason, nullptr, history{}, "no attempt was made");
     if constexpr (!std::is_void_v<R>) return std::move(*end.value);
@@ -400,7 +446,8 @@ template <class R, class F, class Success>
 //    wrap_errors, a retry_error with it nested);
 //  - the last attempt returned a failed value: that value is returned (or, with
 //    wrap_errors, a retry_error is thrown);
-//  - cancelled before any attempt ran: a retry_error (reason cancelled).
+//  - cancelled (by the stop_token): a retry_error with reason cancelled, the
+//    last exception (if any) nested in it.
 template <class F>
 detail::result_of_t<F> retry(const policy& p, F&& fn, const options<detail::result_of_t<F>>& o) {
   using R = detail::result_of_t<F>;
@@ -409,7 +456,7 @@ detail::result_of_t<F> retry(const policy& p, F&& fn, const options<detail::resu
   if (!o.wrap_errors && !o.before_retry && !o.after_attempt && !o.on_give_up && !o.on_success && !o.gate &&
       !p.stop.uses_clock() && !o.stop_token.stop_requested()) {
     return detail::retry_fast<R>(p, fn, o, [&o](const value_t<R>& v) {
-      return o.is_success ? o.is_success(v) : detail::default_success(v);
+      return o.classify.succeeded(v);
     });
   }
   return detail::retry_slow<R>(p, fn, o, nullptr);

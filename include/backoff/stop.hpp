@@ -20,6 +20,7 @@
 #pragma once
 
 #include <array>
+#include <concepts>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -53,6 +54,14 @@ class stop_rule {
   static stop_rule after_attempts(std::uint32_t n) {
     if (n == 0) detail::invalid("backoff::stop::after_attempts", "n", ">= 1", n);
     return leaf(kind::attempts, n);
+  }
+  // A signed count is checked before it is narrowed: -1 is an error, not 4294967295 attempts.
+  template <std::signed_integral T>
+  static stop_rule after_attempts(T n) {
+    if (n < 1) detail::invalid("backoff::stop::after_attempts", "n", ">= 1", static_cast<std::int64_t>(n));
+    if (static_cast<std::uint64_t>(n) > std::numeric_limits<std::uint32_t>::max())
+      detail::invalid("backoff::stop::after_attempts", "n", "<= 4294967295", static_cast<std::int64_t>(n));
+    return after_attempts(static_cast<std::uint32_t>(n));
   }
   static stop_rule after_elapsed(duration d) {
     if (d.count() < 0) detail::invalid("backoff::stop::after_elapsed", "limit", ">= 0", d);
@@ -188,6 +197,10 @@ class stop_rule {
 namespace stop {
 inline stop_rule never() noexcept { return {}; }
 inline stop_rule after_attempts(std::uint32_t n) { return stop_rule::after_attempts(n); }
+template <std::signed_integral T>
+stop_rule after_attempts(T n) {
+  return stop_rule::after_attempts(n);
+}
 inline stop_rule after_elapsed(duration d) { return stop_rule::after_elapsed(d); }
 inline stop_rule before_elapsed(duration d) { return stop_rule::before_elapsed(d); }
 inline stop_rule at_deadline(time_point t) noexcept { return stop_rule::at_deadline(t); }

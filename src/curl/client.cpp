@@ -300,12 +300,13 @@ stop_reason drive(const client_options& o, const std::string& url, One&& one, st
   if (o.deadline) p.stop = p.stop | stop::before_deadline(*o.deadline);
   std::uint32_t n = 0;
   const options<attempt_result> opts{
-      .is_success = [](const attempt_result& r) { return r.verdict == http::verdict::success; },
-      .retry_result =
-          [](const attempt_result& r) {
-            return (r.verdict == http::verdict::retryable || r.verdict == http::verdict::throttled) && r.resend_allowed;
-          },
-      .retry_exception = [](const std::exception_ptr&) { return false; },
+      .classify = {.is_success = [](const attempt_result& r) { return r.verdict == http::verdict::success; },
+                   .retry_value =
+                       [](const attempt_result& r) {
+                         return (r.verdict == http::verdict::retryable || r.verdict == http::verdict::throttled) &&
+                                r.resend_allowed;
+                       },
+                   .retry_exception = [](const std::exception_ptr&) { return false; }},
       .after_attempt =
           [&](const attempt<attempt_result>& a) {
             if (logs.size() < a.record.number) return;

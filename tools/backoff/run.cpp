@@ -182,16 +182,17 @@ subcommand run_command(CLI::App& app) {
     std::uint32_t number = 0;
 
     options<outcome> o{
-        .is_success = [](const outcome& r) { return r.status == 0; },
-        .retry_result =
-            [&](const outcome& r) {
-              // Interrupted by the user (directly, as the terminal's foreground job): stop.
-              if (r.exec_failed || signals.signal() || r.signal == SIGINT || r.signal == SIGQUIT) return false;
-              if (r.timed_out) return true;
-              if (r.exit_code < 0) return true;  // killed by a signal not from us
-              if (no_retry_on.count(r.exit_code)) return false;
-              return retry_on.empty() || retry_on.count(r.exit_code) > 0;
-            },
+        .classify = {.is_success = [](const outcome& r) { return r.status == 0; },
+                     .retry_value =
+                         [&](const outcome& r) {
+                           // Interrupted by the user (directly, as the terminal's foreground job): stop.
+                           if (r.exec_failed || signals.signal() || r.signal == SIGINT || r.signal == SIGQUIT)
+                             return false;
+                           if (r.timed_out) return true;
+                           if (r.exit_code < 0) return true;  // killed by a signal not from us
+                           if (no_retry_on.count(r.exit_code)) return false;
+                           return retry_on.empty() || retry_on.count(r.exit_code) > 0;
+                         }},
         .after_attempt =
             [&](const attempt<outcome>& a) {
               const outcome& r = *a.result;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -10,10 +11,19 @@
 
 namespace backoff::detail {
 
+// A duration in the largest unit that shows it exactly: "500ms", "1500ms", "2s", "-3us".
 inline std::string show(std::chrono::nanoseconds d) {
-  std::ostringstream out;
-  out << d.count() << "ns";
-  return out.str();
+  struct unit {
+    std::int64_t ns;
+    const char* name;
+  };
+  static constexpr unit units[] = {{3'600'000'000'000, "h"}, {60'000'000'000, "min"}, {1'000'000'000, "s"},
+                                   {1'000'000, "ms"},         {1'000, "us"},          {1, "ns"}};
+  const std::int64_t n = d.count();
+  if (n == 0) return "0s";
+  for (const auto& u : units)
+    if (n % u.ns == 0) return std::to_string(n / u.ns) + u.name;
+  return std::to_string(n) + "ns";
 }
 inline std::string show(double v) {
   std::ostringstream out;
