@@ -9,7 +9,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
   nginx-light gnuplot-nox
   clang libclang-rt-14-dev
-  curl bc
+  curl bc libasio-dev
 )
 
 missing=()

@@ -1,0 +1,247 @@
+// backoff::asio on virtual time (manual_timer): every completion token, the
+// stop reasons, hooks, gates and cancellation, with no test sleeping.
+#include "backoff/asio.hpp"
+
+#include <gtest/gtest.h>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/append.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
+
+#include <future>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include "backoff/breaker.hpp"
+#include "backoff/budget.hpp"
+
+using namespace std::chrono_literals;
+namespace ba = backoff::asio;
+using backoff::stop_reason;
+
+namespace {
+
+backoff::policy doubling(std::uint32_t attempts) {
+  return {.schedule = backoff::exponential{.initial = 1s, .multiplier = 2.0, .max_delay = 64s},
+          .jitter = backoff::jitter::none(),
+          .stop = backoff::stop::after_attempts(attempts)};
+}
+
+// An op that completes on the io_context with the next error of `script`
+// (std::error_code{} and the attempt number once the script is used up).
+struct scripted_op {
+  asio::io_context* ctx;
+  std::vector<std::error_code> script;
+  int* calls;
+  template <class Token>
+  auto operator()(Token&& token) {
+    const int n = ++*calls;
+    const std::error_code ec = static_cast<std::size_t>(n) <= script.size() ? script[n - 1] : std::error_code{};
+    return asio::post(*ctx, asio::experimental::append(std::forward<Token>(token), ec, n));
+  }
+};
+
+const std::error_code refused = std::make_error_code(std::errc::connection_refused);
+
+class Asio : public ::testing::Test {
+ protected:
+  void SetUp() override { ba::manual_clock::reset(); }
+  asio::io_context ctx;
+  int calls = 0;
+  scripted_op op(std::vector<std::error_code> script) { return {&ctx, std::move(script), &calls}; }
+};
+
+}  // namespace
+
+TEST_F(Asio, ACallbackGetsTheSuccessfulAttemptsArguments) {
+  std::optional<std::pair<std::error_code, int>> got;
+  const auto t0 = ba::manual_clock::now();
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({refused, refused}),
+                                    [&](std::error_code ec, int n) { got.emplace(ec, n); });
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_FALSE(got->first);
+  EXPECT_EQ(got->second, 3);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(ba::manual_clock::now() - t0, 3s);  // 1 s + 2 s of virtual time
+}
+
+TEST_F(Asio, GivingUpCompletesWithTheLastRealError) {
+  std::optional<std::error_code> got;
+  stop_reason why = stop_reason::success;
+  backoff::options<ba::result_of<scripted_op>> o{
+      .on_give_up = [&](const backoff::attempt<ba::result_of<scripted_op>>& a) { why = a.reason; }};
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(3), op({refused, refused, refused, refused}), o,
+                                    [&](std::error_code ec, int) { got = ec; });
+  ctx.run();
+  EXPECT_EQ(got, refused);
+  EXPECT_EQ(why, stop_reason::exhausted);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST_F(Asio, TheClassifierAndFallbackBehaveAsInTheSyncLoop) {
+  const std::error_code denied = std::make_error_code(std::errc::permission_denied);
+  std::optional<std::pair<std::error_code, int>> got;
+  backoff::options<ba::result_of<scripted_op>> o{
+      .classify = {.retry_value = backoff::on_error_codes({std::errc::connection_refused})},
+      .fallback = [](const backoff::attempt<ba::result_of<scripted_op>>&) {
+        return ba::result_of<scripted_op>{std::error_code{}, std::tuple<int>{-1}};
+      }};
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({refused, denied}), o,
+                                    [&](std::error_code ec, int n) { got.emplace(ec, n); });
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_FALSE(got->first);
+  EXPECT_EQ(got->second, -1);  // permission_denied is permanent: the fallback answered
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(Asio, UseAwaitable) {
+  int value = 0;
+  auto once_refused = op({refused});  // (GCC 12 cannot hold an initializer_list in a coroutine frame)
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        value = co_await ba::async_retry<ba::manual_timer>(ex, doubling(5), once_refused, asio::use_awaitable);
+      },
+      asio::detached);
+  ctx.run();
+  EXPECT_EQ(value, 2);
+}
+
+TEST_F(Asio, UseFuture) {
+  auto fut = ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({refused, refused}), asio::use_future);
+  ctx.run();
+  EXPECT_EQ(fut.get(), 3);
+}
+
+TEST_F(Asio, Deferred) {
+  auto later = ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({refused}),
+                                                 asio::experimental::deferred);
+  EXPECT_EQ(calls, 0);  // nothing starts until the deferred operation is launched
+  int got = 0;
+  std::move(later)([&](std::error_code, int n) { got = n; });
+  ctx.run();
+  EXPECT_EQ(got, 2);
+}
+
+TEST_F(Asio, ACoroutineOpIsRetriedThroughItsExceptions) {
+  int tries = 0;
+  auto flaky = ba::coroutine_op(ctx.get_executor(), [&]() -> asio::awaitable<int> {
+    if (++tries < 3) throw std::runtime_error("reset");
+    co_return 42;
+  });
+  std::optional<int> got;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        got = co_await ba::async_retry<ba::manual_timer>(ex, doubling(5), flaky, asio::use_awaitable);
+      },
+      asio::detached);
+  ctx.run();
+  EXPECT_EQ(got, 42);
+  EXPECT_EQ(tries, 3);
+}
+
+TEST_F(Asio, ACoroutineOpsLastExceptionIsRethrownByUseAwaitable) {
+  auto hopeless = ba::coroutine_op(ctx.get_executor(), [&]() -> asio::awaitable<int> {
+    ++calls;
+    throw std::out_of_range("gone");
+    co_return 0;
+  });
+  bool caught = false;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        try {
+          const auto ex = co_await asio::this_coro::executor;
+          co_await ba::async_retry<ba::manual_timer>(ex, doubling(3), hopeless, asio::use_awaitable);
+        } catch (const std::out_of_range&) {
+          caught = true;
+        }
+      },
+      asio::detached);
+  ctx.run();
+  EXPECT_TRUE(caught);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST_F(Asio, ACancelDuringAWaitEndsTheLoopAtOnce) {
+  asio::cancellation_signal cancel;
+  std::optional<std::error_code> got;
+  stop_reason why = stop_reason::success;
+  backoff::options<ba::result_of<scripted_op>> o{
+      .after_attempt = [&](const backoff::attempt<ba::result_of<scripted_op>>& a) {
+        if (!a.last) asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
+      },
+      .on_give_up = [&](const backoff::attempt<ba::result_of<scripted_op>>& a) { why = a.reason; }};
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({refused, refused}), o,
+                                    asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code ec, int) { got = ec; }));
+  ctx.run();
+  EXPECT_EQ(got, asio::error::operation_aborted);
+  EXPECT_EQ(why, stop_reason::cancelled);
+  EXPECT_EQ(calls, 1);  // the 1 s wait was not waited out: no second attempt
+}
+
+TEST_F(Asio, ACancelDuringAnAttemptReachesTheAttempt) {
+  asio::steady_timer never(ctx, std::chrono::hours{1});  // the attempt: a real wait of an hour
+  asio::cancellation_signal cancel;
+  std::optional<std::error_code> got;
+  auto hang = [&](auto&& token) { return never.async_wait(std::forward<decltype(token)>(token)); };
+  const auto started = std::chrono::steady_clock::now();
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), hang,
+                                    asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code ec) { got = ec; }));
+  asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
+  ctx.run();
+  EXPECT_EQ(got, asio::error::operation_aborted);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);
+}
+
+TEST_F(Asio, OneGateServesSyncAndAsyncLoops) {
+  auto budget = backoff::retry_budget::aws_standard({.capacity = 5});  // one retry in all
+  std::optional<std::error_code> got;
+  backoff::options<ba::result_of<scripted_op>> o{.gate = &budget};
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({refused, refused, refused}), o,
+                                    [&](std::error_code ec, int) { got = ec; });
+  ctx.run();
+  EXPECT_EQ(got, refused);
+  EXPECT_EQ(calls, 2);  // the first attempt and the one retry the budget paid for
+  int sync_calls = 0;
+  const auto r = backoff::try_retry(doubling(5), [&]() -> int { ++sync_calls; throw std::runtime_error("x"); },
+                                    {.gate = &budget, .clock = nullptr});
+  EXPECT_EQ(r.reason, stop_reason::budget_exhausted);
+  EXPECT_EQ(sync_calls, 1);
+}
+
+TEST_F(Asio, AGateDenyingTheFirstAttemptCompletesWithABackoffError) {
+  backoff::circuit_breaker breaker({.minimum_throughput = 2, .break_duration = 60s});
+  const backoff::time_point now{ba::manual_clock::now().time_since_epoch()};
+  breaker.record({backoff::attempt_outcome::retryable, false, false, now});
+  breaker.record({backoff::attempt_outcome::retryable, false, false, now});
+  std::optional<std::error_code> got;
+  backoff::options<ba::result_of<scripted_op>> o{.gate = &breaker, .gate_first_attempt = true};
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({}), o, [&](std::error_code ec, int) { got = ec; });
+  ctx.run();
+  EXPECT_EQ(got, ba::error::gate_denied);
+  EXPECT_EQ(calls, 0);
+}
+
+TEST_F(Asio, DestroyingTheIoContextWithPendingRetriesLeaksNothing) {
+  auto ctx2 = std::make_unique<asio::io_context>();
+  int n = 0;
+  for (int i = 0; i < 100; ++i)
+    ba::async_retry(ctx2->get_executor(), doubling(5), scripted_op{ctx2.get(), std::vector<std::error_code>(1000, refused), &n},
+                    [](std::error_code, int) { ADD_FAILURE() << "must not complete"; });
+  ctx2->poll();  // every first attempt failed; each loop now waits 1 s on a real steady_timer
+  EXPECT_EQ(n, 100);
+  ctx2.reset();  // ASan reports anything left behind
+}
