@@ -245,3 +245,21 @@ TEST_F(Asio, DestroyingTheIoContextWithPendingRetriesLeaksNothing) {
   EXPECT_EQ(n, 100);
   ctx2.reset();  // ASan reports anything left behind
 }
+
+TEST_F(Asio, ACoroutineFunctionIsTakenDirectly) {
+  int tries = 0;
+  auto flaky = [&]() -> asio::awaitable<std::string> {
+    if (++tries < 2) throw std::runtime_error("reset");
+    co_return std::string("ok");
+  };
+  std::string got;
+  std::exception_ptr error;
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), flaky, [&](std::exception_ptr e, std::string v) {
+    error = e;
+    got = std::move(v);
+  });
+  ctx.run();
+  EXPECT_FALSE(error);
+  EXPECT_EQ(got, "ok");
+  EXPECT_EQ(tries, 2);
+}

@@ -6,8 +6,8 @@
 //       asio::as_tuple(asio::use_awaitable));
 //
 //   backoff::asio::async_retry(ex, policy, op, [](std::error_code ec, std::size_t n) { ... });  // a callback
-//   auto value = co_await backoff::asio::async_retry(ex, policy, [&]() -> asio::awaitable<int> { ... },
-//                                                    asio::use_awaitable);                  // a coroutine op
+//   int value = co_await backoff::asio::async_retry(ex, policy, [&]() -> asio::awaitable<int> { ... },
+//                                                   asio::use_awaitable);                   // a coroutine op
 //
 // `op(token)` starts one attempt; async_retry completes with op's own
 // signature, void(E, T...) with E a std::error_code or std::exception_ptr:
@@ -47,6 +47,7 @@
 #include <memory>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <string>
 #include <system_error>
 #include <tuple>
@@ -130,10 +131,29 @@ template <class Sig, class Init, class... A>
 struct signature_of_deferred<net::experimental::deferred_async_operation<Sig, Init, A...>> {
   using type = Sig;
 };
-// The completion signature of op(token), found by asking op for a deferred operation.
+template <class T>
+struct awaitable_value;
+template <class T, class Ex>
+struct awaitable_value<net::awaitable<T, Ex>> {
+  using type = T;
+};
+// A coroutine op: called with no arguments, returns asio::awaitable<T>.
 template <class Op>
-using signature_of = typename signature_of_deferred<
-    std::decay_t<decltype(std::declval<Op&>()(net::experimental::deferred))>>::type;
+concept coroutine_fn = std::invocable<Op&> && requires { typename awaitable_value<std::invoke_result_t<Op&>>::type; };
+
+template <class Op>
+struct op_signature {
+  // The completion signature of op(token), found by asking op for a deferred operation.
+  using type = typename signature_of_deferred<
+      std::decay_t<decltype(std::declval<Op&>()(net::experimental::deferred))>>::type;
+};
+template <coroutine_fn Op>
+struct op_signature<Op> {
+  using value = typename awaitable_value<std::invoke_result_t<Op&>>::type;
+  using type = std::conditional_t<std::is_void_v<value>, void(std::exception_ptr), void(std::exception_ptr, value)>;
+};
+template <class Op>
+using signature_of = typename op_signature<std::remove_cvref_t<Op>>::type;
 
 template <class Sig>
 struct signature_traits;
@@ -168,8 +188,9 @@ class retry_op {
   using result = attempt_result<E, Ts...>;
   using clock_type = typename Timer::clock_type;
 
-  retry_op(Op op, const policy& p, const options<result>& o, Timer timer)
-      : s_(std::make_unique<state>(std::move(op), p, o, std::move(timer))) {}
+  // `p` and `o` are copied unless `borrowed_*`: then they must outlive the operation.
+  retry_op(Op op, const policy& p, bool borrowed_policy, const options<result>* o, bool borrowed_options, Timer timer)
+      : s_(std::make_unique<state>(std::move(op), p, borrowed_policy, o, borrowed_options, std::move(timer))) {}
 
   // Started by async_compose.
   template <class Self>
@@ -266,12 +287,24 @@ class retry_op {
   // moved with every handler, and the timer, the op and the step's pointer to
   // the policy must not move while an operation on them is pending.
   struct state {
-    state(Op o, const policy& p, const options<result>& opts, Timer t)
-        : op(std::move(o)), policy(p), options(opts), timer(std::move(t)),
-          step(this->policy, {options.gate, options.gate_first_attempt}) {}
+    state(Op o, const backoff::policy& p, bool borrowed_policy, const backoff::options<result>* opts,
+          bool borrowed_options, Timer t)
+        : op(std::move(o)),
+          own_policy(borrowed_policy ? nullptr : std::make_unique<backoff::policy>(p)),
+          own_options(borrowed_options || !opts ? nullptr : std::make_unique<backoff::options<result>>(*opts)),
+          policy(own_policy ? *own_policy : p),
+          options(own_options ? *own_options : opts ? *opts : default_options()),
+          timer(std::move(t)),
+          step(policy, {options.gate, options.gate_first_attempt}) {}
+    static const backoff::options<result>& default_options() {
+      static const backoff::options<result> none{};
+      return none;
+    }
     Op op;
-    backoff::policy policy;
-    backoff::options<result> options;
+    std::unique_ptr<backoff::policy> own_policy;             // null when borrowed
+    std::unique_ptr<backoff::options<result>> own_options;   // null when borrowed or defaulted
+    const backoff::policy& policy;
+    const backoff::options<result>& options;
     Timer timer;
     retry_step step;
     enum phase phase = phase::attempting;
@@ -330,11 +363,31 @@ class retry_op {
   std::unique_ptr<state> s_;
 };
 
+// Each attempt of a coroutine op is co_spawned on the executor.
+template <class Fn>
+struct spawn_each {
+  net::any_io_executor ex;
+  Fn fn;
+  template <class Token>
+  auto operator()(Token&& token) {
+    return net::co_spawn(ex, fn(), std::forward<Token>(token));
+  }
+};
+
 template <class Timer, class Op, class Executor, class E, class... Ts, class Token>
-auto start(void (*)(E, Ts...), const Executor& ex, const policy& p, Op&& op,
-           const options<attempt_result<E, Ts...>>& o, Token&& token) {
-  using impl = retry_op<std::decay_t<Op>, Timer, E, Ts...>;
-  return net::async_compose<Token, void(E, Ts...)>(impl(std::forward<Op>(op), p, o, Timer(ex)), token, ex);
+auto start(void (*)(E, Ts...), const Executor& ex, const policy& p, bool borrowed_policy, Op&& op,
+           const options<attempt_result<E, Ts...>>* o, bool borrowed_options, Token&& token) {
+  if constexpr (coroutine_fn<std::remove_cvref_t<Op>>) {
+    using spawner = spawn_each<std::decay_t<Op>>;
+    using impl = retry_op<spawner, Timer, E, Ts...>;
+    return net::async_compose<Token, void(E, Ts...)>(
+        impl(spawner{net::any_io_executor(ex), std::forward<Op>(op)}, p, borrowed_policy, o, borrowed_options, Timer(ex)),
+        token, ex);
+  } else {
+    using impl = retry_op<std::decay_t<Op>, Timer, E, Ts...>;
+    return net::async_compose<Token, void(E, Ts...)>(
+        impl(std::forward<Op>(op), p, borrowed_policy, o, borrowed_options, Timer(ex)), token, ex);
+  }
 }
 
 }  // namespace detail
@@ -344,23 +397,49 @@ auto start(void (*)(E, Ts...), const Executor& ex, const policy& p, Op&& op,
 template <class Op>
 using result_of = typename detail::signature_traits<detail::signature_of<Op>>::result;
 
-// Runs op under the policy, waiting on `Timer`s of `ex` between attempts.
+// Runs op under the policy, waiting on `Timer`s of `ex` between attempts. The
+// policy and options are copied into the operation; pass std::cref(policy) or
+// std::cref(options) to share one that outlives every operation instead (what
+// a program with very many pending retries wants: see BM_AsyncPending).
 template <class Timer = net::steady_timer, class Executor, class Op, class Token>
-  requires(!std::is_same_v<std::decay_t<Token>, options<result_of<Op>>>)
+  requires(!std::is_convertible_v<Token, const options<result_of<Op>>&>)
 auto async_retry(const Executor& ex, const policy& p, Op&& op, Token&& token) {
-  using sig = detail::signature_of<Op>;
-  return detail::start<Timer>(static_cast<sig*>(nullptr), ex, p, std::forward<Op>(op), options<result_of<Op>>{},
-                              std::forward<Token>(token));
+  return detail::start<Timer>(static_cast<detail::signature_of<Op>*>(nullptr), ex, p, false, std::forward<Op>(op),
+                              static_cast<const options<result_of<Op>>*>(nullptr), true, std::forward<Token>(token));
 }
-
+template <class Timer = net::steady_timer, class Executor, class Op, class Token>
+  requires(!std::is_convertible_v<Token, const options<result_of<Op>>&>)
+auto async_retry(const Executor& ex, std::reference_wrapper<const policy> p, Op&& op, Token&& token) {
+  return detail::start<Timer>(static_cast<detail::signature_of<Op>*>(nullptr), ex, p.get(), true, std::forward<Op>(op),
+                              static_cast<const options<result_of<Op>>*>(nullptr), true, std::forward<Token>(token));
+}
 template <class Timer = net::steady_timer, class Executor, class Op, class Token>
 auto async_retry(const Executor& ex, const policy& p, Op&& op, const options<result_of<Op>>& o, Token&& token) {
-  using sig = detail::signature_of<Op>;
-  return detail::start<Timer>(static_cast<sig*>(nullptr), ex, p, std::forward<Op>(op), o, std::forward<Token>(token));
+  return detail::start<Timer>(static_cast<detail::signature_of<Op>*>(nullptr), ex, p, false, std::forward<Op>(op), &o,
+                              false, std::forward<Token>(token));
+}
+template <class Timer = net::steady_timer, class Executor, class Op, class Token>
+auto async_retry(const Executor& ex, std::reference_wrapper<const policy> p, Op&& op, const options<result_of<Op>>& o,
+                 Token&& token) {
+  return detail::start<Timer>(static_cast<detail::signature_of<Op>*>(nullptr), ex, p.get(), true, std::forward<Op>(op),
+                              &o, false, std::forward<Token>(token));
+}
+template <class Timer = net::steady_timer, class Executor, class Op, class Token>
+auto async_retry(const Executor& ex, const policy& p, Op&& op, std::reference_wrapper<const options<result_of<Op>>> o,
+                 Token&& token) {
+  return detail::start<Timer>(static_cast<detail::signature_of<Op>*>(nullptr), ex, p, false, std::forward<Op>(op),
+                              &o.get(), true, std::forward<Token>(token));
+}
+template <class Timer = net::steady_timer, class Executor, class Op, class Token>
+auto async_retry(const Executor& ex, std::reference_wrapper<const policy> p, Op&& op,
+                 std::reference_wrapper<const options<result_of<Op>>> o, Token&& token) {
+  return detail::start<Timer>(static_cast<detail::signature_of<Op>*>(nullptr), ex, p.get(), true, std::forward<Op>(op),
+                              &o.get(), true, std::forward<Token>(token));
 }
 
 // A coroutine op: fn() returns asio::awaitable<T>; each attempt is co_spawned
 // on `ex`. Completes with void(std::exception_ptr, T); use_awaitable rethrows.
+// (async_retry also takes such an fn directly.)
 template <class Fn>
 auto coroutine_op(const net::any_io_executor& ex, Fn fn) {
   return [ex, fn = std::move(fn)](auto&& token) mutable {
