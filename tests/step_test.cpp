@@ -75,10 +75,11 @@ TEST(Step, AHintIsAFloorAndNeverCrossesATimeLimit) {
   EXPECT_EQ(d.reason, stop_reason::deadline);
 }
 
-// 1b: a host hold of an hour pushed the second attempt to 3600 s despite a 30 s limit.
-TEST(Step, AGateHoldNeverPushesAWaitPastBeforeElapsed) {
+// The decision after one failure at t0, with a 1 s schedule, a 30 s
+// before_elapsed limit and the host held for `hold`.
+retry_step::decision after_host_hold(backoff::duration hold) {
   backoff::host_backoff hosts;
-  hosts.hold("api", t0, 3600s);
+  hosts.hold("api", t0, hold);
   backoff::host_backoff::key_gate g(hosts, "api");
   const backoff::policy p{.schedule = backoff::constant{.delay = 1s},
                           .jitter = backoff::jitter::none(),
@@ -86,22 +87,18 @@ TEST(Step, AGateHoldNeverPushesAWaitPastBeforeElapsed) {
   backoff::fast_rng rng{1};
   retry_step step(p, {.gate = &g});
   step.started_at(t0);
-  const auto d = step.after(failed(t0), rng);
+  return step.after(failed(t0), rng);
+}
+
+// 1b: a host hold of an hour pushed the second attempt to 3600 s despite a 30 s limit.
+TEST(Step, AGateHoldNeverPushesAWaitPastBeforeElapsed) {
+  const auto d = after_host_hold(3600s);
   EXPECT_TRUE(d.stop);
   EXPECT_EQ(d.reason, stop_reason::deadline);
 }
 
 TEST(Step, AGateHoldWithinTheLimitIsAFloor) {
-  backoff::host_backoff hosts;
-  hosts.hold("api", t0, 20s);
-  backoff::host_backoff::key_gate g(hosts, "api");
-  const backoff::policy p{.schedule = backoff::constant{.delay = 1s},
-                          .jitter = backoff::jitter::none(),
-                          .stop = backoff::stop::before_elapsed(30s)};
-  backoff::fast_rng rng{1};
-  retry_step step(p, {.gate = &g});
-  step.started_at(t0);
-  const auto d = step.after(failed(t0), rng);
+  const auto d = after_host_hold(20s);
   ASSERT_FALSE(d.stop);
   EXPECT_GE(d.delay, 20s);
 }
