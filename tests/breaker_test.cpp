@@ -99,3 +99,17 @@ TEST(BreakerInTheLoop, AnOpenCircuitRefusesTheFirstAttempt) {
   EXPECT_THROW(backoff::retry(backoff::policy{}, fail, {.gate = &b, .gate_first_attempt = true, .clock = &clock}),
                backoff::retry_error);
 }
+
+TEST(Breaker, AnOpenBreakerIgnoresLateResults) {
+  circuit_breaker b({.minimum_throughput = 10, .break_duration = 5s});
+  feed(b, 0, 10, t0);
+  ASSERT_EQ(b.current(), circuit_breaker::state::open);
+  const auto until = b.open_until();
+  const auto trips = b.trips();
+  feed(b, 0, 50, t0 + 1s);  // results of calls started before the trip
+  feed(b, 50, 0, t0 + 2s);
+  EXPECT_EQ(b.current(), circuit_breaker::state::open);
+  EXPECT_EQ(b.open_until(), until);
+  EXPECT_EQ(b.trips(), trips);
+  EXPECT_TRUE(allowed(b, t0 + 5s));  // the break ends when it was going to
+}

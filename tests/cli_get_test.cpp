@@ -554,3 +554,20 @@ TEST_F(Get, TheRetryableStatusListCanBeEdited) {
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("--retry-on-http-error: invalid HTTP status codes"), std::string::npos) << r.err;
 }
+
+// A server that answers each resume with a short 206 that ends cleanly: the
+// download keeps resuming until the length is complete.
+TEST_F(Get, ShortRangesKeepResumingUntilTheFileIsComplete) {
+  const std::string v = bytes_of(5000, 'S');
+  std::vector<raw_reply> replies{raw_reply::http(200, {{"ETag", "\"v1\""}}, v.substr(0, 1000), 5000)};
+  for (std::size_t from = 1000; from < 5000; from += 1000)
+    replies.push_back(raw_reply::http(206, {{"ETag", "\"v1\""},
+                                            {"Content-Range", "bytes " + std::to_string(from) + "-" +
+                                                                  std::to_string(from + 999) + "/5000"}},
+                                      v.substr(from, 1000)));
+  server.script(replies);
+  const auto r = get({"-o", "out.bin", "--max-attempts", "2"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  EXPECT_EQ(server.requests().size(), 5u);
+}

@@ -336,3 +336,9 @@ TEST_F(Cli, SimulateBadInputExitsTwo) {
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
   }
 }
+
+TEST_F(Cli, RunRetriesAChildKilledByASignalItDidNotSend) {
+  const auto r = cli({"run", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", "echo x >> runs; kill -KILL $$"});
+  EXPECT_EQ(r.status, 137) << r.err;
+  EXPECT_EQ(slurp(dir / "runs"), "x\nx\nx\n");
+}

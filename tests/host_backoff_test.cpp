@@ -78,3 +78,25 @@ TEST(HostBackoff, SmallMaxEntriesAreAnExactBound) {
     EXPECT_GE(hosts.size(), 1u) << max;
   }
 }
+
+TEST(HostBackoff, SuccessLowersTheCountButNeverTheReleaseTime) {
+  backoff::host_backoff hosts;
+  const backoff::time_point t{std::chrono::hours{1}};
+  hosts.on_failure("h", t);
+  hosts.on_failure("h", t);
+  const auto release = hosts.release_time("h", t);
+  ASSERT_GT(release, t);
+  hosts.on_success("h", t);
+  EXPECT_EQ(hosts.failures("h"), 1u);
+  EXPECT_EQ(hosts.release_time("h", t), release);
+}
+
+TEST(HostBackoff, AShorterHoldNeverLowersAndAHugeOneIsClamped) {
+  backoff::host_backoff hosts({.max_hint = std::chrono::hours{1}});
+  const backoff::time_point t{std::chrono::hours{1}};
+  hosts.hold("h", t, std::chrono::minutes{10});
+  hosts.hold("h", t, std::chrono::seconds{5});
+  EXPECT_EQ(hosts.release_time("h", t), t + std::chrono::minutes{10});
+  hosts.hold("h", t, std::chrono::hours{24 * 365});
+  EXPECT_EQ(hosts.release_time("h", t), t + std::chrono::hours{1});
+}

@@ -101,3 +101,18 @@ TEST(RetryAfter, HintReadsRetryAfterThenRateLimitResetAndClamps) {
   EXPECT_EQ(server_hint({{"Content-Type", "text/plain"}}, {}, now), std::nullopt);
   EXPECT_EQ(server_hint({{"RateLimit-Reset", "12"}}, {.read_ratelimit_reset = false}, now), std::nullopt);
 }
+
+// RFC 9110 §5.6.7 compares dates, not years: a date in the 50th year ahead but
+// past today's month and day is more than 50 years in the future.
+TEST(RetryAfter, Rfc850FiftyYearWindowComparesWholeDates) {
+  using std::chrono::days, std::chrono::floor, std::chrono::year, std::chrono::year_month_day;
+  const auto now = std::chrono::sys_days{year{2026} / 6 / 1} + std::chrono::hours{12};
+  const auto july = backoff::http::parse_http_date("Wednesday, 01-Jul-76 00:00:00 GMT", now);
+  const auto may = backoff::http::parse_http_date("Friday, 01-May-76 00:00:00 GMT", now);
+  ASSERT_TRUE(july && may);
+  EXPECT_EQ(year_month_day{floor<days>(*july)}.year(), year{1976});
+  EXPECT_EQ(year_month_day{floor<days>(*may)}.year(), year{2076});
+  // The same day, an hour later than now: past the limit.
+  const auto later = backoff::http::parse_http_date("Monday, 01-Jun-76 13:00:00 GMT", now);
+  EXPECT_EQ(year_month_day{floor<days>(*later)}.year(), year{1976});
+}

@@ -591,3 +591,16 @@ TEST(Retry, ErrorMessagesNameTheUsersFieldInReadableUnits) {
     EXPECT_STREQ(e.what(), "backoff::exponential: max_delay must be >= initial (got 1s)");
   }
 }
+
+TEST(Retry, TheFallbackIsForPermanentFailuresOnly) {
+  backoff::manual_clock clock;
+  int fallbacks = 0;
+  const backoff::options<int> o{
+      .fallback = [&](const backoff::attempt<int>&) { return ++fallbacks, -1; },
+      .clock = &clock,
+  };
+  const auto r = backoff::try_retry(no_jitter(3), []() -> int { throw flaky_error("x", 1); }, o);
+  EXPECT_EQ(r.reason, stop_reason::exhausted);
+  EXPECT_EQ(fallbacks, 0);
+  EXPECT_FALSE(r.ok());
+}

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <tuple>
 #include <string_view>
 
 namespace backoff::http {
@@ -125,9 +126,18 @@ inline std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view 
       return std::nullopt;
     const int d = digits(rest, 2, 2), mon = month_index(rest.substr(5, 3)), yy = digits(rest, 9, 2);
     if (d < 0 || mon == 0 || yy < 0 || !time_of_day(rest, 12, h, m, s)) return std::nullopt;
-    const int this_year = static_cast<int>(std::chrono::year_month_day{std::chrono::floor<std::chrono::days>(now)}.year());
+    // "More than 50 years in the future" compares whole dates, not years: with
+    // now = 2026-06-01, "01-Jul-76" is 1976 and "01-May-76" is 2076.
+    const auto today = std::chrono::floor<std::chrono::days>(now);
+    const std::chrono::year_month_day ymd{today};
+    const std::chrono::hh_mm_ss<std::chrono::seconds> clock{std::chrono::floor<std::chrono::seconds>(now - today)};
+    const int this_year = static_cast<int>(ymd.year());
     int y = this_year - this_year % 100 + yy;
-    if (y > this_year + 50) y -= 100;
+    const auto as_tuple = [](int a, int b, int c, long e, long f, long g) { return std::tuple{a, b, c, e, f, g}; };
+    const auto limit = as_tuple(this_year + 50, static_cast<int>(static_cast<unsigned>(ymd.month())),
+                                static_cast<int>(static_cast<unsigned>(ymd.day())), clock.hours().count(),
+                                clock.minutes().count(), static_cast<long>(clock.seconds().count()));
+    if (as_tuple(y, mon, d, h, m, s) > limit) y -= 100;
     return make_time(y, mon, d, h, m, s);
   }
   return std::nullopt;
