@@ -93,7 +93,10 @@ TEST_F(Cli, MaxTimeIsRespected) {
   EXPECT_EQ(report["reason"], "deadline");
   const auto& attempts = report["attempts"];
   ASSERT_GE(attempts.size(), 3u);
-  for (const auto& a : attempts) EXPECT_LE(a["start_s"].get<double>(), 1.05);
+  // No planned wait ends past the limit, whatever the machine's speed: each
+  // decision's elapsed time (start + duration) plus its wait stays within 1 s.
+  for (const auto& a : attempts)
+    EXPECT_LE(a["start_s"].get<double>() + a["duration_s"].get<double>() + a["delay_s"].get<double>(), 1.0 + 1e-6) << a;
   // And a running attempt is stopped when the time is up.
   const auto s = cli({"run", "--max-time", "300ms", "--", "sleep", "30"});
   EXPECT_EQ(s.status, 124);
