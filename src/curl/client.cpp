@@ -15,21 +15,17 @@
 #include "backoff/retry.hpp"
 #include "backoff/stop.hpp"
 #include "download_file.hpp"
+#include "internal.hpp"
 
 namespace backoff::curl {
 
-namespace {
-
-using steady = std::chrono::steady_clock;
+namespace detail {
 
 void global_init() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-constexpr long max_redirects = 10;
-constexpr std::uint64_t default_memory_cap = std::uint64_t{1} << 30;  // perform() bodies, when unset
-constexpr long receive_buffer = 512 * 1024;                          // fewer, larger reads than curl's 16 KiB
 
 http::transport map_code(CURLcode c) {
   switch (c) {
@@ -72,33 +68,9 @@ std::string human_duration(std::chrono::milliseconds d) {
   return std::to_string(s) + "s";
 }
 
-// Why the client ended a transfer itself.
-enum class interruption : std::uint8_t { none, cancelled, stalled, too_big };
 
-// When a transfer last received anything (headers or body), for stall detection.
-struct activity {
-  steady::time_point last = steady::now();
-};
 
-// What one attempt produced, as the retry loop classifies it.
-struct attempt_result {
-  long status = 0;
-  http::transport failure = http::transport::none;
-  int curl_code = 0;
-  std::string error;
-  bool sent = true;  // some request bytes were written to a connection
-  http::verdict verdict = http::verdict::success;
-  bool resend_allowed = true;
-  bool progressed = false;  // a resumable download kept new bytes
-  bool cancelled = false;   // the stop token ended it
-  std::optional<duration> hint;
-  std::uint64_t bytes = 0;
-};
 
-struct header_sink {
-  std::vector<header>* headers;
-  activity* act;
-};
 
 std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
   auto* sink = static_cast<header_sink*>(user);
@@ -130,19 +102,6 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   return size * n;
 }
 
-struct slist {
-  curl_slist* list = nullptr;
-  slist() = default;
-  explicit slist(const std::vector<header>& headers) {
-    for (const auto& [k, v] : headers) add(k + ": " + v);
-  }
-  void add(const std::string& line) {
-    if (curl_slist* l = curl_slist_append(list, line.c_str())) list = l;
-  }
-  ~slist() { curl_slist_free_all(list); }
-  slist(const slist&) = delete;
-  slist& operator=(const slist&) = delete;
-};
 
 long as_ms(std::chrono::nanoseconds d) {
   const auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
@@ -283,79 +242,57 @@ std::string host_of(const std::string& url) {
   return host;
 }
 
+wiring::wiring(const client_options& o, const std::string& url) : options(o), policy(o.policy) {
+  host = o.hosts ? host_of(url) : std::string{};
+  if (o.hosts && !host.empty()) host_gate.emplace(*o.hosts, host);
+  gate = o.gate;
+  if (host_gate && o.gate) gate = &chain.emplace(gate_chain{&*host_gate, o.gate});
+  else if (host_gate) gate = &*host_gate;
+  if (o.deadline) policy.stop = policy.stop | stop::before_deadline(*o.deadline);
+}
+
+attempt_log log_of(std::uint32_t n, const attempt_result& r) {
+  attempt_log log;
+  log.number = n;
+  log.status = r.status;
+  log.failure = r.failure;
+  log.curl_code = r.curl_code;
+  log.error = r.error;
+  log.hint = r.hint;
+  log.bytes = r.bytes;
+  return log;
+}
+
+stop_reason final_reason(stop_reason r, const attempt_result* last) {
+  if (r == stop_reason::permanent && last && last->cancelled) return stop_reason::cancelled;
+  if (r == stop_reason::permanent && last &&
+      (last->verdict == http::verdict::retryable || last->verdict == http::verdict::throttled) && !last->resend_allowed)
+    return stop_reason::not_idempotent;
+  return r;
+}
+
 // Runs `one(attempt_number)` under the client's policy; fills `logs`.
 template <class One>
 stop_reason drive(const client_options& o, const std::string& url, One&& one, std::vector<attempt_log>& logs,
                   attempt_result& last) {
-  policy p = o.policy;
-  // The caller's gate and the per-host release time, as one gate.
-  const std::string host = o.hosts ? host_of(url) : std::string{};
-  std::optional<host_backoff::key_gate> host_gate;
-  if (o.hosts && !host.empty()) host_gate.emplace(*o.hosts, host);
-  std::optional<gate_chain> chain;
-  backoff::gate* g = o.gate;
-  if (host_gate && o.gate) g = &chain.emplace(gate_chain{&*host_gate, o.gate});
-  else if (host_gate) g = &*host_gate;
-  backoff::clock& clk = clock_of(o);
-  if (o.deadline) p.stop = p.stop | stop::before_deadline(*o.deadline);
+  wiring w(o, url);
+  const auto opts = loop_options<attempt_result>(w, logs, [](const attempt_result& r) -> const attempt_result& { return r; });
   std::uint32_t n = 0;
-  const options<attempt_result> opts{
-      .classify = {.is_success = [](const attempt_result& r) { return r.verdict == http::verdict::success; },
-                   .retry_value =
-                       [](const attempt_result& r) {
-                         return (r.verdict == http::verdict::retryable || r.verdict == http::verdict::throttled) &&
-                                r.resend_allowed;
-                       },
-                   .retry_exception = [](const std::exception_ptr&) { return false; }},
-      .after_attempt =
-          [&](const attempt<attempt_result>& a) {
-            if (logs.size() < a.record.number) return;
-            auto& log = logs[a.record.number - 1];
-            log.start = a.record.start;
-            log.took = a.record.took;
-            log.delay = a.record.delay;
-            if (o.on_attempt) o.on_attempt(log);
-          },
-      .server_hint =
-          [&](const attempt<attempt_result>& a) {
-            const auto hint = a.result ? a.result->hint : std::nullopt;
-            // A Retry-After holds back every request to the host, not just this one.
-            if (hint && o.hosts && !host.empty()) o.hosts->hold(host, clk.now(), *hint);
-            return hint;
-          },
-      .gate = g,
-      .gate_first_attempt = o.gate_first_attempt || host_gate.has_value(),
-      .is_timeout = [](const attempt<attempt_result>& a) { return a.result && a.result->failure == http::transport::timeout; },
-      .made_progress = [](const attempt<attempt_result>& a) { return a.result && a.result->progressed; },
-      .clock = o.clock,
-      .rng = o.rng,
-      .stop_token = o.stop_token,
-  };
-  auto r = try_retry(p,
+  auto r = try_retry(w.policy,
                      [&] {
                        attempt_result res = one(++n);
-                       attempt_log log;
-                       log.number = n;
-                       log.status = res.status;
-                       log.failure = res.failure;
-                       log.curl_code = res.curl_code;
-                       log.error = res.error;
-                       log.hint = res.hint;
-                       log.bytes = res.bytes;
-                       logs.push_back(std::move(log));
+                       logs.push_back(log_of(n, res));
                        return res;
                      },
                      opts);
   if (r.error) std::rethrow_exception(r.error);
   if (r.value) last = *r.value;
-  if (r.reason == stop_reason::permanent && r.value && last.cancelled) return stop_reason::cancelled;
-  if (r.reason == stop_reason::permanent && r.value &&
-      (last.verdict == http::verdict::retryable || last.verdict == http::verdict::throttled) && !last.resend_allowed)
-    return stop_reason::not_idempotent;
-  return r.reason;
+  return final_reason(r.reason, r.value ? &*r.value : nullptr);
 }
 
-}  // namespace
+}  // namespace detail
+
+using namespace detail;
 
 checksum parse_checksum(std::string_view text) {
   const auto colon = text.find(':');
@@ -502,18 +439,27 @@ response perform_with_retry(CURL* easy, const client_options& options, http::req
   return out;
 }
 
-namespace {
+namespace detail {
 
 // One download attempt's view of the response, shared with the curl callbacks.
-struct download_state {
-  detail::download_file* file = nullptr;
-  CURL* easy = nullptr;
-  std::vector<header>* headers = nullptr;
+struct download_job::state {
+  const client_options& options;
+  std::string url;
+  download_file& file;
+  const std::vector<header>& user_headers;
   activity* act = nullptr;
-  const client_options* options = nullptr;
-  std::uint32_t attempt = 0;
+  interruption* why = nullptr;
+  std::string shown;                 // the file's name in messages
+  bool checksum_retried = false;
+  download_result out;
 
-  // Set per attempt.
+  // What one attempt keeps alive while its transfer runs.
+  std::vector<header> headers;
+  std::unique_ptr<slist> request_headers;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  header_sink hs{};
+  CURL* easy = nullptr;
+  std::uint32_t attempt = 0;
   std::uint64_t offset_sent = 0;     // what Range asked to continue from
   std::string validator_sent;        // what If-Range carried
   bool decided = false;
@@ -523,19 +469,12 @@ struct download_state {
   std::uint64_t attempt_bytes = 0;
   int write_errno = 0;
   bool cannot_restart = false;       // a stream that already delivered bytes
-  interruption why = interruption::none;
 
   std::uint32_t resumes = 0, restarts = 0;
 
-  void begin(std::uint32_t n) {
-    attempt = n;
-    decided = writing = cannot_restart = false;
-    decision = {};
-    body_end.reset();
-    attempt_bytes = 0;
-    write_errno = 0;
-    why = interruption::none;
-  }
+  state(const client_options& o, std::string u, download_file& f, const std::vector<header>& h)
+      : options(o), url(std::move(u)), file(f), user_headers(h),
+        shown(f.is_stream() ? f.final_path().string() : f.part_path().string()) {}
 
   // Decides what this response's body is, once its headers are complete.
   // Returns false when the transfer must stop.
@@ -543,25 +482,25 @@ struct download_state {
     decided = true;
     long status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-    const http::range_request sent{offset_sent, validator_sent, file->length()};
-    decision = http::decide_body(static_cast<int>(status), *headers, sent);
+    const http::range_request sent{offset_sent, validator_sent, file.length()};
+    decision = http::decide_body(static_cast<int>(status), headers, sent);
     switch (decision.action) {
       case http::body_action::append:
         if (offset_sent > 0) ++resumes;
         body_end = decision.body_end;
         writing = true;
-        if (decision.complete != file->length()) file->describe(file->validator(), decision.complete);
+        if (decision.complete != file.length()) file.describe(file.validator(), decision.complete);
         return true;
       case http::body_action::start_over:
-        if (file->size() > 0) {
-          if (!file->discard()) {
-            if (file->is_stream()) cannot_restart = true;
+        if (file.size() > 0) {
+          if (!file.discard()) {
+            if (file.is_stream()) cannot_restart = true;
             else write_errno = errno;
             return false;
           }
           ++restarts;
         }
-        file->describe(http::if_range_validator(*headers), decision.complete);
+        file.describe(http::if_range_validator(headers), decision.complete);
         body_end = decision.body_end;
         writing = true;
         return true;
@@ -575,28 +514,206 @@ struct download_state {
     }
     return true;
   }
+
+  static std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
+    auto* s = static_cast<state*>(user);
+    const std::size_t len = size * n;
+    s->act->last = steady::now();
+    if (!s->decided && !s->decide()) return 0;
+    if (!s->writing) return len;
+    if (s->options.max_filesize && s->file.size() + len > *s->options.max_filesize) {
+      *s->why = interruption::too_big;
+      return 0;
+    }
+    if (const int e = s->file.write(data, len); e != 0) {
+      s->write_errno = e;
+      return 0;
+    }
+    s->attempt_bytes += len;
+    if (s->options.on_progress) s->options.on_progress(progress{s->attempt, s->file.size(), s->file.length()});
+    return len;
+  }
 };
 
-std::size_t on_download(char* data, std::size_t size, std::size_t n, void* user) {
-  auto* s = static_cast<download_state*>(user);
-  const std::size_t len = size * n;
-  s->act->last = steady::now();
-  if (!s->decided && !s->decide()) return 0;
-  if (!s->writing) return len;
-  if (s->options->max_filesize && s->file->size() + len > *s->options->max_filesize) {
-    s->why = interruption::too_big;
-    return 0;
-  }
-  if (const int e = s->file->write(data, len); e != 0) {
-    s->write_errno = e;
-    return 0;
-  }
-  s->attempt_bytes += len;
-  if (s->options->on_progress) s->options->on_progress(progress{s->attempt, s->file->size(), s->file->length()});
-  return len;
+download_job::download_job(const client_options& o, std::string url, download_file& file,
+                           const std::vector<header>& user_headers)
+    : s_(std::make_unique<state>(o, std::move(url), file, user_headers)) {
+  s_->act = &act;
+  s_->why = &why;
+  if (o.expected_checksum) file.track_digest(o.expected_checksum->algorithm);
 }
 
-}  // namespace
+bool download_job::prepare(CURL* easy, std::uint32_t n, attempt_result& early) {
+  state& st = *s_;
+  download_file& file = st.file;
+  st.easy = easy;
+  st.attempt = n;
+  st.decided = st.writing = st.cannot_restart = false;
+  st.decision = {};
+  st.body_end.reset();
+  st.attempt_bytes = 0;
+  st.write_errno = 0;
+  why = interruption::none;
+  st.headers.clear();
+  act.last = steady::now();
+  // Resume only what is known to be one version; anything else starts over.
+  if (file.size() > 0 && file.validator().empty() && !file.discard()) {
+    early = attempt_result{};
+    early.verdict = http::verdict::permanent;
+    early.failure = http::transport::other;
+    early.error = "cannot start over: " + std::to_string(file.size()) + " bytes were already written to " + st.shown;
+    st.cannot_restart = true;
+    return false;
+  }
+  st.offset_sent = file.size();
+  st.validator_sent = file.validator();
+  std::vector<header> h = st.user_headers;
+  if (st.offset_sent > 0) {
+    h.emplace_back("Range", "bytes=" + std::to_string(st.offset_sent) + "-");
+    h.emplace_back("If-Range", st.validator_sent);
+  }
+  st.request_headers = std::make_unique<slist>(h);
+  st.errbuf[0] = 0;
+  st.hs = header_sink{&st.headers, &act};
+  curl_easy_reset(easy);
+  curl_easy_setopt(easy, CURLOPT_URL, st.url.c_str());
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st.errbuf);
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, max_redirects);
+  curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, st.request_headers->list);
+  curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, receive_buffer);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &state::on_body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &st);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &st.hs);
+  set_timeouts(easy, st.options, st.options.download_timeout);
+  return true;
+}
+
+attempt_result download_job::complete(CURL* easy, CURLcode code) {
+  state& st = *s_;
+  download_file& file = st.file;
+  const client_options& options = st.options;
+  const auto& sum = options.expected_checksum;
+  const http::request_traits traits{"GET", false, false};
+  attempt_result r;
+  // An empty body never reaches on_body: decide now, so that a new version
+  // with no bytes still discards the old ones.
+  if (code == CURLE_OK && !st.decided) st.decide();
+  finish(r, easy, code, st.errbuf, options, traits, st.headers, why);
+  r.bytes = st.attempt_bytes;
+  const auto& d = st.decision;
+  const std::uint64_t have = file.size();
+  r.progressed = st.attempt_bytes > 0 && !file.validator().empty();
+
+  auto fail = [&](http::verdict v, std::string text) {
+    r.verdict = v;
+    if (r.failure == http::transport::none) r.failure = http::transport::other;
+    r.error = std::move(text);
+    r.hint.reset();
+    return r;
+  };
+  if (st.write_errno != 0) {
+    r.progressed = false;
+    return fail(http::verdict::permanent, "cannot write '" + st.shown + "': " + std::strerror(st.write_errno));
+  }
+  if (st.cannot_restart)
+    return fail(http::verdict::permanent, "the server sent the file from the start, but " + std::to_string(have) +
+                                              " bytes were already written to " + st.shown);
+  if (why == interruption::too_big)
+    return fail(http::verdict::permanent, "the file is larger than the limit of " + human_bytes(*options.max_filesize));
+  if (why == interruption::cancelled || why == interruption::stalled) {
+    r.error += have > 0 ? " (" + human_bytes(have) + " kept)" : "";
+    return r;
+  }
+  if (st.decided && d.action == http::body_action::restart) {
+    if (!file.discard()) return fail(http::verdict::permanent, "cannot truncate '" + st.shown + "'");
+    ++st.restarts;
+    r.progressed = false;
+    return fail(http::verdict::retryable, d.why + "; starting over");
+  }
+  if (st.decided && d.action == http::body_action::not_a_download) {
+    r.progressed = false;
+    return fail(http::verdict::permanent, d.why);
+  }
+  if (code != CURLE_OK) {
+    if (st.writing && (r.failure == http::transport::connection_dropped ||
+                       r.failure == http::transport::connection_reset || r.failure == http::transport::timeout)) {
+      const std::string what = r.failure == http::transport::timeout ? "timed out" : "connection closed";
+      r.error = what + " after " + human_bytes(have) + (st.body_end ? " of " + human_bytes(*st.body_end) : "");
+    }
+    return r;
+  }
+  if (!st.decided || d.action == http::body_action::classify) return r;  // HTTP error: finish() classified it
+  r.failure = http::transport::none;
+  if (d.action != http::body_action::complete) {
+    if (st.body_end && have != *st.body_end) {
+      r.failure = http::transport::connection_dropped;
+      return fail(http::verdict::retryable,
+                  "connection closed after " + human_bytes(have) + " of " + human_bytes(*st.body_end));
+    }
+    if (file.length() && have < *file.length()) {
+      r.failure = http::transport::connection_dropped;
+      return fail(http::verdict::retryable, "the server sent " + human_bytes(have) + " of " +
+                                                human_bytes(*file.length()) + "; asking for the rest");
+    }
+  }
+  if (sum) {
+    st.out.digest = file.digest(sum->algorithm);
+    if (st.out.digest != sum->hex) {
+      const std::string text = sum->algorithm + " mismatch: expected " + sum->hex + ", got " + st.out.digest;
+      r.progressed = false;
+      if (st.checksum_retried || file.is_stream()) {
+        st.out.checksum_mismatch = true;
+        file.discard();
+        return fail(http::verdict::permanent, text);
+      }
+      st.checksum_retried = true;
+      if (!file.discard()) return fail(http::verdict::permanent, "cannot truncate '" + st.shown + "'");
+      ++st.restarts;
+      return fail(http::verdict::retryable, text + "; starting over");
+    }
+  }
+  r.verdict = http::verdict::success;
+  r.error.clear();
+  return r;
+}
+
+download_result download_job::conclude(stop_reason reason, std::vector<attempt_log> logs, const attempt_result* last) {
+  state& st = *s_;
+  download_file& file = st.file;
+  download_result out = std::move(st.out);
+  out.reason = reason;
+  out.attempts = std::move(logs);
+  out.status = last ? last->status : 0;
+  out.resumes = st.resumes;
+  out.restarts = st.restarts;
+  out.bytes = file.size();
+  if (out.ok()) {
+    if (auto err = file.commit(); !err.empty()) {
+      out.reason = stop_reason::permanent;
+      out.file_error = true;
+      out.error = std::move(err);
+      file.abandon(false);
+    } else {
+      out.path = file.final_path();
+    }
+    return out;
+  }
+  if (!out.attempts.empty()) out.error = out.attempts.back().error;
+  if (out.error.empty()) out.error = std::string(to_string(out.reason));
+  out.file_error = st.write_errno != 0;
+  // Worth resuming after a transient failure or a cancel; not after a permanent
+  // one (404, too large, a checksum that never matched).
+  const bool keep = st.options.keep_partial && out.reason != stop_reason::permanent && file.resumable();
+  if (keep) out.partial = file.part_path();
+  file.abandon(keep);
+  return out;
+}
+
+}  // namespace detail
 
 download_result client::download(const std::string& url, const std::filesystem::path& target,
                                  const std::vector<header>& headers) {
@@ -626,167 +743,19 @@ download_result client::download(const std::string& url, int fd, const std::vect
 
 download_result client::download_into(const std::string& url, detail::download_file& file, download_result out,
                                       const std::vector<header>& user_headers) {
-  const auto& sum = options_.expected_checksum;
-  if (sum) file.track_digest(sum->algorithm);
-  bool checksum_retried = false;
-
-  std::vector<header> headers;
-  activity act;
-  download_state st;
-  st.file = &file;
-  st.easy = easy_;
-  st.headers = &headers;
-  st.act = &act;
-  st.options = &options_;
-  const http::request_traits traits{"GET", false, false};
-  const std::string shown = file.is_stream() ? file.final_path().string() : file.part_path().string();
-
+  detail::download_job job(options_, url, file, user_headers);
   auto one = [&](std::uint32_t n) {
-    attempt_result r;
-    st.begin(n);
-    headers.clear();
-    act.last = steady::now();
-    // Resume only what is known to be one version; anything else starts over.
-    if (file.size() > 0 && file.validator().empty() && !file.discard()) {
-      r.verdict = http::verdict::permanent;
-      r.failure = http::transport::other;
-      r.error = "cannot start over: " + std::to_string(file.size()) + " bytes were already written to " + shown;
-      st.cannot_restart = true;
-      return r;
-    }
-    st.offset_sent = file.size();
-    st.validator_sent = file.validator();
-    std::vector<header> h = user_headers;
-    if (st.offset_sent > 0) {
-      h.emplace_back("Range", "bytes=" + std::to_string(st.offset_sent) + "-");
-      h.emplace_back("If-Range", st.validator_sent);
-    }
-    const slist list(h);
-    char errbuf[CURL_ERROR_SIZE] = {0};
-    header_sink hs{&headers, &act};
-    curl_easy_reset(easy_);
-    curl_easy_setopt(easy_, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(easy_, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(easy_, CURLOPT_MAXREDIRS, max_redirects);
-    curl_easy_setopt(easy_, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, list.list);
-    curl_easy_setopt(easy_, CURLOPT_BUFFERSIZE, receive_buffer);
-    curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, on_download);
-    curl_easy_setopt(easy_, CURLOPT_WRITEDATA, &st);
-    curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(easy_, CURLOPT_HEADERDATA, &hs);
-    set_timeouts(easy_, options_, options_.download_timeout);
-    const CURLcode code = run_transfer(multi_, easy_, options_.stop_token, options_.stall_timeout, &act, st.why);
-    // An empty body never reaches on_download: decide now, so that a new
-    // version with no bytes still discards the old ones.
-    if (code == CURLE_OK && !st.decided) st.decide();
-    finish(r, easy_, code, errbuf, options_, traits, headers, st.why);
-    r.bytes = st.attempt_bytes;
-    const auto& d = st.decision;
-    const std::uint64_t have = file.size();
-    r.progressed = st.attempt_bytes > 0 && !file.validator().empty();
-
-    auto fail = [&](http::verdict v, std::string why) {
-      r.verdict = v;
-      if (r.failure == http::transport::none) r.failure = http::transport::other;
-      r.error = std::move(why);
-      r.hint.reset();
-      return r;
-    };
-    if (st.write_errno != 0) {
-      r.progressed = false;
-      return fail(http::verdict::permanent, "cannot write '" + shown + "': " + std::strerror(st.write_errno));
-    }
-    if (st.cannot_restart)
-      return fail(http::verdict::permanent, "the server sent the file from the start, but " + std::to_string(have) +
-                                                " bytes were already written to " + shown);
-    if (st.why == interruption::too_big)
-      return fail(http::verdict::permanent, "the file is larger than the limit of " + human_bytes(*options_.max_filesize));
-    if (st.why == interruption::cancelled || st.why == interruption::stalled) {
-      r.error += have > 0 ? " (" + human_bytes(have) + " kept)" : "";
-      return r;
-    }
-    if (st.decided && d.action == http::body_action::restart) {
-      if (!file.discard()) return fail(http::verdict::permanent, "cannot truncate '" + shown + "'");
-      ++st.restarts;
-      r.progressed = false;
-      return fail(http::verdict::retryable, d.why + "; starting over");
-    }
-    if (st.decided && d.action == http::body_action::not_a_download) {
-      r.progressed = false;
-      return fail(http::verdict::permanent, d.why);
-    }
-    if (code != CURLE_OK) {
-      if (st.writing && (r.failure == http::transport::connection_dropped ||
-                         r.failure == http::transport::connection_reset || r.failure == http::transport::timeout)) {
-        const std::string what = r.failure == http::transport::timeout ? "timed out" : "connection closed";
-        r.error = what + " after " + human_bytes(have) + (st.body_end ? " of " + human_bytes(*st.body_end) : "");
-      }
-      return r;
-    }
-    if (!st.decided || d.action == http::body_action::classify) return r;  // HTTP error: finish() classified it
-    r.failure = http::transport::none;
-    if (d.action != http::body_action::complete) {
-      if (st.body_end && have != *st.body_end) {
-        r.failure = http::transport::connection_dropped;
-        return fail(http::verdict::retryable,
-                    "connection closed after " + human_bytes(have) + " of " + human_bytes(*st.body_end));
-      }
-      if (file.length() && have < *file.length()) {
-        r.failure = http::transport::connection_dropped;
-        return fail(http::verdict::retryable, "the server sent " + human_bytes(have) + " of " +
-                                                  human_bytes(*file.length()) + "; asking for the rest");
-      }
-    }
-    if (sum) {
-      out.digest = file.digest(sum->algorithm);
-      if (out.digest != sum->hex) {
-        const std::string why = sum->algorithm + " mismatch: expected " + sum->hex + ", got " + out.digest;
-        r.progressed = false;
-        if (checksum_retried || file.is_stream()) {
-          out.checksum_mismatch = true;
-          file.discard();
-          return fail(http::verdict::permanent, why);
-        }
-        checksum_retried = true;
-        if (!file.discard()) return fail(http::verdict::permanent, "cannot truncate '" + shown + "'");
-        ++st.restarts;
-        return fail(http::verdict::retryable, why + "; starting over");
-      }
-    }
-    r.verdict = http::verdict::success;
-    r.error.clear();
-    return r;
+    attempt_result early;
+    if (!job.prepare(easy_, n, early)) return early;
+    const CURLcode code = run_transfer(multi_, easy_, options_.stop_token, options_.stall_timeout, &job.act, job.why);
+    return job.complete(easy_, code);
   };
-
+  std::vector<attempt_log> logs;
   attempt_result last;
-  out.reason = drive(options_, url, one, out.attempts, last);
-  out.status = last.status;
-  out.resumes = st.resumes;
-  out.restarts = st.restarts;
-  out.bytes = file.size();
-  if (out.ok()) {
-    if (auto err = file.commit(); !err.empty()) {
-      out.reason = stop_reason::permanent;
-      out.file_error = true;
-      out.error = std::move(err);
-      file.abandon(false);
-    } else {
-      out.path = file.final_path();
-    }
-    return out;
-  }
-  if (!out.attempts.empty()) out.error = out.attempts.back().error;
-  if (out.error.empty()) out.error = std::string(to_string(out.reason));
-  out.file_error = st.write_errno != 0;
-  // Worth resuming after a transient failure or a cancel; not after a permanent
-  // one (404, too large, a checksum that never matched).
-  const bool keep = options_.keep_partial && out.reason != stop_reason::permanent && file.resumable();
-  if (keep) out.partial = file.part_path();
-  file.abandon(keep);
-  return out;
+  const stop_reason reason = drive(options_, url, one, logs, last);
+  download_result r = job.conclude(reason, std::move(logs), &last);
+  if (r.path.empty()) r.path = out.path;
+  return r;
 }
 
 }  // namespace backoff::curl

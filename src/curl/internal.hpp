@@ -1,0 +1,168 @@
+// Pieces of backoff::curl shared by the blocking client (client.cpp) and the
+// asynchronous one (async_client.cpp). Private: not installed.
+#pragma once
+
+#include <curl/curl.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backoff/curl/client.hpp"
+#include "backoff/http/resume.hpp"
+#include "backoff/retry.hpp"
+#include "download_file.hpp"
+
+namespace backoff::curl::detail {
+
+using steady = std::chrono::steady_clock;
+
+constexpr long max_redirects = 10;
+constexpr std::uint64_t default_memory_cap = std::uint64_t{1} << 30;  // perform() bodies, when unset
+constexpr long receive_buffer = 512 * 1024;                          // fewer, larger reads than curl's 16 KiB
+
+void global_init();
+std::string human_bytes(std::uint64_t n);
+std::string human_duration(std::chrono::milliseconds d);
+std::string host_of(const std::string& url);
+backoff::clock& clock_of(const client_options& o);
+// Timeouts for one attempt: `whole` (0 = none), cut to what is left before the deadline.
+void set_timeouts(CURL* easy, const client_options& o, std::chrono::milliseconds whole);
+
+// Why the client ended a transfer itself.
+enum class interruption : std::uint8_t { none, cancelled, stalled, too_big };
+
+// When a transfer last received anything (headers or body), for stall detection.
+struct activity {
+  steady::time_point last = steady::now();
+};
+
+// What one attempt produced, as the retry loop classifies it.
+struct attempt_result {
+  long status = 0;
+  http::transport failure = http::transport::none;
+  int curl_code = 0;
+  std::string error;
+  bool sent = true;  // some request bytes were written to a connection
+  http::verdict verdict = http::verdict::success;
+  bool resend_allowed = true;
+  bool progressed = false;  // a resumable download kept new bytes
+  bool cancelled = false;   // the stop token (or a cancellation slot) ended it
+  std::optional<duration> hint;
+  std::uint64_t bytes = 0;
+};
+
+struct header_sink {
+  std::vector<header>* headers;
+  activity* act;
+};
+std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user);
+
+struct slist {
+  curl_slist* list = nullptr;
+  slist() = default;
+  explicit slist(const std::vector<header>& headers) {
+    for (const auto& [k, v] : headers) add(k + ": " + v);
+  }
+  void add(const std::string& line) {
+    if (curl_slist* l = curl_slist_append(list, line.c_str())) list = l;
+  }
+  ~slist() { curl_slist_free_all(list); }
+  slist(const slist&) = delete;
+  slist& operator=(const slist&) = delete;
+};
+
+// Fills status, failure and the retry decision from a finished transfer.
+void finish(attempt_result& r, CURL* easy, CURLcode code, const char* errbuf, const client_options& o,
+            const http::request_traits& traits, const std::vector<header>& headers, interruption why);
+
+attempt_log log_of(std::uint32_t n, const attempt_result& r);
+// The loop's reason, refined by what the last attempt says (cancelled, not idempotent).
+stop_reason final_reason(stop_reason r, const attempt_result* last);
+
+// The gates of one request: the caller's gate and the per-host release time,
+// as one gate; and the policy with the overall deadline. Lives as long as the loop.
+struct wiring {
+  wiring(const client_options& o, const std::string& url);
+  wiring(const wiring&) = delete;
+  wiring& operator=(const wiring&) = delete;
+
+  const client_options& options;
+  backoff::policy policy;
+  std::string host;
+  std::optional<host_backoff::key_gate> host_gate;
+  std::optional<gate_chain> chain;
+  backoff::gate* gate = nullptr;
+};
+
+// The retry loop's options for one request, over any result type R from which
+// `get(r)` gives the attempt_result. Attempts are logged into `logs` (by the
+// caller, as they end); the hooks fill in their timing and call on_attempt.
+template <class R, class Get>
+backoff::options<R> loop_options(wiring& w, std::vector<attempt_log>& logs, Get get) {
+  const client_options& o = w.options;
+  backoff::options<R> opts{
+      .classify = {.is_success = [get](const R& r) { return get(r).verdict == http::verdict::success; },
+                   .retry_value =
+                       [get](const R& r) {
+                         const attempt_result& a = get(r);
+                         return (a.verdict == http::verdict::retryable || a.verdict == http::verdict::throttled) &&
+                                a.resend_allowed;
+                       },
+                   .retry_exception = [](const std::exception_ptr&) { return false; }},
+      .after_attempt =
+          [&o, &logs](const attempt<R>& a) {
+            if (logs.size() < a.record.number) return;
+            auto& log = logs[a.record.number - 1];
+            log.start = a.record.start;
+            log.took = a.record.took;
+            log.delay = a.record.delay;
+            if (o.on_attempt) o.on_attempt(log);
+          },
+      .server_hint =
+          [&w, get](const attempt<R>& a) {
+            const auto hint = a.result ? get(*a.result).hint : std::nullopt;
+            // A Retry-After holds back every request to the host, not just this one.
+            if (hint && w.options.hosts && !w.host.empty()) w.options.hosts->hold(w.host, clock_of(w.options).now(), *hint);
+            return hint;
+          },
+      .gate = w.gate,
+      .gate_first_attempt = w.options.gate_first_attempt || w.host_gate.has_value(),
+      .is_timeout = [get](const attempt<R>& a) { return a.result && get(*a.result).failure == http::transport::timeout; },
+      .made_progress = [get](const attempt<R>& a) { return a.result && get(*a.result).progressed; },
+      .clock = o.clock,
+      .rng = o.rng,
+      .stop_token = o.stop_token,
+  };
+  return opts;
+}
+
+// One download, attempt by attempt: what a transfer needs before it starts
+// and what its outcome means after it ended. The blocking and the asynchronous
+// clients drive the same job.
+class download_job {
+ public:
+  download_job(const client_options& o, std::string url, download_file& file, const std::vector<header>& user_headers);
+  download_job(const download_job&) = delete;
+  download_job& operator=(const download_job&) = delete;
+
+  // Configures `easy` for attempt `n`. False when no transfer must be made:
+  // `early` then holds the attempt's (failed) result.
+  bool prepare(CURL* easy, std::uint32_t n, attempt_result& early);
+  // Classifies the transfer that ended with `code`.
+  attempt_result complete(CURL* easy, CURLcode code);
+  // After the loop: commits the file or keeps / removes the partial data.
+  download_result conclude(stop_reason reason, std::vector<attempt_log> logs, const attempt_result* last);
+
+  activity act;
+  interruption why = interruption::none;
+
+ private:
+  struct state;
+  std::unique_ptr<state> s_;
+};
+
+}  // namespace backoff::curl::detail
