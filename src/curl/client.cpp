@@ -446,7 +446,7 @@ struct download_job::state {
   const client_options& options;
   std::string url;
   download_file& file;
-  const std::vector<header>& user_headers;
+  std::vector<header> user_headers;
   activity* act = nullptr;
   interruption* why = nullptr;
   std::string shown;                 // the file's name in messages
@@ -542,6 +542,8 @@ download_job::download_job(const client_options& o, std::string url, download_fi
   s_->why = &why;
   if (o.expected_checksum) file.track_digest(o.expected_checksum->algorithm);
 }
+
+download_job::~download_job() = default;
 
 bool download_job::prepare(CURL* easy, std::uint32_t n, attempt_result& early) {
   state& st = *s_;

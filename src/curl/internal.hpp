@@ -146,6 +146,7 @@ backoff::options<R> loop_options(wiring& w, std::vector<attempt_log>& logs, Get 
 class download_job {
  public:
   download_job(const client_options& o, std::string url, download_file& file, const std::vector<header>& user_headers);
+  ~download_job();
   download_job(const download_job&) = delete;
   download_job& operator=(const download_job&) = delete;
 

@@ -1,0 +1,111 @@
+// backoff/curl/async_client.hpp — many downloads at once on one thread: libcurl's
+// multi-socket API driven by an Asio executor (target backoff::curl, when Asio
+// is found).
+//
+//   asio::io_context ctx;
+//   backoff::curl::async_client http(ctx.get_executor(), {.policy = backoff::policy{}});
+//   for (auto& [url, path] : files)
+//     http.async_download(url, path, [](backoff::curl::download_result r) { report(r); });
+//   ctx.run();                                   // every transfer and every wait on this thread
+//
+//   auto r = co_await http.async_download(url, "a.bin", asio::use_awaitable);   // a coroutine
+//
+// Each download follows exactly the rules of client::download (backoff/http/
+// resume.hpp, atomic output, part files that a later call resumes, checksums),
+// because both run the same download job and the same decision step
+// (backoff/step.hpp). curl's sockets and timers become Asio waits: no thread
+// per transfer, no polling. The retry waits are timers on the executor.
+// options.hosts and options.gate are shared by every transfer of the client
+// (and by other clients), so one host's Retry-After holds back all of its
+// transfers. A stall (options.stall_timeout, whole seconds here) ends an
+// attempt; options.stop_token is not used: cancel through the completion
+// handler's cancellation slot, which ends a transfer in flight at once.
+//
+// The client and every handler run on one thread (the executor's); destroying
+// the client cancels what is still running (handlers get reason cancelled).
+#pragma once
+
+#include <asio/any_io_executor.hpp>
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/execution/outstanding_work.hpp>
+#include <asio/prefer.hpp>
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "backoff/curl/client.hpp"
+
+namespace backoff::curl {
+
+class async_client {
+ public:
+  // max_host_connections: connections open at once to one host (0: no limit).
+  explicit async_client(asio::any_io_executor ex, client_options options = {}, long max_host_connections = 0);
+  ~async_client();
+  async_client(const async_client&) = delete;
+  async_client& operator=(const async_client&) = delete;
+
+  const asio::any_io_executor& get_executor() const noexcept { return executor_; }
+  const client_options& options() const noexcept;
+  // Downloads in progress (transferring or waiting to retry).
+  std::size_t active() const noexcept;
+
+  // Downloads `url` to `target` (see client::download). Completes with
+  // void(download_result).
+  template <class Token>
+  auto async_download(std::string url, std::filesystem::path target, Token&& token) {
+    return asio::async_initiate<Token, void(download_result)>(
+        [this](auto handler, std::string u, std::filesystem::path t) {
+          auto slot = asio::get_associated_cancellation_slot(handler);
+          auto work = asio::prefer(asio::get_associated_executor(handler, executor_),
+                                   asio::execution::outstanding_work.tracked);
+          start_download(std::move(u), std::move(t), slot,
+                         completion(std::move(handler), std::move(work)));
+        },
+        token, std::move(url), std::move(target));
+  }
+
+  // A move-only completion that runs on its handler's executor.
+  class completion {
+   public:
+    completion() = default;
+    template <class Handler, class Executor>
+    completion(Handler h, Executor work) : p_(std::make_unique<holder<Handler, Executor>>(std::move(h), std::move(work))) {}
+    void operator()(download_result r) {
+      auto p = std::move(p_);
+      p->run(std::move(r));
+    }
+
+   private:
+    struct base {
+      virtual ~base() = default;
+      virtual void run(download_result r) = 0;
+    };
+    template <class Handler, class Executor>
+    struct holder final : base {
+      holder(Handler h, Executor w) : handler(std::move(h)), work(std::move(w)) {}
+      void run(download_result r) override {
+        asio::dispatch(work, [h = std::move(handler), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+      }
+      Handler handler;
+      Executor work;
+    };
+    std::unique_ptr<base> p_;
+  };
+
+ private:
+  void start_download(std::string url, std::filesystem::path target, asio::cancellation_slot slot, completion done);
+
+  asio::any_io_executor executor_;
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace backoff::curl

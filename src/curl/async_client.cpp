@@ -1,0 +1,345 @@
+#include "backoff/curl/async_client.hpp"
+
+#include <curl/curl.h>
+
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <unordered_map>
+
+#include "backoff/step.hpp"
+#include "download_file.hpp"
+#include "internal.hpp"
+
+namespace backoff::curl {
+
+using namespace detail;
+
+struct async_client::impl {
+  struct transfer;
+
+  // A socket curl asked us to watch: the descriptor is not ours (curl closes
+  // it), so it is released, never closed, when curl says it is done with it.
+  struct watched {
+    asio::posix::stream_descriptor sd;
+    int what = 0;  // CURL_POLL_IN / OUT / INOUT
+    bool reading = false, writing = false;
+    std::uint64_t generation = 0;
+  };
+
+  impl(asio::any_io_executor ex, client_options o, long max_host)
+      : executor(std::move(ex)), options(std::move(o)), curl_timer(executor) {
+    global_init();
+    multi = curl_multi_init();
+    if (!multi) throw std::runtime_error("backoff::curl::async_client: curl_multi_init failed");
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &impl::on_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &impl::on_timer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+    if (max_host > 0) curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
+  }
+  ~impl();
+
+  asio::any_io_executor executor;
+  client_options options;
+  CURLM* multi = nullptr;
+  asio::steady_timer curl_timer;
+  std::unordered_map<curl_socket_t, std::unique_ptr<watched>> sockets;
+  std::unordered_map<transfer*, std::shared_ptr<transfer>> transfers;
+  std::uint64_t generation = 0;
+  // Handlers still queued when the client goes away find this expired.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+
+  static int on_socket(CURL*, curl_socket_t s, int what, void* userp, void*) {
+    auto* self = static_cast<impl*>(userp);
+    if (what == CURL_POLL_REMOVE) {
+      if (auto it = self->sockets.find(s); it != self->sockets.end()) {
+        asio::error_code ignored;
+        it->second->sd.cancel(ignored);
+        (void)it->second->sd.release();
+        self->sockets.erase(it);
+      }
+      return 0;
+    }
+    auto& w = self->sockets[s];
+    if (!w) {
+      w = std::make_unique<watched>(watched{asio::posix::stream_descriptor(self->executor, s), 0, false, false,
+                                            ++self->generation});
+    }
+    w->what = what;
+    self->arm(s, *w);
+    return 0;
+  }
+
+  void arm(curl_socket_t s, watched& w) {
+    if ((w.what & CURL_POLL_IN) && !w.reading) {
+      w.reading = true;
+      w.sd.async_wait(asio::posix::stream_descriptor::wait_read,
+                      [this, a = std::weak_ptr<bool>(alive), s, gen = w.generation](const asio::error_code& ec) {
+                        if (!a.expired()) ready(s, gen, CURL_CSELECT_IN, ec);
+                      });
+    }
+    if ((w.what & CURL_POLL_OUT) && !w.writing) {
+      w.writing = true;
+      w.sd.async_wait(asio::posix::stream_descriptor::wait_write,
+                      [this, a = std::weak_ptr<bool>(alive), s, gen = w.generation](const asio::error_code& ec) {
+                        if (!a.expired()) ready(s, gen, CURL_CSELECT_OUT, ec);
+                      });
+    }
+  }
+
+  void ready(curl_socket_t s, std::uint64_t gen, int direction, const asio::error_code& ec) {
+    auto it = sockets.find(s);
+    if (it == sockets.end() || it->second->generation != gen) return;  // curl is done with it
+    (direction == CURL_CSELECT_IN ? it->second->reading : it->second->writing) = false;
+    if (ec == asio::error::operation_aborted) return;
+    int running = 0;
+    curl_multi_socket_action(multi, s, ec ? CURL_CSELECT_ERR : direction, &running);
+    collect();
+    it = sockets.find(s);
+    if (it != sockets.end() && it->second->generation == gen) arm(s, *it->second);
+  }
+
+  static int on_timer(CURLM*, long timeout_ms, void* userp) {
+    auto* self = static_cast<impl*>(userp);
+    if (timeout_ms < 0) {
+      self->curl_timer.cancel();
+      return 0;
+    }
+    self->curl_timer.expires_after(std::chrono::milliseconds(timeout_ms));
+    self->curl_timer.async_wait([self, a = std::weak_ptr<bool>(self->alive)](const asio::error_code& ec) {
+      if (ec || a.expired()) return;
+      int running = 0;
+      curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+      self->collect();
+    });
+    return 0;
+  }
+
+  // Hands every finished transfer to its download.
+  void collect();
+};
+
+// One download: its file, its job, and the retry loop around its attempts.
+struct async_client::impl::transfer : std::enable_shared_from_this<transfer> {
+  transfer(impl& o, std::string u, std::filesystem::path t, completion d)
+      : owner(o), url(std::move(u)), target(std::move(t)), done(std::move(d)), wait(o.executor) {}
+
+  impl& owner;
+  std::string url;
+  std::filesystem::path target;
+  completion done;
+  download_file file;
+  std::unique_ptr<download_job> job;
+  std::unique_ptr<wiring> w;
+  backoff::options<attempt_result> opts;
+  std::unique_ptr<retry_step> step;
+  std::vector<attempt_log> logs;
+  CURL* easy = nullptr;
+  bool in_multi = false;
+  bool cancelled = false;
+  bool finished = false;
+  asio::cancellation_slot slot;
+  asio::steady_timer wait;
+  std::uint32_t n = 0;
+  time_point start{}, t0{};
+  attempt_result last;
+  bool has_last = false;
+
+  static time_point now() { return real_clock::instance().now(); }
+
+  void begin(asio::cancellation_slot cancel_slot) {
+    download_result early;
+    early.path = target;
+    if (url.empty()) {
+      early.reason = stop_reason::permanent;
+      early.error = "the URL is empty";
+      return finish(std::move(early));
+    }
+    if (auto err = file.open(target, url); !err.empty()) {
+      early.reason = stop_reason::permanent;
+      early.error = std::move(err);
+      early.file_error = true;
+      return finish(std::move(early));
+    }
+    easy = curl_easy_init();
+    if (!easy) {
+      early.reason = stop_reason::permanent;
+      early.error = "curl_easy_init failed";
+      return finish(std::move(early));
+    }
+    job = std::make_unique<download_job>(owner.options, url, file, std::vector<header>{});
+    w = std::make_unique<wiring>(owner.options, url);
+    opts = loop_options<attempt_result>(*w, logs, [](const attempt_result& r) -> const attempt_result& { return r; });
+    step = std::make_unique<retry_step>(w->policy, retry_step::config{opts.gate, opts.gate_first_attempt});
+    slot = cancel_slot;
+    if (slot.is_connected()) slot.assign([weak = weak_from_this()](asio::cancellation_type) {
+      if (auto t = weak.lock()) t->cancel();
+    });
+    w->policy.validate();
+    start = now();
+    step->started_at(start);
+    const auto first = step->start(start);
+    if (!first.allowed) return conclude(first.reason);
+    if (first.not_before > start) return wait_then_attempt(first.not_before - start);
+    start_attempt();
+  }
+
+  void wait_then_attempt(duration d) {
+    wait.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
+    wait.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+      auto t = weak.lock();
+      if (!t || t->finished) return;
+      if (ec || t->cancelled) {
+        t->step->abandon();
+        return t->conclude(stop_reason::cancelled);
+      }
+      t->start_attempt();
+    });
+  }
+
+  void start_attempt() {
+    ++n;
+    t0 = now();
+    attempt_result early;
+    if (!job->prepare(easy, n, early)) {
+      // No transfer to make: finish the attempt on the next turn, not inside this call.
+      return asio::post(owner.executor, [weak = weak_from_this(), early]() mutable {
+        if (auto t = weak.lock(); t && !t->finished) t->attempted(std::move(early));
+      });
+    }
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, this);
+    // Stall detection in whole seconds: curl's low-speed limit of 1 byte/s.
+    if (owner.options.stall_timeout.count() > 0) {
+      curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+      curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
+                       static_cast<long>(std::max<long long>(1, std::chrono::ceil<std::chrono::seconds>(owner.options.stall_timeout).count())));
+    }
+    in_multi = true;
+    curl_multi_add_handle(owner.multi, easy);
+  }
+
+  // curl finished (or was stopped): classify the attempt and decide.
+  void transferred(CURLcode code) {
+    if (in_multi) {
+      curl_multi_remove_handle(owner.multi, easy);
+      in_multi = false;
+    }
+    attempted(job->complete(easy, code));
+  }
+
+  void attempted(attempt_result res) {
+    const time_point t1 = now();
+    logs.push_back(log_of(n, res));
+    last = res;
+    has_last = true;
+    const attempt_outcome outcome = opts.classify(&last, nullptr);
+    attempt_record rec{n, outcome, false, t0 - start, t1 - t0, duration{0}, duration{-1}};
+    const backoff::attempt<attempt_result> seen{rec, &last, {}, stop_reason::success, false};
+    retry_step::report report{outcome, t1, std::nullopt, false, false};
+    if (opts.gate && opts.is_timeout) report.timed_out = opts.is_timeout(seen);
+    if (outcome == attempt_outcome::retryable && !cancelled) {
+      report.hint = opts.server_hint(seen);
+      report.made_progress = opts.made_progress(seen);
+    }
+    random_ref rng = opts.rng;
+    const retry_step::decision d = cancelled ? retry_step::decision{true, stop_reason::cancelled, duration{0}, duration{-1}}
+                                             : step->after(report, rng);
+    rec.hint = d.hint;
+    rec.delay = d.stop ? duration{0} : d.delay;
+    opts.after_attempt(backoff::attempt<attempt_result>{rec, &last, {}, d.reason, d.stop});
+    if (d.stop) return conclude(d.reason);
+    wait_then_attempt(d.delay);
+  }
+
+  // Ends the transfer in flight at once, or the wait (its handler concludes).
+  void cancel() {
+    if (cancelled || finished) return;
+    cancelled = true;
+    if (in_multi) {
+      job->why = interruption::cancelled;
+      transferred(CURLE_ABORTED_BY_CALLBACK);
+    } else {
+      wait.cancel();
+    }
+  }
+
+  // The client is going away: finish now, whatever the state.
+  void abort() {
+    if (finished) return;
+    cancelled = true;
+    if (in_multi) return cancel_now();
+    if (step) step->abandon();
+    if (job) return conclude(stop_reason::cancelled);
+    download_result r;
+    r.path = target;
+    r.reason = stop_reason::cancelled;
+    finish(std::move(r));
+  }
+  void cancel_now() {
+    job->why = interruption::cancelled;
+    transferred(CURLE_ABORTED_BY_CALLBACK);
+  }
+
+  void conclude(stop_reason reason) {
+    download_result r = job->conclude(final_reason(reason, has_last ? &last : nullptr), std::move(logs),
+                                      has_last ? &last : nullptr);
+    if (r.path.empty()) r.path = target;
+    finish(std::move(r));
+  }
+
+  // Hands the result to the caller and forgets this transfer.
+  void finish(download_result r) {
+    finished = true;
+    if (slot.is_connected()) slot.clear();
+    if (in_multi) {
+      curl_multi_remove_handle(owner.multi, easy);
+      in_multi = false;
+    }
+    if (easy) {
+      curl_easy_cleanup(easy);
+      easy = nullptr;
+    }
+    completion d = std::move(done);
+    std::shared_ptr<transfer> self = shared_from_this();  // lives until this call returns
+    owner.transfers.erase(this);
+    d(std::move(r));
+  }
+};
+
+void async_client::impl::collect() {
+  int left = 0;
+  while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+    if (m->msg != CURLMSG_DONE) continue;
+    transfer* t = nullptr;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &t);
+    const CURLcode code = m->data.result;
+    if (t && transfers.count(t)) t->transferred(code);
+  }
+}
+
+async_client::impl::~impl() {
+  // Cancel what is still running: each handler gets its result (cancelled).
+  while (!transfers.empty()) transfers.begin()->second->abort();
+  alive.reset();
+  curl_multi_cleanup(multi);
+}
+
+async_client::async_client(asio::any_io_executor ex, client_options options, long max_host_connections)
+    : executor_(ex), impl_(std::make_unique<impl>(std::move(ex), std::move(options), max_host_connections)) {}
+
+async_client::~async_client() = default;
+
+const client_options& async_client::options() const noexcept { return impl_->options; }
+std::size_t async_client::active() const noexcept { return impl_->transfers.size(); }
+
+void async_client::start_download(std::string url, std::filesystem::path target, asio::cancellation_slot slot,
+                                  completion done) {
+  auto t = std::make_shared<impl::transfer>(*impl_, std::move(url), std::move(target), std::move(done));
+  impl::transfer* raw = t.get();
+  impl_->transfers.emplace(raw, std::move(t));
+  raw->begin(slot);
+}
+
+}  // namespace backoff::curl

@@ -1,0 +1,167 @@
+// backoff::curl::async_client: many downloads at once on one io_context thread,
+// against the fault server and the raw scripted server on loopback.
+#include "backoff/curl/async_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <thread>
+
+#include "fault_server.hpp"
+#include "raw_server.hpp"
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using backoff::stop_reason;
+using backoff::testing::fault;
+
+namespace {
+
+std::string content(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  std::uint32_t x = seed * 2654435761u + 7;
+  for (auto& c : s) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    c = static_cast<char>(x);
+  }
+  return s;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class AsyncClient : public ::testing::Test {
+ protected:
+  fs::path dir;
+  asio::io_context ctx;
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("backoff-async-" + std::to_string(::getpid()) + "-" +
+                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+  static backoff::curl::client_options opts(std::uint32_t attempts = 6) {
+    return {.policy = {.schedule = backoff::exponential{.initial = 10ms, .multiplier = 2.0, .max_delay = 100ms},
+                       .jitter = backoff::jitter::full(),
+                       .stop = backoff::stop::after_attempts(attempts)},
+            .connect_timeout = 5s};
+  }
+};
+
+}  // namespace
+
+TEST_F(AsyncClient, TwentyDownloadsThroughFaultsOnOneThread) {
+  backoff::testing::fault_server server;
+  std::vector<std::string> files;
+  for (unsigned i = 0; i < 20; ++i) {
+    files.push_back(content(200'000 + i * 1000, i + 1));
+    const std::string path = "/f" + std::to_string(i);
+    server.add_file(path, files.back());
+    switch (i % 4) {
+      case 0: server.script(path, {fault::status(503, "0")}); break;
+      case 1: server.script(path, {fault::cut(50'000), fault::cut(20'000)}); break;
+      case 2: server.script(path, {fault::reset(), fault::status(429, "0")}); break;
+      default: break;
+    }
+  }
+  backoff::curl::async_client http(ctx.get_executor(), opts());
+  std::vector<std::optional<backoff::curl::download_result>> got(files.size());
+  const auto caller = std::this_thread::get_id();
+  std::thread::id ran_on;
+  for (std::size_t i = 0; i < files.size(); ++i)
+    http.async_download(server.url("/f" + std::to_string(i)), dir / ("f" + std::to_string(i)),
+                        [&, i](backoff::curl::download_result r) {
+                          got[i] = std::move(r);
+                          ran_on = std::this_thread::get_id();
+                        });
+  EXPECT_EQ(http.active(), files.size());
+  ctx.run();
+  EXPECT_EQ(ran_on, caller);
+  EXPECT_EQ(http.active(), 0u);
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    ASSERT_TRUE(got[i]) << i;
+    EXPECT_TRUE(got[i]->ok()) << i << ": " << got[i]->error;
+    EXPECT_EQ(read_file(dir / ("f" + std::to_string(i))), files[i]) << i;
+  }
+  EXPECT_GE(got[1]->resumes, 1u);  // the cut ones continued with Range
+  EXPECT_EQ(got[0]->attempts.size(), 2u);
+  EXPECT_EQ(got[0]->attempts[0].status, 503);
+}
+
+TEST_F(AsyncClient, ARefusingHostFailsOnlyItsOwnTransfers) {
+  backoff::testing::fault_server server;
+  const std::string data = content(10'000, 9);
+  server.add_file("/ok", data);
+  int closed_port = 0;
+  {
+    backoff::testing::raw_server gone;  // a port that was open and is now closed
+    closed_port = gone.port();
+  }
+  backoff::curl::async_client http(ctx.get_executor(), opts(3));
+  std::optional<backoff::curl::download_result> good, bad;
+  http.async_download(server.url("/ok"), dir / "ok", [&](backoff::curl::download_result r) { good = std::move(r); });
+  http.async_download("http://127.0.0.1:" + std::to_string(closed_port) + "/x", dir / "x",
+                      [&](backoff::curl::download_result r) { bad = std::move(r); });
+  ctx.run();
+  ASSERT_TRUE(good && bad);
+  EXPECT_TRUE(good->ok()) << good->error;
+  EXPECT_EQ(read_file(dir / "ok"), data);
+  EXPECT_EQ(bad->reason, stop_reason::exhausted);
+  EXPECT_EQ(bad->attempts.size(), 3u);
+  EXPECT_EQ(bad->attempts[0].failure, backoff::http::transport::connect_failed);
+  EXPECT_FALSE(fs::exists(dir / "x"));
+}
+
+TEST_F(AsyncClient, ACancellationSlotEndsATransferInFlight) {
+  backoff::testing::raw_server raw;
+  raw.script({{"HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 100000\r\n\r\n" + std::string(1000, 'a'), 60s}});
+  auto o = opts();
+  o.stall_timeout = 0ms;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  asio::cancellation_signal cancel;
+  std::optional<backoff::curl::download_result> got;
+  http.async_download(raw.url("/f"), dir / "f.bin",
+                      asio::bind_cancellation_slot(cancel.slot(), [&](backoff::curl::download_result r) { got = std::move(r); }));
+  asio::steady_timer poll(ctx);
+  std::function<void()> watch = [&] {
+    if (fs::exists(dir / ".f.bin.backoff-part") && fs::file_size(dir / ".f.bin.backoff-part") == 1000) {
+      cancel.emit(asio::cancellation_type::terminal);
+      return;
+    }
+    poll.expires_after(5ms);
+    poll.async_wait([&](std::error_code) { watch(); });
+  };
+  watch();
+  const auto started = std::chrono::steady_clock::now();
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->reason, stop_reason::cancelled);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);  // not the minute of silence
+  EXPECT_EQ(got->partial, dir / ".f.bin.backoff-part");          // kept for resuming
+  EXPECT_FALSE(fs::exists(dir / "f.bin"));
+}
+
+TEST_F(AsyncClient, DestroyingTheClientCancelsWhatIsRunning) {
+  backoff::testing::raw_server raw;
+  raw.script({{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nab", 60s}});
+  std::optional<backoff::curl::download_result> got;
+  {
+    backoff::curl::async_client http(ctx.get_executor(), opts());
+    http.async_download(raw.url("/f"), dir / "f.bin", [&](backoff::curl::download_result r) { got = std::move(r); });
+    ctx.run_for(200ms);
+  }
+  ctx.restart();
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->reason, stop_reason::cancelled);
+}
