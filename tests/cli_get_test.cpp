@@ -571,3 +571,67 @@ TEST_F(Get, ShortRangesKeepResumingUntilTheFileIsComplete) {
   EXPECT_EQ(slurp(dir / "out.bin"), v);
   EXPECT_EQ(server.requests().size(), 5u);
 }
+
+// --- several URLs at once ----------------------------------------------------------------------
+
+TEST_F(Cli, GetSeveralUrlsInParallelThroughFaults) {
+  backoff::testing::fault_server server;
+  std::vector<std::string> args{"get", "-P", "3", "-O", "out", "--initial", "5ms", "--report", "r.json"};
+  for (int i = 0; i < 8; ++i) {
+    const std::string path = "/d/file" + std::to_string(i) + ".bin";
+    server.add_file(path, bytes_of(30'000 + static_cast<std::size_t>(i) * 100, static_cast<char>('a' + i)));
+    if (i % 3 == 0) server.script(path, {fault::status(503, "0")});
+    if (i % 3 == 1) server.script(path, {fault::cut(10'000)});
+    args.push_back(server.url(path));
+  }
+  const auto r = cli(args);
+  EXPECT_EQ(r.status, 0) << r.err;
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(slurp(dir / "out" / ("file" + std::to_string(i) + ".bin")),
+              bytes_of(30'000 + static_cast<std::size_t>(i) * 100, static_cast<char>('a' + i)))
+        << i;
+  const auto report = nlohmann::json::parse(slurp(dir / "r.json"));
+  ASSERT_EQ(report["downloads"].size(), 8u);
+  EXPECT_EQ(report["downloads"][0]["reason"], "success");
+  EXPECT_EQ(report["downloads"][0]["attempts"].size(), 2u);  // the 503, then the file
+  EXPECT_NE(r.err.find("saved 8 files"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, GetAnInputFileWithNamesAndComments) {
+  backoff::testing::fault_server server;
+  server.add_file("/a", "alpha");
+  server.add_file("/b", "beta");
+  const std::string list = "# what to fetch\n" + server.url("/a") + " first.txt\n\n" + server.url("/b") + "\n";
+  const auto r = cli({"get", "-q", "-i", "-", "-O", "o"}, list);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "o" / "first.txt"), "alpha");
+  EXPECT_EQ(slurp(dir / "o" / "b"), "beta");
+}
+
+TEST_F(Cli, GetSeveralUrlsExitsWithTheWorstAndNamesEachFailure) {
+  backoff::testing::fault_server server;
+  server.add_file("/ok", "fine");
+  server.script("/gone", {fault::status(404)});
+  server.script("/busy", std::vector<fault>(10, fault::status(503)));
+  const auto r = cli({"get", "--initial", "1ms", "--max-attempts", "2", server.url("/ok"), server.url("/gone"),
+                      server.url("/busy")});
+  EXPECT_EQ(r.status, 4) << r.err;  // permanent (4) is worse than gave up (3)
+  EXPECT_EQ(slurp(dir / "ok"), "fine");
+  EXPECT_NE(r.err.find("2 of 3 downloads failed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(server.url("/gone") + ": permanent: HTTP 404"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(server.url("/busy") + ": exhausted: HTTP 503"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, GetSeveralUrlsRejectsWhatCannotApply) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"get", "http://h/a", "http://h/b", "-o", "x"}, "--output: one file for several URLs"},
+      {{"get", "http://h/x/a", "http://h/y/a"}, "two URLs would be saved as 'a'"},
+      {{"get", "http://h/a", "http://h/b", "-P", "0"}, "--parallel: 0 is not in 1..1000"},
+      {{"get", "-i", "missing.txt"}, "--input-file: cannot read 'missing.txt'"},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = cli(args);
+    EXPECT_EQ(r.status, 2) << message;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+}

@@ -242,8 +242,8 @@ std::string host_of(const std::string& url) {
   return host;
 }
 
-wiring::wiring(const client_options& o, const std::string& url) : options(o), policy(o.policy) {
-  host = o.hosts ? host_of(url) : std::string{};
+wiring::wiring(const client_options& o, const std::string& u) : options(o), url(u), policy(o.policy) {
+  host = o.hosts ? host_of(u) : std::string{};
   if (o.hosts && !host.empty()) host_gate.emplace(*o.hosts, host);
   gate = o.gate;
   if (host_gate && o.gate) gate = &chain.emplace(gate_chain{&*host_gate, o.gate});
@@ -530,7 +530,7 @@ struct download_job::state {
       return 0;
     }
     s->attempt_bytes += len;
-    if (s->options.on_progress) s->options.on_progress(progress{s->attempt, s->file.size(), s->file.length()});
+    if (s->options.on_progress) s->options.on_progress(progress{s->url, s->attempt, s->file.size(), s->file.length()});
     return len;
   }
 };

@@ -91,6 +91,7 @@ struct wiring {
   wiring& operator=(const wiring&) = delete;
 
   const client_options& options;
+  std::string url;
   backoff::policy policy;
   std::string host;
   std::optional<host_backoff::key_gate> host_gate;
@@ -114,9 +115,10 @@ backoff::options<R> loop_options(wiring& w, std::vector<attempt_log>& logs, Get 
                        },
                    .retry_exception = [](const std::exception_ptr&) { return false; }},
       .after_attempt =
-          [&o, &logs](const attempt<R>& a) {
+          [&o, &w, &logs](const attempt<R>& a) {
             if (logs.size() < a.record.number) return;
             auto& log = logs[a.record.number - 1];
+            log.url = w.url;
             log.start = a.record.start;
             log.took = a.record.took;
             log.delay = a.record.delay;

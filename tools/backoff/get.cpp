@@ -10,6 +10,15 @@
 #include <iostream>
 #include <sstream>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+
+#include <map>
+#include <set>
+
+#include "backoff/curl/async_client.hpp"
 #include "backoff/curl/client.hpp"
 #include "cli.hpp"
 #include "progress.hpp"
@@ -21,15 +30,24 @@ namespace {
 
 struct get_flags {
   policy_flags policy;
+  std::vector<std::string> urls;
+  std::string input_file, output_dir;
+  unsigned parallel = 4;
   std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
   std::string max_filesize, checksum, method, data, idempotency_key, retry_on, no_retry_on;
   std::vector<std::string> headers;
   bool quiet = false;
 };
 
+// One URL of a multi-URL get, and where it goes.
+struct target {
+  std::string url, output;
+};
+
 // What the flags mean, checked before anything is fetched.
 struct get_plan {
   std::string url, output;  // output "-" is standard output
+  std::vector<target> many;  // several URLs (or -i): downloaded at once, `parallel` at a time
   bool api = false;         // -X or -d: one request whose body is the output
   curl::request request{};
   curl::client_options client{};
@@ -65,11 +83,61 @@ std::string read_data(const std::string& data) {
   return all.str();
 }
 
-get_plan plan_of(const get_flags& f) {
+void check_url(const std::string& url, const std::string& where) {
+  if (url.find("://") == std::string::npos)
+    throw usage_error(where + ": '" + url + "' has no scheme (expected http:// or https://)");
+  if (url.find_first_of(" \t\r\n") != std::string::npos) throw usage_error(where + ": '" + url + "' has a blank in it");
+}
+
+// -i FILE: one URL per line, optionally followed by an output name; blank lines
+// and lines starting with # are skipped.
+std::vector<target> read_input_file(const std::string& path) {
+  std::ifstream file;
+  if (path != "-") {
+    file.open(path);
+    if (!file) throw usage_error("--input-file: cannot read '" + path + "': " + std::strerror(errno));
+  }
+  std::istream& in = path == "-" ? std::cin : file;
+  std::vector<target> out;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    std::istringstream words(line);
+    std::string url, name, extra;
+    if (!(words >> url) || url.starts_with("#")) continue;
+    words >> name;
+    if (words >> extra)
+      throw usage_error("--input-file: " + path + ":" + std::to_string(number) + ": expected 'URL [OUTPUT]', got '" + line + "'");
+    check_url(url, "--input-file: " + path + ":" + std::to_string(number));
+    out.push_back({url, name});
+  }
+  return out;
+}
+
+get_plan plan_of(get_flags& f) {
   get_plan p;
+  if (f.urls.empty() && f.input_file.empty())
+    throw usage_error("url is required (give one or more URLs, or -i FILE)");
+  for (const auto& u : f.urls) check_url(u, "url");
+  const bool many = f.urls.size() > 1 || !f.input_file.empty();
+  if (!many) f.url = f.urls.front();
   p.url = f.url;
-  if (f.url.find("://") == std::string::npos)
-    throw usage_error("url: '" + f.url + "' has no scheme (expected http:// or https://)");
+  if (f.parallel < 1 || f.parallel > 1000) throw usage_error("--parallel: " + std::to_string(f.parallel) + " is not in 1..1000");
+  if (many) {
+    if (!f.output.empty()) throw usage_error("--output: one file for several URLs; use -O DIR (or names in -i FILE)");
+    if (!f.method.empty() || !f.data.empty()) throw usage_error("-X/--data: API calls take one URL");
+    if (!f.checksum.empty()) throw usage_error("--checksum: one digest for several URLs; download them one by one");
+    for (const auto& u : f.urls) p.many.push_back({u, ""});
+    if (!f.input_file.empty())
+      for (auto& t : read_input_file(f.input_file)) p.many.push_back(std::move(t));
+    if (p.many.empty()) throw usage_error("--input-file: '" + f.input_file + "' lists no URL");
+    std::set<std::string> seen;
+    for (auto& t : p.many) {
+      if (t.output.empty()) t.output = default_output(t.url);
+      if (!f.output_dir.empty()) t.output = (std::filesystem::path(f.output_dir) / t.output).string();
+      if (!seen.insert(t.output).second)
+        throw usage_error("two URLs would be saved as '" + t.output + "' (name one in -i FILE: 'URL NAME')");
+    }
+  }
   curl::client_options& o = p.client;
   o.policy = f.policy.build();
   if (!f.timeout.empty()) o.download_timeout = o.attempt_timeout = timeout_flag(f.timeout, "--timeout");
@@ -119,16 +187,19 @@ get_plan plan_of(const get_flags& f) {
     if (!f.checksum.empty()) throw usage_error("--checksum: only for downloads, not with -X or -d");
   }
   p.output = !f.output.empty() ? f.output : p.api ? "-" : default_output(f.url);
+  if (!many && f.output.empty() && !p.api && !f.output_dir.empty())
+    p.output = (std::filesystem::path(f.output_dir) / p.output).string();
   p.time_limit = f.policy.time_limit();
   return p;
 }
 
-std::string event_text(const curl::attempt_log& a, std::uint32_t max_attempts) {
+std::string event_text(const curl::attempt_log& a, std::uint32_t max_attempts, const std::string& url = {}) {
   std::string what = !a.error.empty() ? a.error
                      : a.status      ? "HTTP " + std::to_string(a.status)
                                      : std::string(http::to_string(a.failure));
   if (a.hint) what += " (Retry-After: " + format_duration(*a.hint) + ")";
-  std::string line = "backoff: attempt " + std::to_string(a.number) + " failed: " + what;
+  std::string line = "backoff: " + (url.empty() ? std::string() : url + ": ") + "attempt " + std::to_string(a.number) +
+                     " failed: " + what;
   if (a.delay.count() > 0) {
     line += ". Will retry in " + format_duration(a.delay) + ".";
     line += retries_left(max_attempts, a.number);
@@ -209,13 +280,117 @@ std::string save_body(const std::string& output, const std::string& body) {
   return {};
 }
 
+// Several URLs on one thread: an async_client on an io_context, at most
+// --parallel transfers at once, one Retry-After per host shared by all of them.
+int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& report) {
+  asio::io_context ctx;
+  // Shared by every transfer: a host's Retry-After holds back all of its
+  // transfers. Failures alone do not (each transfer has its own backoff).
+  host_backoff hosts({.schedule = constant{.delay = duration{0}}});
+  curl::client_options& o = plan.client;
+  o.hosts = &hosts;
+  fast_rng seeded{f.policy.seed.value_or(0)};
+  if (f.policy.seed) o.rng = seeded;
+  if (plan.time_limit) o.deadline = std::chrono::steady_clock::now() + *plan.time_limit;
+  const std::size_t n = plan.many.size();
+  progress_bar bar("", !f.quiet);
+  const std::uint32_t max_attempts = o.policy.stop.max_attempts();
+  std::map<std::string, std::pair<std::uint64_t, std::optional<std::uint64_t>>, std::less<>> seen;  // url → bytes, total
+  std::size_t done = 0;
+  auto draw = [&] {
+    std::uint64_t bytes = 0, total = 0;
+    bool all_known = seen.size() == n;
+    for (const auto& [url, bt] : seen) {
+      bytes += bt.first;
+      if (bt.second) total += *bt.second;
+      else all_known = false;
+    }
+    bar.update_set(done, n, bytes, all_known ? std::optional<std::uint64_t>(total) : std::nullopt);
+  };
+  o.on_progress = [&](const curl::progress& pr) {
+    auto it = seen.find(pr.url);
+    if (it == seen.end()) it = seen.emplace(std::string(pr.url), std::pair{pr.bytes, pr.total}).first;
+    it->second = {pr.bytes, pr.total};
+    draw();
+  };
+  o.on_attempt = [&](const curl::attempt_log& a) {
+    if (!a.error.empty()) bar.event(event_text(a, max_attempts, a.url));
+  };
+
+  signal_watch signals;
+  std::vector<std::unique_ptr<asio::cancellation_signal>> cancel(n);
+  for (auto& c : cancel) c = std::make_unique<asio::cancellation_signal>();
+  std::stop_callback on_signal(signals.token(), [&] {
+    asio::post(ctx, [&] {
+      for (auto& c : cancel) c->emit(asio::cancellation_type::terminal);
+    });
+  });
+
+  curl::async_client http(ctx.get_executor(), o, 0);
+  std::vector<curl::download_result> results(n);
+  std::size_t next = 0;
+  std::function<void()> launch = [&] {
+    const std::size_t i = next++;
+    http.async_download(plan.many[i].url, plan.many[i].output,
+                        asio::bind_cancellation_slot(cancel[i]->slot(), [&, i](curl::download_result r) {
+                          results[i] = std::move(r);
+                          ++done;
+                          draw();
+                          if (next < n && !signals.signal()) launch();
+                        }));
+  };
+  for (std::size_t k = 0; k < std::min<std::size_t>(f.parallel, n); ++k) launch();
+  ctx.run();
+  bar.finish();
+
+  int worst = exit_code::ok;
+  std::size_t failed = 0;
+  nlohmann::json downloads = nlohmann::json::array();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& r = results[i];
+    const bool started = i < next;
+    const stop_reason reason = started ? r.reason : stop_reason::cancelled;
+    downloads.push_back({{"url", plan.many[i].url},
+                         {"output", plan.many[i].output},
+                         {"reason", std::string(to_string(reason))},
+                         {"error", started ? r.error : "not started"},
+                         {"bytes", r.bytes},
+                         {"resumes", r.resumes},
+                         {"restarts", r.restarts},
+                         {"partial", r.partial.string()},
+                         {"attempts", attempts_json(r.attempts)}});
+    if (started && r.ok()) continue;
+    ++failed;
+    const int code = !started ? 128 + signals.signal() : exit_for(r.reason, r.file_error, signals.signal());
+    worst = std::max(worst, code);
+  }
+  if (report) report->write({{"downloads", downloads}});
+  if (!f.quiet) {
+    if (failed == 0) {
+      std::cerr << "backoff: saved " << n << (n == 1 ? " file" : " files") << "\n";
+    } else {
+      std::cerr << "backoff: " << failed << " of " << n << " downloads failed:\n";
+      for (std::size_t i = 0; i < n; ++i) {
+        if (i < next && results[i].ok()) continue;
+        std::cerr << "  " << plan.many[i].url << ": "
+                  << (i < next ? std::string(to_string(results[i].reason)) + ": " + results[i].error : "not started")
+                  << "\n";
+      }
+    }
+  }
+  return worst;
+}
+
 }  // namespace
 
 subcommand get_command(CLI::App& app) {
   auto f = std::make_shared<get_flags>();
   auto* cmd = app.add_subcommand("get", "Download a URL (or call an API), retrying failures and resuming broken transfers");
   f->policy.add_to(*cmd);
-  cmd->add_option("url", f->url, "The URL to download")->required();
+  cmd->add_option("url", f->urls, "The URL(s) to download");
+  cmd->add_option("-i,--input-file", f->input_file, "Download the URLs listed in FILE ('URL [NAME]' per line; - for stdin)");
+  cmd->add_option("-P,--parallel", f->parallel, "Transfers at once with several URLs (default 4)");
+  cmd->add_option("-O,--output-dir", f->output_dir, "Save under DIR, each file under its URL's name");
   cmd->add_option("-o,--output", f->output,
                   "Where to write it: a file (replaced only when complete), '-' for standard output "
                   "(default: the URL's file name; standard output with -X/-d)");
@@ -238,6 +413,12 @@ subcommand get_command(CLI::App& app) {
     get_plan plan = plan_of(*f);
     std::optional<report_file> report;
     if (!f->report.empty()) report.emplace(f->report);  // fails now, not after the download
+    if (!f->output_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(f->output_dir, ec);
+      if (ec) throw usage_error("--output-dir: cannot create '" + f->output_dir + "': " + ec.message());
+    }
+    if (!plan.many.empty()) return get_many(plan, *f, report);
 
     signal_watch signals;
     curl::client_options& o = plan.client;

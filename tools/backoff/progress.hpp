@@ -60,6 +60,30 @@ class progress_bar {
     dirty_ = true;
   }
 
+  // The whole set of a multi-URL get: files done, bytes, rate and, when every
+  // size is known, the time left. Redraws at most 10 times a second.
+  void update_set(std::size_t done, std::size_t files, std::uint64_t bytes, std::optional<std::uint64_t> total) {
+    if (!tty_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (attempt_start_ == std::chrono::steady_clock::time_point{}) attempt_start_ = now;
+    if (now - drawn_ < std::chrono::milliseconds(100) && done != files) return;
+    drawn_ = now;
+    const double secs = std::chrono::duration<double>(now - attempt_start_).count();
+    const double rate = secs > 0 ? static_cast<double>(bytes) / secs : 0;
+    char line[256];
+    if (total && *total >= bytes && rate > 0)
+      std::snprintf(line, sizeof line, "\r%zu/%zu files, %s of %s, %s/s, ETA %.0fs\033[K", done, files,
+                    human_bytes(static_cast<double>(bytes)).c_str(), human_bytes(static_cast<double>(*total)).c_str(),
+                    human_bytes(rate).c_str(), static_cast<double>(*total - bytes) / rate);
+    else
+      std::snprintf(line, sizeof line, "\r%zu/%zu files, %s, %s/s\033[K", done, files,
+                    human_bytes(static_cast<double>(bytes)).c_str(), human_bytes(rate).c_str());
+    std::lock_guard lock(mutex());
+    std::fputs(line, stderr);
+    std::fflush(stderr);
+    dirty_ = true;
+  }
+
   // One event line ("attempt 2 failed: ..."), printed above the bar.
   void event(const std::string& text) {
     if (!enabled_) return;

@@ -76,6 +76,7 @@ struct request {
 
 // One attempt as the client saw it, for progress displays and reports.
 struct attempt_log {
+  std::string url{};                // the request's URL (one client may run many requests)
   std::uint32_t number = 0;
   duration start{};                 // since the request began
   duration took{};
@@ -103,6 +104,7 @@ struct response {
 };
 
 struct progress {
+  std::string_view url;             // the download's URL, valid during the callback
   std::uint32_t attempt;
   std::uint64_t bytes;              // of the whole file, including resumed bytes
   std::optional<std::uint64_t> total{};
