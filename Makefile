@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get fuzz clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many fuzz clean
 
 all: build
 
@@ -59,6 +59,10 @@ bench: build
 # backoff get against curl -o on a 1 GiB file from nginx on loopback (SIZE_MB, ROUNDS).
 bench-get: build
 	bash bench/get_vs_curl.sh $(BUILD)/bin/backoff
+
+# backoff get -P 16 for 500 files of 1 MiB through faults, against xargs + curl --retry.
+bench-many: build
+	$(BUILD)/bin/backoff_many_bench $(BUILD)/bin/backoff 500 1048576 2
 
 # libFuzzer (clang): every parser of server input and of flag values, each for
 # FUZZ_SECONDS from the seeds in fuzz/corpus/. New findings go to build/fuzz/.
