@@ -635,3 +635,22 @@ TEST_F(Cli, GetSeveralUrlsRejectsWhatCannotApply) {
     EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
   }
 }
+
+TEST_F(Cli, GetSeveralUrlsStopsOnSigintAndKeepsWhatItHas) {
+  backoff::testing::raw_server raw;
+  const std::string head = "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 100000\r\n\r\n";
+  raw.script({{head + std::string(1000, 'a'), 60s}});  // every request: 1000 bytes, then silence
+  const auto r = cli({"get", "-P", "2", "--stall-timeout", "0", raw.url("/one"), raw.url("/two"), raw.url("/three")}, "",
+                     [&](pid_t pid) {
+                       for (int i = 0; i < 1000 && !(fs::exists(dir / ".one.backoff-part") &&
+                                                     fs::file_size(dir / ".one.backoff-part") == 1000);
+                            ++i)
+                         std::this_thread::sleep_for(5ms);
+                       ::kill(pid, SIGINT);
+                     });
+  EXPECT_EQ(r.status, 130) << r.err;
+  EXPECT_LT(r.took, 30s);
+  EXPECT_EQ(fs::file_size(dir / ".one.backoff-part"), 1000u);  // kept for the next run
+  EXPECT_FALSE(fs::exists(dir / "one"));
+  EXPECT_NE(r.err.find("three: not started"), std::string::npos) << r.err;
+}

@@ -33,6 +33,7 @@ struct get_flags {
   std::vector<std::string> urls;
   std::string input_file, output_dir;
   unsigned parallel = 4;
+  bool per_transfer_retry_after = false;
   std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
   std::string max_filesize, checksum, method, data, idempotency_key, retry_on, no_retry_on;
   std::vector<std::string> headers;
@@ -288,7 +289,7 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
   // transfers. Failures alone do not (each transfer has its own backoff).
   host_backoff hosts({.schedule = constant{.delay = duration{0}}});
   curl::client_options& o = plan.client;
-  o.hosts = &hosts;
+  if (!f.per_transfer_retry_after) o.hosts = &hosts;
   fast_rng seeded{f.policy.seed.value_or(0)};
   if (f.policy.seed) o.rng = seeded;
   if (plan.time_limit) o.deadline = std::chrono::steady_clock::now() + *plan.time_limit;
@@ -391,6 +392,8 @@ subcommand get_command(CLI::App& app) {
   cmd->add_option("-i,--input-file", f->input_file, "Download the URLs listed in FILE ('URL [NAME]' per line; - for stdin)");
   cmd->add_option("-P,--parallel", f->parallel, "Transfers at once with several URLs (default 4)");
   cmd->add_option("-O,--output-dir", f->output_dir, "Save under DIR, each file under its URL's name");
+  cmd->add_flag("--per-transfer-retry-after", f->per_transfer_retry_after,
+                "With several URLs: a Retry-After holds back only the transfer that got it (default: every transfer to that host)");
   cmd->add_option("-o,--output", f->output,
                   "Where to write it: a file (replaced only when complete), '-' for standard output "
                   "(default: the URL's file name; standard output with -X/-d)");
