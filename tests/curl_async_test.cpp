@@ -165,3 +165,43 @@ TEST_F(AsyncClient, DestroyingTheClientCancelsWhatIsRunning) {
   ASSERT_TRUE(got);
   EXPECT_EQ(got->reason, stop_reason::cancelled);
 }
+
+TEST_F(AsyncClient, RequestsFollowTheRulesOfPerform) {
+  backoff::testing::fault_server server;
+  server.script("/api", {fault::status(503, "0"), fault::status(429, "0")});
+  server.script("/orders", {fault::status(503)});
+  backoff::curl::async_client http(ctx.get_executor(), opts());
+  std::optional<backoff::curl::response> get, post, keyed;
+  http.async_perform({.url = server.url("/api")}, [&](backoff::curl::response r) { get = std::move(r); });
+  // A POST that got an answer is not re-sent without a key...
+  http.async_perform({.method = "POST", .url = server.url("/orders"), .body = "{}"},
+                     [&](backoff::curl::response r) { post = std::move(r); });
+  ctx.run();
+  ASSERT_TRUE(get && post);
+  EXPECT_TRUE(get->ok()) << get->describe();
+  EXPECT_EQ(get->attempts.size(), 3u);
+  EXPECT_EQ(get->body, "ok\n");
+  EXPECT_EQ(post->reason, stop_reason::not_idempotent);
+  EXPECT_EQ(server.hits("/orders"), 1u);
+  // ...and is with one, which stays the same on every attempt.
+  server.script("/keyed", {fault::status(503)});
+  http.async_perform({.method = "POST", .url = server.url("/keyed"), .body = "{}", .add_idempotency_key = true},
+                     [&](backoff::curl::response r) { keyed = std::move(r); });
+  ctx.restart();
+  ctx.run();
+  ASSERT_TRUE(keyed);
+  EXPECT_TRUE(keyed->ok()) << keyed->describe();
+  const auto reqs = server.requests("/keyed");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].headers.at("idempotency-key"), reqs[1].headers.at("idempotency-key"));
+}
+
+TEST_F(AsyncClient, ABadRequestFailsWithAMessage) {
+  backoff::curl::async_client http(ctx.get_executor(), opts());
+  std::optional<backoff::curl::response> got;
+  http.async_perform({.url = ""}, [&](backoff::curl::response r) { got = std::move(r); });
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->reason, stop_reason::permanent);
+  EXPECT_NE(got->describe().find("url must not be empty"), std::string::npos) << got->describe();
+}

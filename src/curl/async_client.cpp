@@ -17,6 +17,13 @@ namespace backoff::curl {
 using namespace detail;
 
 struct async_client::impl {
+  // What the client sees of a transfer, whatever it fetches.
+  struct transfer_base {
+    virtual ~transfer_base() = default;
+    virtual void transferred(CURLcode code) = 0;
+    virtual void abort() = 0;
+  };
+  template <class Work>
   struct transfer;
 
   // A socket curl asked us to watch: the descriptor is not ours (curl closes
@@ -46,7 +53,7 @@ struct async_client::impl {
   CURLM* multi = nullptr;
   asio::steady_timer curl_timer;
   std::unordered_map<curl_socket_t, std::unique_ptr<watched>> sockets;
-  std::unordered_map<transfer*, std::shared_ptr<transfer>> transfers;
+  std::unordered_map<transfer_base*, std::shared_ptr<transfer_base>> transfers;
   std::uint64_t generation = 0;
   // Handlers still queued when the client goes away find this expired.
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
@@ -121,17 +128,85 @@ struct async_client::impl {
   void collect();
 };
 
-// One download: its file, its job, and the retry loop around its attempts.
-struct async_client::impl::transfer : std::enable_shared_from_this<transfer> {
-  transfer(impl& o, std::string u, std::filesystem::path t, completion d)
-      : owner(o), url(std::move(u)), target(std::move(t)), done(std::move(d)), wait(o.executor) {}
-
-  impl& owner;
+// A download: its file and its job.
+struct download_work {
+  using result_type = download_result;
+  using job_type = download_job;
   std::string url;
   std::filesystem::path target;
-  completion done;
   download_file file;
   std::unique_ptr<download_job> job;
+
+  // Opens the file and makes the job; a result when that already failed.
+  std::optional<result_type> open(const client_options& o) {
+    if (url.empty()) return failed("the URL is empty", false);
+    if (auto err = file.open(target, url); !err.empty()) return failed(std::move(err), true);
+    job = std::make_unique<download_job>(o, url, file, std::vector<header>{});
+    return std::nullopt;
+  }
+  result_type failed(std::string error, bool file_error) const {
+    result_type r;
+    r.path = target;
+    r.reason = stop_reason::permanent;
+    r.error = std::move(error);
+    r.file_error = file_error;
+    return r;
+  }
+  result_type cancelled() const {
+    result_type r;
+    r.path = target;
+    r.reason = stop_reason::cancelled;
+    return r;
+  }
+  result_type conclude(stop_reason reason, std::vector<attempt_log> logs, const attempt_result* last) {
+    result_type r = job->conclude(reason, std::move(logs), last);
+    if (r.path.empty()) r.path = target;
+    return r;
+  }
+};
+
+// A request: its job.
+struct request_work {
+  using result_type = response;
+  using job_type = request_job;
+  request rq;
+  std::string url;
+  std::unique_ptr<request_job> job;
+
+  std::optional<result_type> open(const client_options& o) {
+    try {
+      job = std::make_unique<request_job>(o, rq);
+    } catch (const std::invalid_argument& e) {
+      result_type r;
+      r.reason = stop_reason::permanent;
+      attempt_log log;
+      log.url = rq.url;
+      log.error = e.what();
+      r.attempts.push_back(std::move(log));
+      return r;
+    }
+    return std::nullopt;
+  }
+  result_type cancelled() const {
+    result_type r;
+    r.reason = stop_reason::cancelled;
+    return r;
+  }
+  result_type conclude(stop_reason reason, std::vector<attempt_log> logs, const attempt_result* last) {
+    return job->conclude(reason, std::move(logs), last);
+  }
+};
+
+// One transfer and the retry loop around its attempts: the same decision step
+// (retry_step) and loop options as the blocking client's.
+template <class Work>
+struct async_client::impl::transfer final : transfer_base, std::enable_shared_from_this<transfer<Work>> {
+  using result_type = typename Work::result_type;
+  transfer(impl& o, completion<result_type> d) : owner(o), done(std::move(d)), wait(o.executor) {}
+
+  impl& owner;
+  Work work;
+  completion<result_type> done;
   std::unique_ptr<wiring> w;
   backoff::options<attempt_result> opts;
   std::unique_ptr<retry_step> step;
@@ -148,33 +223,21 @@ struct async_client::impl::transfer : std::enable_shared_from_this<transfer> {
   bool has_last = false;
 
   static time_point now() { return real_clock::instance().now(); }
+  typename Work::job_type& job() { return *work.job; }
 
   void begin(asio::cancellation_slot cancel_slot) {
-    download_result early;
-    early.path = target;
-    if (url.empty()) {
-      early.reason = stop_reason::permanent;
-      early.error = "the URL is empty";
-      return finish(std::move(early));
-    }
-    if (auto err = file.open(target, url); !err.empty()) {
-      early.reason = stop_reason::permanent;
-      early.error = std::move(err);
-      early.file_error = true;
-      return finish(std::move(early));
-    }
+    if (auto early = work.open(owner.options)) return finish(std::move(*early));
     easy = curl_easy_init();
     if (!easy) {
-      early.reason = stop_reason::permanent;
-      early.error = "curl_easy_init failed";
-      return finish(std::move(early));
+      result_type r = work.cancelled();
+      r.reason = stop_reason::permanent;
+      return finish(std::move(r));
     }
-    job = std::make_unique<download_job>(owner.options, url, file, std::vector<header>{});
-    w = std::make_unique<wiring>(owner.options, url);
+    w = std::make_unique<wiring>(owner.options, work.url);
     opts = loop_options<attempt_result>(*w, logs, [](const attempt_result& r) -> const attempt_result& { return r; });
     step = std::make_unique<retry_step>(w->policy, retry_step::config{opts.gate, opts.gate_first_attempt});
     slot = cancel_slot;
-    if (slot.is_connected()) slot.assign([weak = weak_from_this()](asio::cancellation_type) {
+    if (slot.is_connected()) slot.assign([weak = this->weak_from_this()](asio::cancellation_type) {
       if (auto t = weak.lock()) t->cancel();
     });
     w->policy.validate();
@@ -188,7 +251,7 @@ struct async_client::impl::transfer : std::enable_shared_from_this<transfer> {
 
   void wait_then_attempt(duration d) {
     wait.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
-    wait.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+    wait.async_wait([weak = this->weak_from_this()](const asio::error_code& ec) {
       auto t = weak.lock();
       if (!t || t->finished) return;
       if (ec || t->cancelled) {
@@ -203,13 +266,13 @@ struct async_client::impl::transfer : std::enable_shared_from_this<transfer> {
     ++n;
     t0 = now();
     attempt_result early;
-    if (!job->prepare(easy, n, early)) {
+    if (!job().prepare(easy, n, early)) {
       // No transfer to make: finish the attempt on the next turn, not inside this call.
-      return asio::post(owner.executor, [weak = weak_from_this(), early]() mutable {
+      return asio::post(owner.executor, [weak = this->weak_from_this(), early]() mutable {
         if (auto t = weak.lock(); t && !t->finished) t->attempted(std::move(early));
       });
     }
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, this);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, static_cast<transfer_base*>(this));
     // Stall detection in whole seconds: curl's low-speed limit of 1 byte/s.
     if (owner.options.stall_timeout.count() > 0) {
       curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -221,12 +284,12 @@ struct async_client::impl::transfer : std::enable_shared_from_this<transfer> {
   }
 
   // curl finished (or was stopped): classify the attempt and decide.
-  void transferred(CURLcode code) {
+  void transferred(CURLcode code) override {
     if (in_multi) {
       curl_multi_remove_handle(owner.multi, easy);
       in_multi = false;
     }
-    attempted(job->complete(easy, code));
+    attempted(job().complete(easy, code));
   }
 
   void attempted(attempt_result res) {
@@ -258,7 +321,7 @@ struct async_client::impl::transfer : std::enable_shared_from_this<transfer> {
     if (cancelled || finished) return;
     cancelled = true;
     if (in_multi) {
-      job->why = interruption::cancelled;
+      job().why = interruption::cancelled;
       transferred(CURLE_ABORTED_BY_CALLBACK);
     } else {
       wait.cancel();
@@ -266,31 +329,24 @@ struct async_client::impl::transfer : std::enable_shared_from_this<transfer> {
   }
 
   // The client is going away: finish now, whatever the state.
-  void abort() {
+  void abort() override {
     if (finished) return;
     cancelled = true;
-    if (in_multi) return cancel_now();
+    if (in_multi) {
+      job().why = interruption::cancelled;
+      return transferred(CURLE_ABORTED_BY_CALLBACK);
+    }
     if (step) step->abandon();
-    if (job) return conclude(stop_reason::cancelled);
-    download_result r;
-    r.path = target;
-    r.reason = stop_reason::cancelled;
-    finish(std::move(r));
-  }
-  void cancel_now() {
-    job->why = interruption::cancelled;
-    transferred(CURLE_ABORTED_BY_CALLBACK);
+    if (work.job) return conclude(stop_reason::cancelled);
+    finish(work.cancelled());
   }
 
   void conclude(stop_reason reason) {
-    download_result r = job->conclude(final_reason(reason, has_last ? &last : nullptr), std::move(logs),
-                                      has_last ? &last : nullptr);
-    if (r.path.empty()) r.path = target;
-    finish(std::move(r));
+    finish(work.conclude(final_reason(reason, has_last ? &last : nullptr), std::move(logs), has_last ? &last : nullptr));
   }
 
   // Hands the result to the caller and forgets this transfer.
-  void finish(download_result r) {
+  void finish(result_type r) {
     finished = true;
     if (slot.is_connected()) slot.clear();
     if (in_multi) {
@@ -301,8 +357,8 @@ struct async_client::impl::transfer : std::enable_shared_from_this<transfer> {
       curl_easy_cleanup(easy);
       easy = nullptr;
     }
-    completion d = std::move(done);
-    std::shared_ptr<transfer> self = shared_from_this();  // lives until this call returns
+    completion<result_type> d = std::move(done);
+    std::shared_ptr<transfer> self = this->shared_from_this();  // lives until this call returns
     owner.transfers.erase(this);
     d(std::move(r));
   }
@@ -312,7 +368,7 @@ void async_client::impl::collect() {
   int left = 0;
   while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
     if (m->msg != CURLMSG_DONE) continue;
-    transfer* t = nullptr;
+    transfer_base* t = nullptr;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &t);
     const CURLcode code = m->data.result;
     if (t && transfers.count(t)) t->transferred(code);
@@ -335,11 +391,20 @@ const client_options& async_client::options() const noexcept { return impl_->opt
 std::size_t async_client::active() const noexcept { return impl_->transfers.size(); }
 
 void async_client::start_download(std::string url, std::filesystem::path target, asio::cancellation_slot slot,
-                                  completion done) {
-  auto t = std::make_shared<impl::transfer>(*impl_, std::move(url), std::move(target), std::move(done));
-  impl::transfer* raw = t.get();
-  impl_->transfers.emplace(raw, std::move(t));
-  raw->begin(slot);
+                                  completion<download_result> done) {
+  auto t = std::make_shared<impl::transfer<download_work>>(*impl_, std::move(done));
+  t->work.url = std::move(url);
+  t->work.target = std::move(target);
+  impl_->transfers.emplace(t.get(), t);
+  t->begin(slot);
+}
+
+void async_client::start_perform(request r, asio::cancellation_slot slot, completion<response> done) {
+  auto t = std::make_shared<impl::transfer<request_work>>(*impl_, std::move(done));
+  t->work.url = r.url;
+  t->work.rq = std::move(r);
+  impl_->transfers.emplace(t.get(), t);
+  t->begin(slot);
 }
 
 }  // namespace backoff::curl

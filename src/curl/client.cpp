@@ -338,72 +338,118 @@ client::~client() {
   curl_multi_cleanup(multi_);
 }
 
-response client::perform(const request& rq) {
+namespace detail {
+
+struct request_job::state {
+  const client_options& options;
+  request rq;
+  std::vector<header> headers;  // what is sent, with the Idempotency-Key
+  http::request_traits traits;
+  std::unique_ptr<slist> header_list;
+  std::uint64_t cap;
+  response out;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  header_sink hs{};
+  body_sink bs{};
+
+  state(const client_options& o, const request& r) : options(o), rq(r), headers(r.headers), cap(0) {}
+};
+
+request_job::request_job(const client_options& o, const request& rq) : s_(std::make_unique<state>(o, rq)) {
   if (rq.url.empty()) throw std::invalid_argument("backoff::curl::request: url must not be empty");
   if (rq.method.empty()) throw std::invalid_argument("backoff::curl::request: method must not be empty");
-  std::vector<header> headers = rq.headers;
-  bool has_key = http::find_header(headers, "Idempotency-Key").has_value();
+  state& st = *s_;
+  bool has_key = http::find_header(st.headers, "Idempotency-Key").has_value();
   if (!has_key && rq.add_idempotency_key) {
-    random_ref rng = options_.rng;
-    headers.emplace_back("Idempotency-Key", http::make_idempotency_key(rng));  // once, for every attempt
+    random_ref rng = o.rng;
+    st.headers.emplace_back("Idempotency-Key", http::make_idempotency_key(rng));  // once, for every attempt
     has_key = true;
   }
-  const http::request_traits traits{rq.method, rq.idempotent, has_key};
-  const slist header_list(headers);
-  const std::uint64_t cap = options_.max_filesize.value_or(default_memory_cap);
+  st.traits = http::request_traits{st.rq.method, st.rq.idempotent, has_key};
+  st.header_list = std::make_unique<slist>(st.headers);
+  st.cap = o.max_filesize.value_or(default_memory_cap);
+}
 
-  response out;
-  attempt_result last;
-  auto one = [&](std::uint32_t) {
-    attempt_result r;
-    out.body.clear();
-    out.headers.clear();
-    char errbuf[CURL_ERROR_SIZE] = {0};
-    activity act;
-    interruption why = interruption::none;
-    header_sink hs{&out.headers, &act};
-    body_sink bs{&out.body, cap, &act, &why};
-    curl_easy_reset(easy_);  // keeps the connection cache: attempts reuse kept-alive connections
-    curl_easy_setopt(easy_, CURLOPT_URL, rq.url.c_str());
-    curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(easy_, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(easy_, CURLOPT_MAXREDIRS, max_redirects);
-    curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, header_list.list);
-    curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(easy_, CURLOPT_WRITEDATA, &bs);
-    curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(easy_, CURLOPT_HEADERDATA, &hs);
-    if (options_.max_filesize)
-      curl_easy_setopt(easy_, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(*options_.max_filesize));
-    if (rq.method == "GET") {
-      curl_easy_setopt(easy_, CURLOPT_HTTPGET, 1L);
-    } else if (rq.method == "HEAD") {
-      curl_easy_setopt(easy_, CURLOPT_NOBODY, 1L);
-    } else {
-      if (rq.method != "POST") curl_easy_setopt(easy_, CURLOPT_CUSTOMREQUEST, rq.method.c_str());
-      if (rq.method == "POST" || !rq.body.empty()) {
-        curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, rq.body.data());
-        curl_easy_setopt(easy_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(rq.body.size()));
-      }
+request_job::~request_job() = default;
+
+const std::string& request_job::url() const noexcept { return s_->rq.url; }
+
+bool request_job::prepare(CURL* easy, std::uint32_t, attempt_result&) {
+  state& st = *s_;
+  const request& rq = st.rq;
+  st.out.body.clear();
+  st.out.headers.clear();
+  st.errbuf[0] = 0;
+  why = interruption::none;
+  act.last = steady::now();
+  st.hs = header_sink{&st.out.headers, &act};
+  st.bs = body_sink{&st.out.body, st.cap, &act, &why};
+  curl_easy_reset(easy);  // keeps the connection cache: attempts reuse kept-alive connections
+  curl_easy_setopt(easy, CURLOPT_URL, rq.url.c_str());
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, st.errbuf);
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, max_redirects);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, st.header_list->list);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &st.bs);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &st.hs);
+  if (st.options.max_filesize)
+    curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(*st.options.max_filesize));
+  if (rq.method == "GET") {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  } else if (rq.method == "HEAD") {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  } else {
+    if (rq.method != "POST") curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, rq.method.c_str());
+    if (rq.method == "POST" || !rq.body.empty()) {
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, rq.body.data());
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(rq.body.size()));
     }
-    // libcurl silently re-sends a request whose reused connection dies before
-    // any response arrives. For a request that must not run twice, a fresh
-    // connection rules that out.
-    if (!http::may_resend(traits, http::transport::none)) curl_easy_setopt(easy_, CURLOPT_FRESH_CONNECT, 1L);
-    set_timeouts(easy_, options_, options_.attempt_timeout);
-    const CURLcode code = run_transfer(multi_, easy_, options_.stop_token, options_.stall_timeout, &act, why);
-    finish(r, easy_, code, errbuf, options_, traits, out.headers, why);
-    if (why == interruption::too_big || code == CURLE_FILESIZE_EXCEEDED) {
-      r.verdict = http::verdict::permanent;
-      r.error = "the response body is larger than " + human_bytes(cap);
-    }
-    r.bytes = out.body.size();
-    return r;
-  };
-  out.reason = drive(options_, rq.url, one, out.attempts, last);
-  out.status = last.status;
+  }
+  // libcurl silently re-sends a request whose reused connection dies before
+  // any response arrives. For a request that must not run twice, a fresh
+  // connection rules that out.
+  if (!http::may_resend(st.traits, http::transport::none)) curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+  set_timeouts(easy, st.options, st.options.attempt_timeout);
+  return true;
+}
+
+attempt_result request_job::complete(CURL* easy, CURLcode code) {
+  state& st = *s_;
+  attempt_result r;
+  finish(r, easy, code, st.errbuf, st.options, st.traits, st.out.headers, why);
+  if (why == interruption::too_big || code == CURLE_FILESIZE_EXCEEDED) {
+    r.verdict = http::verdict::permanent;
+    r.error = "the response body is larger than " + human_bytes(st.cap);
+  }
+  r.bytes = st.out.body.size();
+  return r;
+}
+
+response request_job::conclude(stop_reason reason, std::vector<attempt_log> logs, const attempt_result* last) {
+  response out = std::move(s_->out);
+  out.reason = reason;
+  out.attempts = std::move(logs);
+  out.status = last ? last->status : 0;
   return out;
+}
+
+}  // namespace detail
+
+response client::perform(const request& rq) {
+  detail::request_job job(options_, rq);
+  auto one = [&](std::uint32_t n) {
+    attempt_result early;
+    if (!job.prepare(easy_, n, early)) return early;
+    const CURLcode code = run_transfer(multi_, easy_, options_.stop_token, options_.stall_timeout, &job.act, job.why);
+    return job.complete(easy_, code);
+  };
+  std::vector<attempt_log> logs;
+  attempt_result last;
+  const stop_reason reason = drive(options_, rq.url, one, logs, last);
+  return job.conclude(reason, std::move(logs), &last);
 }
 
 response perform_with_retry(CURL* easy, const client_options& options, http::request_traits traits,

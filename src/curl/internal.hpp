@@ -168,4 +168,28 @@ class download_job {
   std::unique_ptr<state> s_;
 };
 
+// One request (perform), attempt by attempt, like download_job: the body is
+// kept in memory (capped at max_filesize, or 1 GiB when unset).
+class request_job {
+ public:
+  // Adds the Idempotency-Key once (the same on every attempt). Throws
+  // std::invalid_argument for an empty URL or method.
+  request_job(const client_options& o, const request& rq);
+  ~request_job();
+  request_job(const request_job&) = delete;
+  request_job& operator=(const request_job&) = delete;
+
+  const std::string& url() const noexcept;
+  bool prepare(CURL* easy, std::uint32_t n, attempt_result& early);
+  attempt_result complete(CURL* easy, CURLcode code);
+  response conclude(stop_reason reason, std::vector<attempt_log> logs, const attempt_result* last);
+
+  activity act;
+  interruption why = interruption::none;
+
+ private:
+  struct state;
+  std::unique_ptr<state> s_;
+};
+
 }  // namespace backoff::curl::detail

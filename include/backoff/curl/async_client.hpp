@@ -10,6 +10,8 @@
 //
 //   auto r = co_await http.async_download(url, "a.bin", asio::use_awaitable);   // a coroutine
 //
+// async_perform(request, token) does the same for a request whose body is kept
+// in memory, with client::perform's rules on what may be re-sent.
 // Each download follows exactly the rules of client::download (backoff/http/
 // resume.hpp, atomic output, part files that a later call resumes, checksums),
 // because both run the same download job and the same decision step
@@ -57,6 +59,35 @@ class async_client {
   // Downloads in progress (transferring or waiting to retry).
   std::size_t active() const noexcept;
 
+  // A move-only completion that runs on its handler's executor.
+  template <class Result>
+  class completion {
+   public:
+    completion() = default;
+    template <class Handler, class Executor>
+    completion(Handler h, Executor work) : p_(std::make_unique<holder<Handler, Executor>>(std::move(h), std::move(work))) {}
+    void operator()(Result r) {
+      auto p = std::move(p_);
+      p->run(std::move(r));
+    }
+
+   private:
+    struct base {
+      virtual ~base() = default;
+      virtual void run(Result r) = 0;
+    };
+    template <class Handler, class Executor>
+    struct holder final : base {
+      holder(Handler h, Executor w) : handler(std::move(h)), work(std::move(w)) {}
+      void run(Result r) override {
+        asio::dispatch(work, [h = std::move(handler), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+      }
+      Handler handler;
+      Executor work;
+    };
+    std::unique_ptr<base> p_;
+  };
+
   // Downloads `url` to `target` (see client::download). Completes with
   // void(download_result).
   template <class Token>
@@ -67,41 +98,29 @@ class async_client {
           auto work = asio::prefer(asio::get_associated_executor(handler, executor_),
                                    asio::execution::outstanding_work.tracked);
           start_download(std::move(u), std::move(t), slot,
-                         completion(std::move(handler), std::move(work)));
+                         completion<download_result>(std::move(handler), std::move(work)));
         },
         token, std::move(url), std::move(target));
   }
 
-  // A move-only completion that runs on its handler's executor.
-  class completion {
-   public:
-    completion() = default;
-    template <class Handler, class Executor>
-    completion(Handler h, Executor work) : p_(std::make_unique<holder<Handler, Executor>>(std::move(h), std::move(work))) {}
-    void operator()(download_result r) {
-      auto p = std::move(p_);
-      p->run(std::move(r));
-    }
-
-   private:
-    struct base {
-      virtual ~base() = default;
-      virtual void run(download_result r) = 0;
-    };
-    template <class Handler, class Executor>
-    struct holder final : base {
-      holder(Handler h, Executor w) : handler(std::move(h)), work(std::move(w)) {}
-      void run(download_result r) override {
-        asio::dispatch(work, [h = std::move(handler), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
-      }
-      Handler handler;
-      Executor work;
-    };
-    std::unique_ptr<base> p_;
-  };
+  // One request under the retry policy (see client::perform: what may be
+  // re-sent, Idempotency-Key, Retry-After). Completes with void(response).
+  template <class Token>
+  auto async_perform(request r, Token&& token) {
+    return asio::async_initiate<Token, void(response)>(
+        [this](auto handler, request rq) {
+          auto slot = asio::get_associated_cancellation_slot(handler);
+          auto work = asio::prefer(asio::get_associated_executor(handler, executor_),
+                                   asio::execution::outstanding_work.tracked);
+          start_perform(std::move(rq), slot, completion<response>(std::move(handler), std::move(work)));
+        },
+        token, std::move(r));
+  }
 
  private:
-  void start_download(std::string url, std::filesystem::path target, asio::cancellation_slot slot, completion done);
+  void start_download(std::string url, std::filesystem::path target, asio::cancellation_slot slot,
+                      completion<download_result> done);
+  void start_perform(request r, asio::cancellation_slot slot, completion<response> done);
 
   asio::any_io_executor executor_;
   struct impl;
