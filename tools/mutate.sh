@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# make mutate: mutation testing. Applies each mutant of tests/mutants.txt, one
+# at a time, to a scratch copy of the tree (build/mutate/src), rebuilds the
+# test executable it names (ccache keeps this short), runs it, and prints a
+# table and the score. A mutant is killed when the tests fail.
+#   ONLY=regex   run only the mutants whose id matches
+#   MUTANTS=file another list
+set -euo pipefail
+cd "$(dirname "$0")/.."
+list=${MUTANTS:-tests/mutants.txt}
+only=${ONLY:-.}
+work=build/mutate
+mkdir -p "$work/src"
+# A scratch copy of the sources (not build/, not .git).
+tar --exclude=./build --exclude=./.git -cf - . | tar -C "$work/src" -xf -
+if [[ ! -f $work/build/build.ninja ]]; then
+  cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -S "$work/src" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DBACKOFF_BUILD_BENCH=OFF -DBACKOFF_BUILD_EXAMPLES=OFF -DBACKOFF_INSTALL=OFF > "$work/configure.log"
+fi
+
+# Splits the list into records of id|file|find|replace|tests|breaks (find and
+# replace may hold any character but a newline).
+records=$(awk '
+  /^#/ { next }
+  /^id: /      { id = substr($0, 5) }
+  /^file: /    { file = substr($0, 7) }
+  /^find: /    { find = substr($0, 7) }
+  /^replace: / { repl = substr($0, 10) }
+  /^tests: /   { tests = substr($0, 8) }
+  /^breaks: /  { printf "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\n", id, file, find, repl, tests, substr($0, 9) }
+' "$list")
+
+total=0 killed=0 survived=0 broken=0
+table=""
+while IFS=$'\x1f' read -r id file find repl tests breaks; do
+  [[ $id =~ $only ]] || continue
+  total=$((total + 1))
+  cp "$file" "$work/src/$file"
+  if ! FIND="$find" REPL="$repl" perl -0pi -e '$n = s/\Q$ENV{FIND}\E/$ENV{REPL}/; END { exit($n ? 0 : 3) }' "$work/src/$file"; then
+    result="not applied (text not found)"
+    broken=$((broken + 1))
+  else
+    targets=$tests
+    [[ $tests == backoff_cli_tests ]] && targets="backoff_cli backoff_cli_tests"
+    if ! cmake --build "$work/build" --target $targets > "$work/$id.build.log" 2>&1; then
+      result="killed (does not compile)"
+      killed=$((killed + 1))
+    elif timeout 900 "$work/build/bin/$tests" --gtest_brief=1 > "$work/$id.test.log" 2>&1; then
+      result="SURVIVED"
+      survived=$((survived + 1))
+    else
+      result="killed ($(grep -c '^\[  FAILED  \] [A-Za-z]' "$work/$id.test.log" || true) failing tests)"
+      killed=$((killed + 1))
+    fi
+  fi
+  cp "$file" "$work/src/$file"
+  printf '%-28s %-34s %s\n' "$id" "$result" "$breaks"
+  table+="| $id | $result | $breaks |"$'\n'
+done <<< "$records"
+
+# Rebuild what the last mutant touched, so the scratch build is clean for next time.
+cmake --build "$work/build" > /dev/null 2>&1 || true
+counted=$((total - broken))
+score=0
+((counted > 0)) && score=$((100 * killed / counted))
+printf '\n| mutant | result | what it breaks |\n|---|---|---|\n%s' "$table" > "$work/table.md"
+echo
+echo "mutants: $total, killed: $killed, survived: $survived, not applied: $broken; score $score % (table in $work/table.md)"
