@@ -654,3 +654,25 @@ TEST_F(Cli, GetSeveralUrlsStopsOnSigintAndKeepsWhatItHas) {
   EXPECT_FALSE(fs::exists(dir / "one"));
   EXPECT_NE(r.err.find("three: not started"), std::string::npos) << r.err;
 }
+
+// A 206 of unknown complete length ("bytes 500-999/*") whose close-delimited
+// body stops short: curl sees no error, and the file's length is unknown, so
+// only the Content-Range end tells that bytes are missing. (A mutant that
+// dropped this check survived every other test.)
+TEST_F(Get, AShort206OfUnknownLengthIsNotSavedAsComplete) {
+  const std::string v = bytes_of(1000, 'U');
+  // What a previous run left: 500 bytes of "v1", length unknown.
+  std::ofstream(dir / ".out.bin.backoff-part", std::ios::binary) << v.substr(0, 500);
+  std::ofstream(dir / ".out.bin.backoff-part.meta") << "backoff-part 1\nurl " << server.url("/f")
+                                                    << "\nvalidator \"v1\"\nlength -\n";
+  const std::string head206 = "HTTP/1.1 206 Partial Content\r\nETag: \"v1\"\r\nConnection: close\r\n";
+  server.script({raw_reply{head206 + "Content-Range: bytes 500-999/*\r\n\r\n" + v.substr(500, 200)},
+                 raw_reply{head206 + "Content-Range: bytes 700-999/*\r\n\r\n" + v.substr(700)}});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  const auto reqs = server.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(header_in(reqs[0], "range"), "bytes=500-");
+  EXPECT_EQ(header_in(reqs[1], "range"), "bytes=700-");
+}
