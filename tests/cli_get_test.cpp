@@ -676,3 +676,16 @@ TEST_F(Get, AShort206OfUnknownLengthIsNotSavedAsComplete) {
   EXPECT_EQ(header_in(reqs[0], "range"), "bytes=500-");
   EXPECT_EQ(header_in(reqs[1], "range"), "bytes=700-");
 }
+
+// A hard link planted at the part file's name would make a download truncate
+// and overwrite the file it links to. (A mutant that dropped the check survived.)
+TEST_F(Get, AHardLinkAtThePartNameIsRefused) {
+  std::ofstream(dir / "victim") << "precious";
+  ASSERT_EQ(::link((dir / "victim").c_str(), (dir / ".out.bin.backoff-part").c_str()), 0);
+  server.script({ok(bytes_of(1000, 'H'))});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 5) << r.err;
+  EXPECT_NE(r.err.find("single link"), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(dir / "victim"), "precious");
+  EXPECT_EQ(server.requests().size(), 0u);
+}
