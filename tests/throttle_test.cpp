@@ -76,3 +76,23 @@ TEST(Throttle, Validation) {
   EXPECT_THROW(adaptive_throttle({.k = 0.5}), std::invalid_argument);
   EXPECT_THROW(adaptive_throttle({.window = 10ms}), std::invalid_argument);
 }
+
+// Mild overload is throttled too, in proportion: with the rejection
+// probability between 0.1 and 0.45, some requests are refused locally. (A
+// mutant that throttled only above 0.5 survived every other test.)
+TEST(Throttle, MildOverloadIsThrottledInProportion) {
+  adaptive_throttle t({.min_requests = 1, .seed = 3});
+  for (int i = 0; i < 100; ++i) {
+    t.acquire({false, t0, false});
+    t.record({i < 45 ? attempt_outcome::success : attempt_outcome::retryable, false, false, t0});
+  }
+  ASSERT_NEAR(t.reject_probability(t0), 10.0 / 101.0, 1e-12);
+  int denied = 0;
+  for (int i = 0; i < 60; ++i) {  // p climbs from 0.10 to 0.43 as requests go unanswered
+    const auto d = t.acquire({false, t0, false});
+    if (!d.allowed) ++denied;
+  }
+  EXPECT_LT(t.reject_probability(t0), 0.5);
+  EXPECT_GE(denied, 5);   // about 16 expected
+  EXPECT_LE(denied, 35);
+}
