@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include "content.hpp"
 #include "fault_server.hpp"
 #include "raw_server.hpp"
 
@@ -24,15 +25,7 @@ using backoff::testing::fault;
 
 namespace {
 
-std::string content(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761u + 7;
-  for (auto& c : s) {
-    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
+std::string content(std::size_t n, unsigned seed) { return backoff::testing::pseudo_random_bytes(n, seed); }
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -18,6 +18,7 @@
 #include "backoff/clock.hpp"
 #include "backoff/host_backoff.hpp"
 #include "backoff/stop.hpp"
+#include "content.hpp"
 #include "fault_server.hpp"
 #include <stop_token>
 #include <thread>
@@ -39,15 +40,7 @@ std::string read_file(const fs::path& p) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-std::string pattern(std::size_t n, unsigned seed = 1) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761u + 1;
-  for (auto& c : s) {
-    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
+std::string pattern(std::size_t n, unsigned seed = 1) { return backoff::testing::pseudo_random_bytes(n, seed); }
 
 class CurlClient : public ::testing::Test {
  protected:

@@ -436,20 +436,27 @@ response request_job::conclude(stop_reason reason, std::vector<attempt_log> logs
   return out;
 }
 
+// Runs a job (download_job or request_job) to its end on one easy handle,
+// each attempt on `multi` so that a stop request or a stall ends it at once.
+template <class Job>
+auto run_job(Job& job, const client_options& o, const std::string& url, CURL* easy, CURLM* multi) {
+  auto one = [&](std::uint32_t n) {
+    attempt_result early;
+    if (!job.prepare(easy, n, early)) return early;
+    const CURLcode code = run_transfer(multi, easy, o.stop_token, o.stall_timeout, &job.act, job.why);
+    return job.complete(easy, code);
+  };
+  std::vector<attempt_log> logs;
+  attempt_result last;
+  const stop_reason reason = drive(o, url, one, logs, last);
+  return job.conclude(reason, std::move(logs), &last);
+}
+
 }  // namespace detail
 
 response client::perform(const request& rq) {
   detail::request_job job(options_, rq);
-  auto one = [&](std::uint32_t n) {
-    attempt_result early;
-    if (!job.prepare(easy_, n, early)) return early;
-    const CURLcode code = run_transfer(multi_, easy_, options_.stop_token, options_.stall_timeout, &job.act, job.why);
-    return job.complete(easy_, code);
-  };
-  std::vector<attempt_log> logs;
-  attempt_result last;
-  const stop_reason reason = drive(options_, rq.url, one, logs, last);
-  return job.conclude(reason, std::move(logs), &last);
+  return detail::run_job(job, options_, rq.url, easy_, multi_);
 }
 
 response perform_with_retry(CURL* easy, const client_options& options, http::request_traits traits,
@@ -792,16 +799,7 @@ download_result client::download(const std::string& url, int fd, const std::vect
 download_result client::download_into(const std::string& url, detail::download_file& file, download_result out,
                                       const std::vector<header>& user_headers) {
   detail::download_job job(options_, url, file, user_headers);
-  auto one = [&](std::uint32_t n) {
-    attempt_result early;
-    if (!job.prepare(easy_, n, early)) return early;
-    const CURLcode code = run_transfer(multi_, easy_, options_.stop_token, options_.stall_timeout, &job.act, job.why);
-    return job.complete(easy_, code);
-  };
-  std::vector<attempt_log> logs;
-  attempt_result last;
-  const stop_reason reason = drive(options_, url, one, logs, last);
-  download_result r = job.conclude(reason, std::move(logs), &last);
+  download_result r = detail::run_job(job, options_, url, easy_, multi_);
   if (r.path.empty()) r.path = out.path;
   return r;
 }
