@@ -441,10 +441,8 @@ auto async_retry(const Executor& ex, std::reference_wrapper<const policy> p, Op&
 // on `ex`. Completes with void(std::exception_ptr, T); use_awaitable rethrows.
 // (async_retry also takes such an fn directly.)
 template <class Fn>
-auto coroutine_op(const net::any_io_executor& ex, Fn fn) {
-  return [ex, fn = std::move(fn)](auto&& token) mutable {
-    return net::co_spawn(ex, fn(), std::forward<decltype(token)>(token));
-  };
+detail::spawn_each<Fn> coroutine_op(const net::any_io_executor& ex, Fn fn) {
+  return {ex, std::move(fn)};
 }
 
 }  // namespace backoff::asio

@@ -144,9 +144,6 @@ class retry_step {
     if (granted_ && config_.gate) config_.gate->release(last_request_);
     granted_ = false;
   }
-  // Points the step at `p` (an owner that moved its copy of the policy).
-  void rebind(const policy& p) noexcept { policy_ = &p; }
-
   std::uint32_t attempts() const noexcept { return attempts_; }
   time_point started() const noexcept { return start_; }
 

@@ -43,7 +43,6 @@ class download_file {
   // What the data held so far was fetched under (empty: cannot be resumed).
   const std::string& validator() const noexcept { return validator_; }
   const std::optional<std::uint64_t>& length() const noexcept { return length_; }
-  bool resumed_from_disk() const noexcept { return resumed_; }
   // The file the download will become, after symlinks (for messages).
   const std::filesystem::path& final_path() const noexcept { return final_; }
   const std::filesystem::path& part_path() const noexcept { return part_; }
