@@ -525,6 +525,25 @@ TEST_F(Get, ApiCallsPostDataAndPrintTheBody) {
   EXPECT_EQ(header_in(head, "content-length"), "7");
 }
 
+// An API call's body goes where a download would: through a dangling symlink
+// to the file it names, and over an existing file keeping its mode.
+TEST_F(Get, ApiBodiesArePlacedLikeDownloads) {
+  fs::create_directory(dir / "real");
+  fs::create_symlink("real/answer.json", dir / "link.json");
+  std::ofstream(dir / "kept.json") << "old";
+  fs::permissions(dir / "kept.json", fs::perms::owner_read | fs::perms::owner_write);
+  server.script({raw_reply::http(200, {}, "{\"n\":1}")});
+  auto r = get({"-X", "GET", "-o", "link.json"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(dir / "link.json"));
+  EXPECT_EQ(slurp(dir / "real" / "answer.json"), "{\"n\":1}");
+  r = get({"-X", "GET", "-o", "kept.json"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "kept.json"), "{\"n\":1}");
+  EXPECT_EQ(fs::status(dir / "kept.json").permissions(), fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_FALSE(fs::exists(dir / ".kept.json.backoff-part"));
+}
+
 TEST_F(Get, APostIsRetriedOnlyWithAnIdempotencyKey) {
   server.script({raw_reply::http(503, {}, "busy"), raw_reply::http(200, {}, "done")});
   auto r = get({"-d", "x=1"});

@@ -770,6 +770,20 @@ download_result download_job::conclude(stop_reason reason, std::vector<attempt_l
 
 }  // namespace detail
 
+std::string save_to(const std::filesystem::path& target, std::string_view bytes) {
+  detail::download_file file;
+  if (auto err = file.open(target, ""); !err.empty()) return err;
+  if (const int e = file.write(bytes.data(), bytes.size()); e != 0) {
+    file.abandon(false);
+    return "cannot write '" + target.string() + "': " + std::strerror(e);
+  }
+  if (auto err = file.commit(); !err.empty()) {
+    file.abandon(false);
+    return err;
+  }
+  return {};
+}
+
 download_result client::download(const std::string& url, const std::filesystem::path& target,
                                  const std::vector<header>& headers) {
   if (url.empty()) throw std::invalid_argument("backoff::curl::client::download: url must not be empty");

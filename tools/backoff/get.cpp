@@ -233,50 +233,16 @@ int exit_for(stop_reason reason, bool file_error, int signal) {
   return exit_code::gave_up;
 }
 
-// Writes an API response body to `output`: standard output, a file that is
-// replaced atomically, or a FIFO/device written directly. Returns an error or empty.
+// Writes an API response body to `output`: standard output, or a path with
+// the download rules (backoff::curl::save_to). Returns an error or empty.
 std::string save_body(const std::string& output, const std::string& body) {
-  auto put = [&](int fd) {
-    std::size_t done = 0;
-    while (done < body.size()) {
-      const ssize_t w = ::write(fd, body.data() + done, body.size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return false;
-      done += static_cast<std::size_t>(w);
-    }
-    return true;
-  };
-  if (output == "-") return put(1) ? "" : std::string("cannot write to standard output: ") + std::strerror(errno);
-  struct stat st{};
-  std::string target = output;
-  if (::stat(output.c_str(), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) return "'" + output + "' is a directory";
-    if (!S_ISREG(st.st_mode)) {
-      const int fd = ::open(output.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
-      if (fd < 0) return "cannot open '" + output + "': " + std::strerror(errno);
-      const bool ok = put(fd);
-      ::close(fd);
-      return ok ? "" : "cannot write '" + output + "': " + std::strerror(errno);
-    }
-    if (char* real = ::realpath(output.c_str(), nullptr)) {
-      target = real;
-      std::free(real);
-    }
-  }
-  const std::filesystem::path t(target);
-  std::string temp = ((t.has_parent_path() ? t.parent_path() : std::filesystem::path(".")) /
-                      ("." + t.filename().string() + ".XXXXXX")).string();
-  const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
-  if (fd < 0) return "cannot create a file beside '" + output + "': " + std::strerror(errno);
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::fchmod(fd, S_ISREG(st.st_mode) ? (st.st_mode & 07777) : (0666 & ~mask));
-  const bool ok = put(fd) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(temp.c_str(), target.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(temp.c_str());
-    return "cannot write '" + output + "': " + std::strerror(e);
+  if (output != "-") return curl::save_to(output, body);
+  std::size_t done = 0;
+  while (done < body.size()) {
+    const ssize_t w = ::write(1, body.data() + done, body.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return std::string("cannot write to standard output: ") + std::strerror(errno);
+    done += static_cast<std::size_t>(w);
   }
   return {};
 }

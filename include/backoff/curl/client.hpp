@@ -202,6 +202,12 @@ class client {
   CURLM* multi_;
 };
 
+// Writes `bytes` to `target` the way download() places a file: a regular file
+// is replaced atomically (keeping its mode), a symlink's target is written (or
+// created), a FIFO or device is written directly. Returns an error message, or
+// empty on success.
+std::string save_to(const std::filesystem::path& target, std::string_view bytes);
+
 // Retries a caller-configured easy handle: URL, method, body, callbacks and all
 // stay as the caller set them; each attempt runs on a multi handle of this call,
 // so that options.stop_token ends it at once (stall_timeout is not applied: the
