@@ -198,3 +198,27 @@ TEST_F(AsyncClient, ABadRequestFailsWithAMessage) {
   EXPECT_EQ(got->reason, stop_reason::permanent);
   EXPECT_NE(got->describe().find("url must not be empty"), std::string::npos) << got->describe();
 }
+
+TEST_F(AsyncClient, AStallShorterThanASecondEndsTheAttempt) {
+  // 1000 bytes, then silence with the connection open: each attempt must end
+  // after stall_timeout (250 ms, finer than curl's whole-second low-speed
+  // limit), and the next one resume from the part file.
+  backoff::testing::raw_server raw;
+  const std::string data = content(3000, 4);
+  raw.script({{"HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 3000\r\n\r\n" + data.substr(0, 1000), 60s},
+              {"HTTP/1.1 206 Partial Content\r\nETag: \"v1\"\r\nContent-Range: bytes 1000-2999/3000\r\n"
+               "Content-Length: 2000\r\n\r\n" + data.substr(1000)}});
+  auto o = opts(3);
+  o.stall_timeout = 250ms;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  std::optional<backoff::curl::download_result> got;
+  http.async_download(raw.url("/f"), dir / "f.bin", [&](backoff::curl::download_result r) { got = std::move(r); });
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(got->ok()) << got->error;
+  ASSERT_EQ(got->attempts.size(), 2u);
+  EXPECT_EQ(got->attempts[0].error, "no data for 250ms (1000 B kept)");
+  EXPECT_EQ(got->attempts[0].failure, backoff::http::transport::timeout);
+  EXPECT_EQ(read_file(dir / "f.bin"), data);
+  EXPECT_EQ(got->resumes, 1u);
+}

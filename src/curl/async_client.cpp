@@ -202,7 +202,7 @@ struct request_work {
 template <class Work>
 struct async_client::impl::transfer final : transfer_base, std::enable_shared_from_this<transfer<Work>> {
   using result_type = typename Work::result_type;
-  transfer(impl& o, completion<result_type> d) : owner(o), done(std::move(d)), wait(o.executor) {}
+  transfer(impl& o, completion<result_type> d) : owner(o), done(std::move(d)), wait(o.executor), stall(o.executor) {}
 
   impl& owner;
   Work work;
@@ -217,6 +217,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
   bool finished = false;
   asio::cancellation_slot slot;
   asio::steady_timer wait;
+  asio::steady_timer stall;  // ends an attempt that receives nothing for options.stall_timeout
   std::uint32_t n = 0;
   time_point start{}, t0{};
   attempt_result last;
@@ -273,18 +274,29 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
       });
     }
     curl_easy_setopt(easy, CURLOPT_PRIVATE, static_cast<transfer_base*>(this));
-    // Stall detection in whole seconds: curl's low-speed limit of 1 byte/s.
-    if (owner.options.stall_timeout.count() > 0) {
-      curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-      curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
-                       static_cast<long>(std::max<long long>(1, std::chrono::ceil<std::chrono::seconds>(owner.options.stall_timeout).count())));
-    }
     in_multi = true;
     curl_multi_add_handle(owner.multi, easy);
+    watch_stall();
+  }
+
+  // Wakes when the attempt would have gone stall_timeout without a byte; a
+  // byte since then moves the wake-up, nothing ends the attempt.
+  void watch_stall() {
+    const auto limit = owner.options.stall_timeout;
+    if (limit.count() <= 0) return;
+    stall.expires_at(job().act.last + limit);
+    stall.async_wait([weak = this->weak_from_this(), attempt = n, limit](const asio::error_code& ec) {
+      auto t = weak.lock();
+      if (ec || !t || t->finished || !t->in_multi || t->n != attempt) return;
+      if (steady::now() - t->job().act.last < limit) return t->watch_stall();
+      t->job().why = interruption::stalled;
+      t->transferred(CURLE_OPERATION_TIMEDOUT);
+    });
   }
 
   // curl finished (or was stopped): classify the attempt and decide.
   void transferred(CURLcode code) override {
+    stall.cancel();
     if (in_multi) {
       curl_multi_remove_handle(owner.multi, easy);
       in_multi = false;

@@ -19,7 +19,7 @@
 // per transfer, no polling. The retry waits are timers on the executor.
 // options.hosts and options.gate are shared by every transfer of the client
 // (and by other clients), so one host's Retry-After holds back all of its
-// transfers. A stall (options.stall_timeout, whole seconds here) ends an
+// transfers. A stall (options.stall_timeout) ends an
 // attempt; options.stop_token is not used: cancel through the completion
 // handler's cancellation slot, which ends a transfer in flight at once.
 //
