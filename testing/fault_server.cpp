@@ -75,6 +75,7 @@ fault parse_fault(const std::string& text) {
   if (head == "ok" && arg.empty()) return fault::ok();
   if (head == "reset" && arg.empty()) return fault::reset();
   if (head == "wrong-length" && arg.empty()) return fault::wrong_length();
+  if (head == "hold" && arg.empty()) return fault::hold();
   if (head == "slow") return fault::slow(parse_ms(arg, text));
   if (head == "cut") {
     std::size_t k = 0;
@@ -115,6 +116,11 @@ fault_server::fault_server() : server_(std::make_unique<httplib::Server>()) {
 fault_server::~fault_server() { stop(); }
 
 void fault_server::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;  // held requests go on, so that the server can stop
+  }
+  changed_.notify_all();
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
 }
@@ -147,6 +153,29 @@ std::vector<recorded_request> fault_server::requests(const std::string& path) co
   return it == requests_.end() ? std::vector<recorded_request>{} : it->second;
 }
 
+std::size_t fault_server::in_flight() const {
+  std::lock_guard lock(mutex_);
+  return in_flight_;
+}
+
+std::size_t fault_server::max_in_flight() const {
+  std::lock_guard lock(mutex_);
+  return max_in_flight_;
+}
+
+bool fault_server::wait_held(std::size_t ever, std::size_t now, std::chrono::milliseconds limit) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, limit, [&] { return held_ever_ == ever && held_ == now; });
+}
+
+void fault_server::release(std::size_t n) {
+  {
+    std::lock_guard lock(mutex_);
+    permits_ += n;
+  }
+  changed_.notify_all();
+}
+
 void fault_server::handle(const void* request, void* response) {
   // cpp-httplib applies Range itself, and wrongly for our purposes (it ignores
   // If-Range); clearing the parsed ranges lets this server answer them. The
@@ -158,6 +187,17 @@ void fault_server::handle(const void* request, void* response) {
   fault f;
   std::shared_ptr<const std::string> content;
   std::string etag;
+  struct counted {
+    fault_server& s;
+    explicit counted(fault_server& server) : s(server) {
+      std::lock_guard lock(s.mutex_);
+      s.max_in_flight_ = std::max(s.max_in_flight_, ++s.in_flight_);
+    }
+    ~counted() {
+      std::lock_guard lock(s.mutex_);
+      --s.in_flight_;
+    }
+  } count(*this);
   {
     std::lock_guard lock(mutex_);
     recorded_request rec{req.method, req.path, {}, req.body, req.remote_port};
@@ -181,6 +221,17 @@ void fault_server::handle(const void* request, void* response) {
     case fault::kind::slow:
       std::this_thread::sleep_for(f.delay);
       break;
+    case fault::kind::hold: {
+      std::unique_lock lock(mutex_);
+      ++held_;
+      ++held_ever_;
+      changed_.notify_all();
+      changed_.wait(lock, [&] { return permits_ > 0 || stopping_; });
+      if (permits_ > 0) --permits_;
+      --held_;
+      changed_.notify_all();
+      break;
+    }
     case fault::kind::reset: {
       const int fd = find_socket(port_, req.remote_port);
       if (fd >= 0) {

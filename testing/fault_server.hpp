@@ -14,13 +14,17 @@
 //   reset()                    send the headers, then reset the connection (TCP RST)
 //   cut(k)                     send k bytes of the body, then close the connection
 //   wrong_length()             announce 64 bytes more than the body holds, then close
+//   hold()                     wait until the test calls release(), then answer normally
 //   ok()                       answer normally
+// in_flight() counts requests being handled (held ones included) and
+// max_in_flight() the most there ever were at once: how a test sees concurrency.
 // Files honour Range (one range) and If-Range (ETag or Last-Modified): a
 // mismatched If-Range gets the whole file with 200, a range past the end 416.
 // Any method on a path without a file answers 200 "ok" (after its script).
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -36,7 +40,7 @@ class Server;
 namespace backoff::testing {
 
 struct fault {
-  enum class kind { ok, status, slow, reset, cut, wrong_length };
+  enum class kind { ok, status, slow, reset, cut, wrong_length, hold };
   kind type = kind::ok;
   int code = 200;
   std::string retry_after;  // empty: no header
@@ -51,6 +55,7 @@ struct fault {
   static fault reset() { return {kind::reset, 200, {}, {}, 0}; }
   static fault cut(std::size_t after_bytes) { return {kind::cut, 200, {}, {}, after_bytes}; }
   static fault wrong_length() { return {kind::wrong_length, 200, {}, {}, 0}; }
+  static fault hold() { return {kind::hold, 200, {}, {}, 0}; }
 };
 
 // Parses a fault from text, as the CLI and scripts write it:
@@ -83,6 +88,14 @@ class fault_server {
   std::size_t hits(const std::string& path) const;
   std::vector<recorded_request> requests(const std::string& path) const;
 
+  std::size_t in_flight() const;
+  std::size_t max_in_flight() const;
+  // Waits (up to `limit`) until `ever` requests have been held and `now` of
+  // them still are; false on timeout.
+  bool wait_held(std::size_t ever, std::size_t now, std::chrono::milliseconds limit = std::chrono::seconds(30)) const;
+  // Lets `n` held requests (present or future) go on.
+  void release(std::size_t n);
+
   void stop();
 
  private:
@@ -100,6 +113,9 @@ class fault_server {
   std::map<std::string, std::vector<fault>> scripts_;
   std::map<std::string, std::size_t> cursor_;
   std::map<std::string, std::vector<recorded_request>> requests_;
+  mutable std::condition_variable changed_;
+  std::size_t in_flight_ = 0, max_in_flight_ = 0, held_ = 0, held_ever_ = 0, permits_ = 0;
+  bool stopping_ = false;
 };
 
 }  // namespace backoff::testing

@@ -708,3 +708,37 @@ TEST_F(Get, AHardLinkAtThePartNameIsRefused) {
   EXPECT_EQ(slurp(dir / "victim"), "precious");
   EXPECT_EQ(server.requests().size(), 0u);
 }
+
+// -P 3 over 7 URLs: three requests at once, never a fourth, and each one that
+// ends lets the next URL start. The server holds every request until the test
+// lets one go, so what is in flight is counted, not timed.
+TEST_F(Cli, GetParallelStartsAtMostNAtOnceAndRefillsAsEachEnds) {
+  backoff::testing::fault_server server;
+  std::vector<std::string> args{"get", "-q", "-P", "3", "-O", "out"};
+  for (int i = 0; i < 7; ++i) {
+    const std::string path = "/p/f" + std::to_string(i);
+    server.add_file(path, bytes_of(1000, static_cast<char>('a' + i)));
+    server.script(path, {fault::hold()});
+    args.push_back(server.url(path));
+  }
+  std::vector<std::size_t> held_after;  // requests in flight after each release
+  const auto r = cli(args, "", [&](pid_t) {
+    for (int released = 0; released <= 7; ++released) {
+      const std::size_t expect = static_cast<std::size_t>(std::min(3, 7 - released));
+      if (!server.wait_held(static_cast<std::size_t>(std::min(7, 3 + released)), expect, 10s)) {
+        server.release(100);  // fail fast: let everything go
+        break;
+      }
+      // A fourth request would arrive now if the limit were not kept.
+      std::this_thread::sleep_for(50ms);
+      held_after.push_back(server.in_flight());
+      if (released == 7) break;
+      server.release(1);
+    }
+  });
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(held_after, (std::vector<std::size_t>{3, 3, 3, 3, 3, 2, 1, 0}));
+  EXPECT_EQ(server.max_in_flight(), 3u);
+  for (int i = 0; i < 7; ++i)
+    EXPECT_EQ(slurp(dir / "out" / ("f" + std::to_string(i))), bytes_of(1000, static_cast<char>('a' + i))) << i;
+}
