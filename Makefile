@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many fuzz mutate clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many bench-concurrent fuzz mutate clean
 
 all: build
 
@@ -63,6 +63,10 @@ bench-get: build
 # backoff get -P 16 for 500 files of 1 MiB through faults, against xargs + curl --retry.
 bench-many: build
 	$(BUILD)/bin/backoff_many_bench $(BUILD)/bin/backoff 500 1048576 2
+
+# 9000 downloads at once from one process: async_client against a bare curl multi loop.
+bench-concurrent: build
+	$(BUILD)/bin/backoff_concurrent_bench 9000 65536 16k 2
 
 # Mutation testing (tests/mutants.txt): not part of `make test`, too slow for CI.
 mutate: deps

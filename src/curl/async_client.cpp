@@ -133,7 +133,7 @@ struct download_work {
   using result_type = download_result;
   using job_type = download_job;
   std::string url;
-  std::filesystem::path target;
+  std::string target;  // not a std::filesystem::path: see download_file
   download_file file;
   std::unique_ptr<download_job> job;
 
@@ -142,6 +142,7 @@ struct download_work {
     if (url.empty()) return failed("the URL is empty", false);
     if (auto err = file.open(target, url); !err.empty()) return failed(std::move(err), true);
     job = std::make_unique<download_job>(o, url, file, std::vector<header>{});
+    job->buffer_size = CURL_MAX_WRITE_SIZE;  // thousands at once: curl's default, not the sync client's 512 KiB
     return std::nullopt;
   }
   result_type failed(std::string error, bool file_error) const {
@@ -406,7 +407,7 @@ void async_client::start_download(std::string url, std::filesystem::path target,
                                   completion<download_result> done) {
   auto t = std::make_shared<impl::transfer<download_work>>(*impl_, std::move(done));
   t->work.url = std::move(url);
-  t->work.target = std::move(target);
+  t->work.target = target.string();
   impl_->transfers.emplace(t.get(), t);
   t->begin(slot);
 }

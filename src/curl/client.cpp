@@ -638,7 +638,7 @@ bool download_job::prepare(CURL* easy, std::uint32_t n, attempt_result& early) {
   curl_easy_setopt(easy, CURLOPT_MAXREDIRS, max_redirects);
   curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, st.request_headers->list);
-  curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, receive_buffer);
+  curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, buffer_size);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &state::on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, &st);
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
@@ -648,6 +648,12 @@ bool download_job::prepare(CURL* easy, std::uint32_t n, attempt_result& early) {
 }
 
 attempt_result download_job::complete(CURL* easy, CURLcode code) {
+  attempt_result r = classify(easy, code);
+  if (r.verdict != http::verdict::success) s_->file.checkpoint();  // a later run may resume it
+  return r;
+}
+
+attempt_result download_job::classify(CURL* easy, CURLcode code) {
   state& st = *s_;
   download_file& file = st.file;
   const client_options& options = st.options;

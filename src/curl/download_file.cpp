@@ -90,7 +90,7 @@ std::string download_file::open(const fs::path& target, const std::string& url) 
       fd_ = ::open(target.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
       if (fd_ < 0) return "cannot open '" + name_ + "': " + errno_text(errno);
       stream_ = true;
-      final_ = target;
+      final_ = target.string();
       return {};
     }
     if (char* real = ::realpath(target.c_str(), nullptr)) {  // replace the file, not the link to it
@@ -105,34 +105,34 @@ std::string download_file::open(const fs::path& target, const std::string& url) 
   } else {
     return "cannot use '" + name_ + "': " + errno_text(errno);
   }
-  final_ = where;
+  final_ = where.string();
   const fs::path dir = where.has_parent_path() ? where.parent_path() : fs::path(".");
-  part_ = dir / ("." + where.filename().string() + ".backoff-part");
-  meta_ = dir / ("." + where.filename().string() + ".backoff-part.meta");
+  part_ = (dir / ("." + where.filename().string() + ".backoff-part")).string();
+  meta_ = part_ + ".meta";
 
   fd_ = open_trusted(part_, O_RDWR);
   if (fd_ < 0 && errno == ENOENT) {
     // 0666 & ~umask, as any program that creates a file.
     fd_ = ::open(part_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (fd_ < 0) return "cannot create '" + part_.string() + "': " + errno_text(errno);
+    if (fd_ < 0) return "cannot create '" + part_ + "': " + errno_text(errno);
   } else if (fd_ < 0) {
-    return "cannot use '" + part_.string() + "' for partial data: " +
+    return "cannot use '" + part_ + "' for partial data: " +
            (errno == EPERM ? std::string("not a regular file of this user with a single link") : errno_text(errno));
   }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int e = errno;
     ::close(fd_);
     fd_ = -1;
-    return e == EWOULDBLOCK ? "another download is writing '" + part_.string() + "'"
-                            : "cannot lock '" + part_.string() + "': " + errno_text(e);
+    return e == EWOULDBLOCK ? "another download is writing '" + part_ + "'"
+                            : "cannot lock '" + part_ + "': " + errno_text(e);
   }
   struct stat part_stat{};
-  if (::fstat(fd_, &part_stat) != 0) return "cannot read '" + part_.string() + "': " + errno_text(errno);
+  if (::fstat(fd_, &part_stat) != 0) return "cannot read '" + part_ + "': " + errno_text(errno);
   size_ = static_cast<std::uint64_t>(part_stat.st_size);
   synced_ = size_;
   if (size_ > 0) load_meta(url);
   if (size_ > 0 && !resumed_) {
-    if (!discard()) return "cannot truncate '" + part_.string() + "': " + errno_text(errno);
+    if (!discard()) return "cannot truncate '" + part_ + "': " + errno_text(errno);
   }
   return {};
 }
@@ -181,6 +181,7 @@ void download_file::save_meta() {
   int fd = open_trusted(meta_, O_WRONLY);
   if (fd < 0 && errno == ENOENT) fd = ::open(meta_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return;  // without metadata the part is simply not resumed later
+  meta_current_ = true;
   const std::string s = text.str();
   if (::ftruncate(fd, 0) == 0) {
     std::size_t done = 0;
@@ -210,6 +211,7 @@ int download_file::write(const char* data, std::size_t n) {
   if (stream_digest_) EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(stream_digest_), data, n);
   size_ += n;
   if (!stream_ && size_ - synced_ >= writeback_chunk) start_writeback();
+  if (!meta_current_ && size_ >= meta_threshold) save_meta();
   return 0;
 }
 
@@ -260,6 +262,7 @@ bool download_file::discard() {
   length_.reset();
   resumed_ = false;
   ::unlink(meta_.c_str());
+  meta_current_ = true;
   return true;
 }
 
@@ -267,8 +270,19 @@ void download_file::describe(const std::string& validator, std::optional<std::ui
   if (validator == validator_ && length == length_) return;
   validator_ = validator;
   length_ = length;
-  if (!validator_.empty()) save_meta();
-  else ::unlink(meta_.c_str());
+  meta_current_ = false;
+  if (validator_.empty()) {
+    ::unlink(meta_.c_str());
+    meta_current_ = true;
+  } else if (size_ >= meta_threshold) {
+    save_meta();
+  } else {
+    ::unlink(meta_.c_str());  // an older description must not outlive this one
+  }
+}
+
+void download_file::checkpoint() {
+  if (!meta_current_ && resumable()) save_meta();
 }
 
 void download_file::track_digest(const std::string& algorithm) {
@@ -314,15 +328,16 @@ std::string download_file::commit() {
   if (stream_) return {};
   stop_writeback();
   if (keep_mode_ && ::fchmod(fd_, *keep_mode_) != 0)
-    return "cannot set the mode of '" + part_.string() + "': " + errno_text(errno);
-  if (::fsync(fd_) != 0) return "cannot flush '" + part_.string() + "': " + errno_text(errno);
+    return "cannot set the mode of '" + part_ + "': " + errno_text(errno);
+  if (::fsync(fd_) != 0) return "cannot flush '" + part_ + "': " + errno_text(errno);
   if (::rename(part_.c_str(), final_.c_str()) != 0)
-    return "cannot move the download to '" + final_.string() + "': " + errno_text(errno);
+    return "cannot move the download to '" + final_ + "': " + errno_text(errno);
   ::unlink(meta_.c_str());
   ::close(fd_);  // releases the lock, after the rename
   fd_ = -1;
   // The rename is durable once the directory is.
-  const fs::path dir = final_.has_parent_path() ? final_.parent_path() : fs::path(".");
+  const fs::path final_path(final_);
+  const fs::path dir = final_path.has_parent_path() ? final_path.parent_path() : fs::path(".");
   if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
@@ -333,7 +348,9 @@ std::string download_file::commit() {
 void download_file::abandon(bool keep) {
   stop_writeback();
   if (stream_ || fd_ < 0) return;
-  if (!(keep && resumable())) {
+  if (keep && resumable()) {
+    checkpoint();
+  } else {
     ::unlink(part_.c_str());
     ::unlink(meta_.c_str());
   }

@@ -44,8 +44,8 @@ class download_file {
   const std::string& validator() const noexcept { return validator_; }
   const std::optional<std::uint64_t>& length() const noexcept { return length_; }
   // The file the download will become, after symlinks (for messages).
-  const std::filesystem::path& final_path() const noexcept { return final_; }
-  const std::filesystem::path& part_path() const noexcept { return part_; }
+  std::filesystem::path final_path() const { return final_; }
+  std::filesystem::path part_path() const { return part_; }
 
   // Appends; returns 0 or an errno.
   int write(const char* data, std::size_t n);
@@ -68,6 +68,14 @@ class download_file {
   void abandon(bool keep);
   // Whether abandon(true) keeps something a later run can resume.
   bool resumable() const noexcept { return !stream_ && fd_ >= 0 && size_ > 0 && !validator_.empty(); }
+  // Writes the metadata now if the part is resumable and it is not written yet
+  // (after an attempt that failed: the wait before the next may be long).
+  void checkpoint();
+
+  // The metadata is written once the part holds this much (or when an attempt
+  // fails, or at abandon): a download killed before that starts over, which
+  // costs less than creating and removing a second file for every small one.
+  static constexpr std::uint64_t meta_threshold = 256 * 1024;
 
  private:
   void load_meta(const std::string& url);
@@ -91,12 +99,15 @@ class download_file {
   bool stream_ = false;
   bool own_fd_ = true;
   bool resumed_ = false;
+  bool meta_current_ = true;  // what is on disk describes the part (or nothing needs describing)
   std::uint64_t size_ = 0;
   std::uint64_t synced_ = 0;  // bytes handed to writeback so far
   std::string url_, validator_;
   std::optional<std::uint64_t> length_;
   std::optional<mode_t> keep_mode_;  // the mode of the file being replaced
-  std::filesystem::path final_, part_, meta_;
+  // Plain strings: a std::filesystem::path keeps a list of its components,
+  // which thousands of concurrent downloads would pay for three times each.
+  std::string final_, part_, meta_;
   std::string name_;                 // for messages
   void* stream_digest_ = nullptr;    // EVP_MD_CTX for streams, which cannot be re-read
   std::string stream_algorithm_;

@@ -162,8 +162,12 @@ class download_job {
 
   activity act;
   interruption why = interruption::none;
+  // curl's receive buffer: large for one transfer at a time (fewer, larger
+  // reads); the async client, with thousands at once, keeps curl's 16 KiB.
+  long buffer_size = receive_buffer;
 
  private:
+  attempt_result classify(CURL* easy, CURLcode code);
   struct state;
   std::unique_ptr<state> s_;
 };
