@@ -10,6 +10,7 @@ packages=(
   nginx-light gnuplot-nox
   clang libclang-rt-14-dev
   curl bc libasio-dev
+  libhiredis-dev redis-server
 )
 
 missing=()

@@ -45,6 +45,10 @@ class host_backoff {
     duration entry_ttl = std::chrono::minutes{10};
     std::size_t max_entries = 10'000;
     duration max_hint = std::chrono::hours{1};
+    // Called when a key's release time is raised into the future (by a failure
+    // or a hint), under the key's lock: it must not call back into this
+    // host_backoff. backoff::redis uses it to share release times.
+    std::function<void(std::string_view key, time_point release)> on_raise;
   };
 
   host_backoff() : host_backoff(options{}) {}
@@ -82,8 +86,10 @@ class host_backoff {
     duration d{0};
     for (std::uint32_t i = 0; i < std::min<std::uint32_t>(e.failures, 64); ++i) d = o_.schedule.next(st, s.rng);
     d = o_.jitter.apply(d, o_.schedule.cap(), s.rng);
+    const time_point before = e.release;
     e.release = std::max(e.release, detail::add(now, d));
     if (hint) e.release = std::max(e.release, detail::add(now, std::clamp(*hint, duration{0}, o_.max_hint)));
+    raised(key, before, e.release, now);
   }
 
   // A server hint (Retry-After) for the key: a floor under its release time,
@@ -94,7 +100,9 @@ class host_backoff {
     sweep_locked(s, now);
     entry& e = s.map[std::string(key)];
     e.last_used = now;
+    const time_point before = e.release;
     e.release = std::max(e.release, detail::add(now, std::clamp(hint, duration{0}, o_.max_hint)));
+    raised(key, before, e.release, now);
   }
 
   void on_success(std::string_view key, time_point now) {
@@ -138,6 +146,9 @@ class host_backoff {
 
  private:
   static constexpr std::size_t shards = 16;
+  void raised(std::string_view key, time_point before, time_point after, time_point now) const {
+    if (o_.on_raise && after > before && after > now) o_.on_raise(key, after);
+  }
   struct entry {
     std::uint32_t failures = 0;
     time_point release{};

@@ -1,0 +1,204 @@
+// backoff/redis/fleet.hpp — gates shared by every process of a fleet through
+// Redis: one release time per host (Retry-After), one retry budget and one
+// circuit breaker, without a network round trip on any request's path.
+// Target backoff::redis (built when Debian's libhiredis-dev is present).
+//
+//   backoff::redis::fleet fleet({.url = "redis://10.0.0.5:6379/myapi"});   // one per process
+//   backoff::redis::shared_host_backoff hosts(fleet);
+//   auto host = hosts.for_key("api.example.com:443");   // learns the fleet's release time once
+//   backoff::redis::shared_budget budget(fleet, "api.example.com:443");
+//   backoff::gate_chain gates{&host, &budget};
+//   backoff::retry(policy, call, {.gate = &gates, .gate_first_attempt = true});
+//   hosts.hold("api.example.com:443", now, 30s);        // a Retry-After: every process obeys it
+//
+// How it stays off the request path: gates answer from local state (atomics, a
+// local host_backoff / retry_budget / circuit_breaker) and hand what they learn
+// to the fleet's worker thread, which talks to Redis. Release times and breaker
+// openings are raised in Redis by Lua scripts (never lowered) and pushed to the
+// other processes by pub/sub; budget counts go up and retry tokens come back in
+// batches (a lease) every sync_interval. The only waits are bounded by
+// `timeout`: for_key() reads a key's state once, and the constructor connects.
+//
+// Redis down, slow or lost: every command has `timeout`; on the first failure
+// the fleet is degraded() (one warning), the gates work on their local
+// counterparts (fail open; `fail_closed` denies retries instead), and the
+// worker reconnects with backoff (100 ms doubling to 5 s, full jitter) and
+// rejoins: it resubscribes and re-reads every key in use.
+//
+// Keys: PREFIX is the URL's path ("backoff" by default); a key K lives in
+// "{PREFIX:K}:release", "{PREFIX:K}:budget", "{PREFIX:K}:breaker". The braces
+// are a Redis Cluster hash tag: all of one key's state is in one slot, so each
+// Lua script touches a single slot, as Cluster requires.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "backoff/breaker.hpp"
+#include "backoff/budget.hpp"
+#include "backoff/gate.hpp"
+#include "backoff/host_backoff.hpp"
+
+namespace backoff::redis {
+
+struct fleet_options {
+  std::string url = "redis://127.0.0.1:6379";            // redis://HOST[:PORT][/PREFIX]
+  std::chrono::milliseconds timeout{20};                 // connect and every command
+  std::chrono::milliseconds sync_interval{100};          // budget counts and leases
+  bool fail_closed = false;                              // Redis unreachable: deny retries
+  std::function<void(const std::string&)> on_warning = {};  // "unreachable …", "… is back" (worker thread)
+};
+
+// Parses redis://HOST[:PORT][/PREFIX]; throws std::invalid_argument naming
+// what is wrong.
+struct endpoint {
+  std::string host;
+  int port = 6379;
+  std::string prefix = "backoff";
+};
+endpoint parse_url(std::string_view url);
+
+class fleet {
+ public:
+  // Connects (bounded by options.timeout); an unreachable Redis leaves the
+  // fleet degraded, never throws for it. Throws std::invalid_argument for a
+  // bad URL or option.
+  explicit fleet(fleet_options o);
+  ~fleet();
+  fleet(const fleet&) = delete;
+  fleet& operator=(const fleet&) = delete;
+
+  const fleet_options& options() const noexcept;
+  const std::string& prefix() const noexcept;
+  // Redis cannot be reached now: the gates are on their local counterparts.
+  bool degraded() const noexcept;
+  // Redis commands sent so far, and times the connection was lost.
+  std::uint64_t commands() const noexcept;
+  std::uint64_t disconnects() const noexcept;
+  // This process's name in the fleet (host:pid:random).
+  const std::string& id() const noexcept;
+
+  struct impl;
+  impl& internals() noexcept { return *impl_; }
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+// A fleet-wide host_backoff: release times per key, raised by any process and
+// obeyed by all. The local host_backoff (options as given) answers acquire()
+// and keeps working when Redis is away.
+class shared_host_backoff {
+ public:
+  explicit shared_host_backoff(fleet& f, host_backoff::options local = {});
+  ~shared_host_backoff();
+  shared_host_backoff(const shared_host_backoff&) = delete;
+  shared_host_backoff& operator=(const shared_host_backoff&) = delete;
+
+  // A server hint for the key: a floor under its release time here, and in
+  // every process of the fleet.
+  void hold(std::string_view key, time_point now, duration hint);
+  // A failure (with an optional hint): the local schedule pushes the release
+  // time, and the result is shared like hold().
+  void on_failure(std::string_view key, time_point now, std::optional<duration> hint = std::nullopt);
+  void on_success(std::string_view key, time_point now);
+  time_point release_time(std::string_view key, time_point now);
+  // The local host_backoff: hand it to code that takes a host_backoff (such as
+  // backoff::curl::client_options::hosts); what it learns is shared.
+  host_backoff& local() noexcept;
+
+  class key_gate final : public gate {
+   public:
+    gate_decision acquire(const gate_request& r) noexcept override;
+    void record(const gate_outcome& o) noexcept override;
+
+   private:
+    friend class shared_host_backoff;
+    key_gate(shared_host_backoff& owner, std::string key) : owner_(&owner), key_(std::move(key)) {}
+    shared_host_backoff* owner_;
+    std::string key_;
+  };
+  // A gate for the key. The first call for a key reads its fleet release time
+  // (waiting at most the fleet's timeout), so that a fresh process obeys a
+  // Retry-After that another one learned before it started.
+  key_gate for_key(std::string key);
+
+  // Called by the fleet's worker: a release time published by a process.
+  void learned(const std::string& key, std::int64_t release_unix_ms);
+
+ private:
+  void share(std::string_view key, time_point now);
+  fleet& fleet_;
+  host_backoff local_;
+};
+
+// A fleet-wide retry budget (Finagle's rule over the fleet): retries may be at
+// most `ratio` of the fleet's requests over `window`, plus `min_per_second`.
+// acquire() spends tokens of a local lease (an atomic); the worker reports
+// this process's requests and renews the lease every sync_interval. Tokens of
+// a lease count as spent fleet-wide when they are granted.
+class shared_budget final : public gate {
+ public:
+  struct options {
+    double ratio = 0.2;                              // [0, 10]
+    double min_per_second = 1;                       // >= 0
+    duration window = std::chrono::seconds{10};      // [1 s, 10 min]
+    std::int64_t max_lease = 50;                     // tokens a process may hold at once, >= 1
+  };
+  shared_budget(fleet& f, std::string key) : shared_budget(f, std::move(key), options{}) {}
+  shared_budget(fleet& f, std::string key, options o);
+  ~shared_budget() override;
+  shared_budget(const shared_budget&) = delete;
+  shared_budget& operator=(const shared_budget&) = delete;
+
+  gate_decision acquire(const gate_request& r) noexcept override;
+  void record(const gate_outcome& o) noexcept override;
+  void release(const gate_request& r) noexcept override;
+
+  std::int64_t lease() const noexcept;  // tokens this process holds now
+
+  struct state;  // shared with the fleet's worker
+
+ private:
+  fleet& fleet_;
+  std::shared_ptr<state> s_;
+};
+
+// A fleet-wide circuit breaker for a key. Each process runs its own breaker
+// (options as for circuit_breaker); when one opens, it reports the opening,
+// and once `quorum` distinct processes have reported within the break, the
+// fleet is open for the key until the break ends: every process denies
+// (circuit_open). After that, one probe at a time is allowed fleet-wide
+// (a lock in Redis): the process that holds it sends its requests, the others
+// are denied until its probe succeeds (the fleet closes) or the lock expires.
+class shared_breaker final : public gate {
+ public:
+  struct options {
+    circuit_breaker::options local{};
+    std::uint32_t quorum = 1;  // processes that must agree before the fleet opens
+  };
+  shared_breaker(fleet& f, std::string key) : shared_breaker(f, std::move(key), options{}) {}
+  shared_breaker(fleet& f, std::string key, options o);
+  ~shared_breaker() override;
+  shared_breaker(const shared_breaker&) = delete;
+  shared_breaker& operator=(const shared_breaker&) = delete;
+
+  gate_decision acquire(const gate_request& r) noexcept override;
+  void record(const gate_outcome& o) noexcept override;
+  void release(const gate_request& r) noexcept override;
+
+  // Open fleet-wide now (as this process last heard).
+  bool fleet_open(time_point now) const noexcept;
+
+  struct state;
+
+ private:
+  fleet& fleet_;
+  std::shared_ptr<state> s_;
+};
+
+}  // namespace backoff::redis

@@ -1,0 +1,788 @@
+#include "backoff/redis/fleet.hpp"
+
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "backoff/jitter.hpp"
+#include "backoff/random.hpp"
+#include "backoff/schedule.hpp"
+
+namespace backoff::redis {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// Release times cross machines, so Redis holds wall-clock milliseconds; the
+// gates speak steady time. Both conversions go through "now" on each clock.
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+std::int64_t to_unix_ms(time_point t) {
+  const auto now = std::chrono::steady_clock::now();
+  return unix_ms_now() + std::chrono::duration_cast<milliseconds>(t - now).count();
+}
+time_point from_unix_ms(std::int64_t ms) {
+  return std::chrono::steady_clock::now() + milliseconds(ms - unix_ms_now());
+}
+
+std::optional<std::int64_t> to_int(std::string_view s) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// Raises a key's release time (never lowers it) and tells the fleet.
+// KEYS[1] release key; ARGV: release ms, now ms, channel, key.
+constexpr const char* raise_script = R"lua(
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local new = tonumber(ARGV[1])
+if new <= cur then return cur end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(1, new - tonumber(ARGV[2])) + 60000)
+redis.call('PUBLISH', ARGV[3], 'release ' .. ARGV[1] .. ' ' .. ARGV[4])
+return new
+)lua";
+
+// Adds this process's requests to the window and takes a lease of retry
+// tokens, which count as retries at once. KEYS[1] budget hash; ARGV: bucket,
+// buckets per window, new requests, tokens wanted, ratio, reserve per window,
+// ttl ms. Returns the tokens granted.
+constexpr const char* budget_script = R"lua(
+local b = tonumber(ARGV[1])
+local w = tonumber(ARGV[2])
+local add = tonumber(ARGV[3])
+if add > 0 then redis.call('HINCRBY', KEYS[1], 'q' .. b, add) end
+local q, t = 0, 0
+for i = b - w + 1, b do
+  q = q + tonumber(redis.call('HGET', KEYS[1], 'q' .. i) or '0')
+  t = t + tonumber(redis.call('HGET', KEYS[1], 't' .. i) or '0')
+end
+for i = b - 2 * w, b - w do redis.call('HDEL', KEYS[1], 'q' .. i, 't' .. i) end
+local allowed = math.floor(tonumber(ARGV[5]) * q + tonumber(ARGV[6])) - t
+local grant = math.max(0, math.min(tonumber(ARGV[4]), allowed))
+if grant > 0 then redis.call('HINCRBY', KEYS[1], 't' .. b, grant) end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+return grant
+)lua";
+
+// A process's breaker opened: its vote counts until its break ends; with
+// `quorum` votes the fleet opens until the earliest of them ends.
+// KEYS[1] votes (zset id → until), KEYS[2] open-until; ARGV: now, until, id,
+// quorum, channel, key. Returns the fleet's open-until (0: not open).
+constexpr const char* open_script = R"lua(
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(ARGV[2]) - now) + 60000)
+local q = tonumber(ARGV[4])
+if redis.call('ZCARD', KEYS[1]) < q then return 0 end
+local votes = redis.call('ZRANGE', KEYS[1], -q, -q, 'WITHSCORES')
+local untilv = votes[2]
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(untilv) > cur then
+  redis.call('SET', KEYS[2], untilv, 'PX', math.max(1, tonumber(untilv) - now) + 60000)
+  redis.call('PUBLISH', ARGV[5], 'open ' .. untilv .. ' ' .. ARGV[6])
+  return tonumber(untilv)
+end
+return cur
+)lua";
+
+// A probe succeeded: the fleet closes. KEYS: votes, open-until, probe lock.
+constexpr const char* close_script = R"lua(
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('PUBLISH', ARGV[1], 'closed 0 ' .. ARGV[2])
+return 1
+)lua";
+
+std::string make_id() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  return std::string(host) + ":" + std::to_string(::getpid()) + ":" + std::to_string(rd() % 1000000);
+}
+
+}  // namespace
+
+endpoint parse_url(std::string_view url) {
+  constexpr std::string_view scheme = "redis://";
+  if (url.substr(0, scheme.size()) != scheme)
+    throw std::invalid_argument("redis URL '" + std::string(url) + "': expected redis://HOST[:PORT][/PREFIX]");
+  std::string_view rest = url.substr(scheme.size());
+  endpoint e;
+  if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
+    const std::string_view prefix = rest.substr(slash + 1);
+    if (!prefix.empty()) {
+      if (prefix.find_first_of("{} \t\r\n") != std::string_view::npos)
+        throw std::invalid_argument("redis URL '" + std::string(url) + "': the prefix may not hold braces or spaces");
+      e.prefix = std::string(prefix);
+    }
+    rest = rest.substr(0, slash);
+  }
+  std::string_view host = rest, port_text;
+  if (!rest.empty() && rest.front() == '[') {  // [IPv6]:PORT
+    const auto close = rest.find(']');
+    if (close == std::string_view::npos) throw std::invalid_argument("redis URL '" + std::string(url) + "': no ']'");
+    host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size()) {
+      if (rest[close + 1] != ':') throw std::invalid_argument("redis URL '" + std::string(url) + "': expected ':' after ']'");
+      port_text = rest.substr(close + 2);
+    }
+  } else if (const auto colon = rest.find(':'); colon != std::string_view::npos) {
+    host = rest.substr(0, colon);
+    port_text = rest.substr(colon + 1);
+  }
+  if (!port_text.empty() || (rest.find(':') != std::string_view::npos && rest.front() != '[')) {
+    const auto port = to_int(port_text);
+    if (!port || *port < 1 || *port > 65535)
+      throw std::invalid_argument("redis URL '" + std::string(url) + "': the port must be 1..65535");
+    e.port = static_cast<int>(*port);
+  }
+  rest = host;
+  if (rest.empty()) throw std::invalid_argument("redis URL '" + std::string(url) + "': no host");
+  e.host = std::string(rest);
+  return e;
+}
+
+// --- the shared states the worker serves -------------------------------------------------------
+
+struct shared_budget::state {
+  std::string key;
+  options o;
+  std::atomic<std::int64_t> lease{0};
+  std::atomic<std::int64_t> requests{0};  // first attempts not yet reported
+  std::atomic<std::int64_t> used{0};      // retries since the last sync (sizes the next lease)
+  std::atomic<bool> synced{false};        // a lease was asked for at least once
+  retry_budget local;                     // when the fleet is degraded
+  explicit state(std::string k, options opts)
+      : key(std::move(k)), o(opts),
+        local(retry_budget::finagle({.ttl = opts.window,
+                                     .min_retries_per_sec = opts.min_per_second,
+                                     .percent_can_retry = opts.ratio})) {}
+};
+
+struct shared_breaker::state {
+  std::string key;
+  options o;
+  circuit_breaker local;
+  std::atomic<std::int64_t> open_until{0};  // fleet: unix ms (0: never opened)
+  std::atomic<bool> half_open{false};       // the fleet break ended, no probe has succeeded yet
+  std::atomic<bool> prober{false};          // this process holds the fleet's probe lock
+  std::atomic<bool> electing{false};        // the worker is to try for the probe lock
+  state(std::string k, options opts) : key(std::move(k)), o(opts), local(opts.local) {}
+};
+
+// --- the fleet: a worker for commands, a subscriber for news -----------------------------------
+
+struct fleet::impl {
+  fleet_options o;
+  endpoint ep;
+  std::string id = make_id();
+  std::string channel;
+  std::atomic<bool> degraded{true};
+  std::atomic<std::uint64_t> commands{0}, disconnects{0};
+
+  std::mutex mutex;  // guards everything below
+  std::condition_variable wake;
+  bool stopping = false;
+  std::deque<std::function<void()>> queue;  // run by the worker, connected or not
+  std::set<shared_host_backoff*> hosts;
+  std::set<std::shared_ptr<shared_budget::state>> budgets;
+  std::set<std::shared_ptr<shared_breaker::state>> breakers;
+  std::map<std::string, std::int64_t> releases;  // key → highest release (unix ms) this process knows
+  bool warned = false;
+
+  redisContext* cmd = nullptr;  // worker thread only (and the constructor, before it starts)
+  std::atomic<int> sub_fd{-1};
+  std::thread worker, subscriber;
+
+  explicit impl(fleet_options opts) : o(std::move(opts)), ep(parse_url(o.url)) {
+    if (o.timeout.count() <= 0) throw std::invalid_argument("backoff::redis::fleet: timeout must be > 0");
+    if (o.sync_interval.count() <= 0) throw std::invalid_argument("backoff::redis::fleet: sync_interval must be > 0");
+    channel = "{" + ep.prefix + "}:events";
+  }
+
+  std::string key_of(const std::string& key, const char* what) const { return "{" + ep.prefix + ":" + key + "}:" + what; }
+
+  redisContext* open(std::chrono::milliseconds timeout) const {
+    timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    redisContext* c = redisConnectWithTimeout(ep.host.c_str(), ep.port, tv);
+    if (!c) return nullptr;
+    if (c->err) {
+      redisFree(c);
+      return nullptr;
+    }
+    return c;
+  }
+
+  void warn(const std::string& text) {
+    if (o.on_warning) o.on_warning(text);
+  }
+
+  bool connect_cmd() {
+    cmd = open(o.timeout);
+    if (!cmd) return false;
+    timeval tv{static_cast<time_t>(o.timeout.count() / 1000), static_cast<suseconds_t>(o.timeout.count() % 1000 * 1000)};
+    redisSetTimeout(cmd, tv);
+    return true;
+  }
+
+  void lost(const std::string& why) {
+    if (cmd) {
+      redisFree(cmd);
+      cmd = nullptr;
+    }
+    if (!degraded.exchange(true)) {
+      ++disconnects;
+      warn("Redis at " + ep.host + ":" + std::to_string(ep.port) + " unreachable (" + why +
+           "): gates are local until it is back");
+    }
+  }
+
+  // One command on the worker's connection; nullptr (and degraded) on failure.
+  struct reply_deleter {
+    void operator()(redisReply* r) const { freeReplyObject(r); }
+  };
+  using reply = std::unique_ptr<redisReply, reply_deleter>;
+  reply run(const std::vector<std::string>& args) {
+    if (!cmd) return nullptr;
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    ++commands;
+    auto* r = static_cast<redisReply*>(redisCommandArgv(cmd, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    if (!r) {
+      lost(cmd->errstr[0] ? cmd->errstr : "no reply");
+      return nullptr;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+      warn(std::string("Redis error: ") + std::string(r->str, r->len));
+      freeReplyObject(r);
+      return nullptr;
+    }
+    return reply(r);
+  }
+
+  static std::int64_t integer(const reply& r) {
+    if (!r) return 0;
+    if (r->type == REDIS_REPLY_INTEGER) return r->integer;
+    if (r->type == REDIS_REPLY_STRING) return to_int(std::string_view(r->str, r->len)).value_or(0);
+    return 0;
+  }
+
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard lock(mutex);
+      queue.push_back(std::move(f));
+    }
+    wake.notify_one();
+  }
+
+  // --- what the fleet learns --------------------------------------------------------------------
+
+  void learned_release(const std::string& key, std::int64_t ms) {
+    std::vector<shared_host_backoff*> to_tell;
+    {
+      std::lock_guard lock(mutex);
+      auto& known = releases[key];
+      if (ms <= known) return;
+      known = ms;
+      to_tell.assign(hosts.begin(), hosts.end());
+    }
+    for (auto* h : to_tell) h->learned(key, ms);
+  }
+
+  void learned_open(const std::string& key, std::int64_t until) {
+    std::lock_guard lock(mutex);
+    for (const auto& b : breakers) {
+      if (b->key != key) continue;
+      std::int64_t cur = b->open_until.load();
+      while (until > cur && !b->open_until.compare_exchange_weak(cur, until)) {
+      }
+      b->half_open = true;  // once the break ends, until a probe succeeds
+    }
+  }
+
+  void learned_closed(const std::string& key) {
+    std::lock_guard lock(mutex);
+    for (const auto& b : breakers) {
+      if (b->key != key) continue;
+      b->half_open = false;
+      b->prober = false;
+    }
+  }
+
+  void message(std::string_view text) {
+    // "release MS KEY", "open MS KEY", "closed 0 KEY"
+    const auto a = text.find(' ');
+    if (a == std::string_view::npos) return;
+    const auto b = text.find(' ', a + 1);
+    if (b == std::string_view::npos) return;
+    const std::string_view kind = text.substr(0, a);
+    const auto ms = to_int(text.substr(a + 1, b - a - 1));
+    const std::string key(text.substr(b + 1));
+    if (!ms) return;
+    if (kind == "release") learned_release(key, *ms);
+    else if (kind == "open") learned_open(key, *ms);
+    else if (kind == "closed") learned_closed(key);
+  }
+
+  // --- the worker -------------------------------------------------------------------------------
+
+  // After (re)connecting: what this process knows goes up, what the fleet knows comes down.
+  void rejoin() {
+    std::vector<std::pair<std::string, std::int64_t>> known;
+    std::vector<std::shared_ptr<shared_breaker::state>> bs;
+    {
+      std::lock_guard lock(mutex);
+      known.assign(releases.begin(), releases.end());
+      bs.assign(breakers.begin(), breakers.end());
+    }
+    const std::int64_t now = unix_ms_now();
+    for (const auto& [key, ms] : known) {
+      if (ms > now) raise(key, ms);
+      else read_release(key);
+    }
+    for (const auto& b : bs) read_open(*b);
+  }
+
+  void raise(const std::string& key, std::int64_t ms) {
+    if (!cmd) return;
+    const auto r = run({"EVAL", raise_script, "1", key_of(key, "release"), std::to_string(ms),
+                        std::to_string(unix_ms_now()), channel, key});
+    if (r) learned_release(key, integer(r));
+  }
+
+  void read_release(const std::string& key) {
+    if (!cmd) return;
+    const auto r = run({"GET", key_of(key, "release")});
+    if (r && r->type == REDIS_REPLY_STRING) learned_release(key, integer(r));
+  }
+
+  void read_open(shared_breaker::state& b) {
+    if (!cmd) return;
+    const auto r = run({"GET", key_of(b.key, "open")});
+    if (r && r->type == REDIS_REPLY_STRING) learned_open(b.key, integer(r));
+  }
+
+  void sync_budget(shared_budget::state& b) {
+    const std::int64_t lease = b.lease.load();
+    const std::int64_t used = b.used.exchange(0);
+    const std::int64_t target = std::clamp<std::int64_t>(2 * used, 1, b.o.max_lease);
+    const std::int64_t requests = b.requests.exchange(0);
+    const std::int64_t want = std::max<std::int64_t>(0, target - lease);
+    if (requests == 0 && want == 0) return;
+    const auto bucket_ms = std::max<std::int64_t>(1, std::chrono::duration_cast<milliseconds>(b.o.window).count() / 10);
+    const double reserve = b.o.min_per_second * std::chrono::duration<double>(b.o.window).count();
+    char ratio[32], floor_text[32];
+    std::snprintf(ratio, sizeof ratio, "%.6f", b.o.ratio);
+    std::snprintf(floor_text, sizeof floor_text, "%.6f", reserve);
+    const auto r = run({"EVAL", budget_script, "1", key_of(b.key, "budget"), std::to_string(unix_ms_now() / bucket_ms),
+                        "10", std::to_string(requests), std::to_string(want), ratio, floor_text,
+                        std::to_string(bucket_ms * 20 + 1000)});
+    if (!r) {
+      b.requests += requests;  // reported next time
+      return;
+    }
+    b.lease += integer(r);
+    b.synced = true;
+  }
+
+  void elect(shared_breaker::state& b) {
+    b.electing = false;
+    if (!cmd) return;
+    const auto ttl = std::chrono::duration_cast<milliseconds>(b.o.local.break_duration).count();
+    const auto r = run({"SET", key_of(b.key, "probe"), id, "NX", "PX", std::to_string(std::max<std::int64_t>(1, ttl))});
+    if (r && r->type == REDIS_REPLY_STATUS) b.prober = true;
+  }
+
+  void tick() {
+    std::vector<std::shared_ptr<shared_budget::state>> bs;
+    std::vector<std::shared_ptr<shared_breaker::state>> ks;
+    {
+      std::lock_guard lock(mutex);
+      bs.assign(budgets.begin(), budgets.end());
+      ks.assign(breakers.begin(), breakers.end());
+    }
+    for (const auto& b : bs) {
+      if (!cmd) break;
+      sync_budget(*b);
+    }
+    for (const auto& k : ks) {
+      if (!cmd) break;
+      if (k->electing) elect(*k);
+    }
+  }
+
+  void work() {
+    fast_rng rng{std::random_device{}()};
+    const backoff::schedule reconnect = exponential{.initial = milliseconds(100), .multiplier = 2.0, .max_delay = std::chrono::seconds(5)};
+    const backoff::jitter jitter = backoff::jitter::full();
+    schedule_state attempts;
+    auto next_connect = std::chrono::steady_clock::now();
+    auto next_tick = std::chrono::steady_clock::now();
+    std::unique_lock lock(mutex);
+    while (!stopping) {
+      const auto now = std::chrono::steady_clock::now();
+      if (!cmd && now >= next_connect) {
+        lock.unlock();
+        if (connect_cmd()) {
+          attempts = {};
+          if (degraded.exchange(false)) warn("Redis at " + ep.host + ":" + std::to_string(ep.port) + " is back: gates are shared again");
+          rejoin();
+        } else {
+          const auto d = jitter.apply(reconnect.next(attempts, rng), reconnect.cap(), rng);
+          next_connect = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
+          lost("cannot connect");
+        }
+        lock.lock();
+        continue;
+      }
+      if (!queue.empty()) {
+        auto f = std::move(queue.front());
+        queue.pop_front();
+        lock.unlock();
+        f();
+        lock.lock();
+        continue;
+      }
+      if (now >= next_tick) {
+        next_tick = now + o.sync_interval;
+        lock.unlock();
+        if (cmd) tick();
+        lock.lock();
+        continue;
+      }
+      auto until = next_tick;
+      if (!cmd) until = std::min(until, next_connect);
+      wake.wait_until(lock, until);
+    }
+  }
+
+  // The subscriber has its own connection; it waits on the socket with poll()
+  // so that it can stop, and reconnects on its own.
+  void listen() {
+    fast_rng rng{std::random_device{}()};
+    const backoff::schedule reconnect = exponential{.initial = milliseconds(100), .multiplier = 2.0, .max_delay = std::chrono::seconds(5)};
+    schedule_state attempts;
+    while (true) {
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) return;
+      }
+      redisContext* c = open(o.timeout);
+      bool subscribed = false;
+      if (c) {
+        auto* r = static_cast<redisReply*>(redisCommand(c, "SUBSCRIBE %b", channel.data(), channel.size()));
+        subscribed = r && r->type == REDIS_REPLY_ARRAY;
+        if (r) freeReplyObject(r);
+      }
+      if (!subscribed) {
+        if (c) redisFree(c);
+        const auto d = backoff::jitter::full().apply(reconnect.next(attempts, rng), reconnect.cap(), rng);
+        std::unique_lock lock(mutex);
+        wake.wait_for(lock, d, [&] { return stopping; });
+        continue;
+      }
+      attempts = {};
+      sub_fd = c->fd;
+      // Messages published while the subscription was down are lost: read again.
+      post([this] { rejoin(); });
+      for (;;) {
+        {
+          std::lock_guard lock(mutex);
+          if (stopping) break;
+        }
+        void* out = nullptr;
+        if (redisReaderGetReply(c->reader, &out) != REDIS_OK) break;
+        if (out) {
+          auto* r = static_cast<redisReply*>(out);
+          if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING)
+            message(std::string_view(r->element[2]->str, r->element[2]->len));
+          freeReplyObject(r);
+          continue;
+        }
+        pollfd p{c->fd, POLLIN, 0};
+        const int n = ::poll(&p, 1, 250);
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0 && redisBufferRead(c) != REDIS_OK) break;
+      }
+      sub_fd = -1;
+      redisFree(c);
+    }
+  }
+
+  void start() {
+    // The first connection is made here, bounded by the timeout, so that a
+    // fresh process knows at once whether it is part of the fleet.
+    if (connect_cmd()) {
+      degraded = false;
+    } else {
+      ++disconnects;
+      warned = true;
+      warn("Redis at " + ep.host + ":" + std::to_string(ep.port) +
+           " unreachable: gates are local until it is back");
+    }
+    worker = std::thread([this] { work(); });
+    subscriber = std::thread([this] { listen(); });
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    if (const int fd = sub_fd.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    if (worker.joinable()) worker.join();
+    if (subscriber.joinable()) subscriber.join();
+    if (cmd) redisFree(cmd);
+    cmd = nullptr;
+  }
+
+  // Runs `f` on the worker and waits for it at most the timeout.
+  void run_bounded(std::function<void()> f) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto fut = done->get_future();
+    post([f = std::move(f), done] {
+      f();
+      done->set_value();
+    });
+    fut.wait_for(o.timeout);
+  }
+};
+
+fleet::fleet(fleet_options o) : impl_(std::make_unique<impl>(std::move(o))) { impl_->start(); }
+fleet::~fleet() { impl_->stop(); }
+const fleet_options& fleet::options() const noexcept { return impl_->o; }
+const std::string& fleet::prefix() const noexcept { return impl_->ep.prefix; }
+bool fleet::degraded() const noexcept { return impl_->degraded.load(); }
+std::uint64_t fleet::commands() const noexcept { return impl_->commands.load(); }
+std::uint64_t fleet::disconnects() const noexcept { return impl_->disconnects.load(); }
+const std::string& fleet::id() const noexcept { return impl_->id; }
+
+// --- shared_host_backoff ------------------------------------------------------------------------
+
+shared_host_backoff::shared_host_backoff(fleet& f, host_backoff::options local)
+    : fleet_(f), local_([&] {
+        local.on_raise = [this](std::string_view key, time_point release) { share(key, release); };
+        return std::move(local);
+      }()) {
+  auto& i = fleet_.internals();
+  std::lock_guard lock(i.mutex);
+  i.hosts.insert(this);
+}
+
+shared_host_backoff::~shared_host_backoff() {
+  auto& i = fleet_.internals();
+  std::lock_guard lock(i.mutex);
+  i.hosts.erase(this);
+}
+
+void shared_host_backoff::share(std::string_view key, time_point release) {
+  auto& i = fleet_.internals();
+  const std::int64_t ms = to_unix_ms(release);
+  {
+    std::lock_guard lock(i.mutex);
+    auto& known = i.releases[std::string(key)];
+    if (ms <= known + 5) return;  // what the fleet told us, echoed by our own clock conversion
+    known = ms;
+  }
+  i.post([&i, k = std::string(key), ms] { i.raise(k, ms); });
+}
+
+void shared_host_backoff::learned(const std::string& key, std::int64_t release_unix_ms) {
+  const time_point release = from_unix_ms(release_unix_ms);
+  const time_point now = std::chrono::steady_clock::now();
+  if (release > now) local_.hold(key, now, release - now);
+}
+
+void shared_host_backoff::hold(std::string_view key, time_point now, duration hint) { local_.hold(key, now, hint); }
+void shared_host_backoff::on_failure(std::string_view key, time_point now, std::optional<duration> hint) {
+  local_.on_failure(key, now, hint);
+}
+void shared_host_backoff::on_success(std::string_view key, time_point now) { local_.on_success(key, now); }
+time_point shared_host_backoff::release_time(std::string_view key, time_point now) { return local_.release_time(key, now); }
+
+shared_host_backoff::key_gate shared_host_backoff::for_key(std::string key) {
+  auto& i = fleet_.internals();
+  bool known = false;
+  {
+    std::lock_guard lock(i.mutex);
+    known = i.releases.count(key) > 0;
+    if (!known) i.releases.emplace(key, 0);
+  }
+  if (!known && !i.degraded) i.run_bounded([&i, key] { i.read_release(key); });
+  return key_gate(*this, std::move(key));
+}
+
+host_backoff& shared_host_backoff::local() noexcept { return local_; }
+
+gate_decision shared_host_backoff::key_gate::acquire(const gate_request& r) noexcept {
+  gate_decision d;
+  d.not_before = owner_->release_time(key_, r.now);
+  return d;
+}
+
+void shared_host_backoff::key_gate::record(const gate_outcome& o) noexcept {
+  if (o.outcome == attempt_outcome::retryable) owner_->on_failure(key_, o.now);
+  else if (o.outcome == attempt_outcome::success) owner_->on_success(key_, o.now);
+}
+
+// --- shared_budget ------------------------------------------------------------------------------
+
+shared_budget::shared_budget(fleet& f, std::string key, options o) : fleet_(f) {
+  if (!(o.ratio >= 0 && o.ratio <= 10)) throw std::invalid_argument("backoff::redis::shared_budget: ratio must be in [0, 10]");
+  if (!(o.min_per_second >= 0)) throw std::invalid_argument("backoff::redis::shared_budget: min_per_second must be >= 0");
+  if (o.window < std::chrono::seconds(1) || o.window > std::chrono::minutes(10))
+    throw std::invalid_argument("backoff::redis::shared_budget: window must be in [1s, 10min]");
+  if (o.max_lease < 1) throw std::invalid_argument("backoff::redis::shared_budget: max_lease must be >= 1");
+  s_ = std::make_shared<state>(std::move(key), o);
+  auto& i = fleet_.internals();
+  {
+    std::lock_guard lock(i.mutex);
+    i.budgets.insert(s_);
+  }
+  // A first lease now, so that the first retry of a fresh process finds one.
+  if (!i.degraded) {
+    auto s = s_;
+    i.run_bounded([&i, s] { i.sync_budget(*s); });
+  }
+}
+
+shared_budget::~shared_budget() {
+  auto& i = fleet_.internals();
+  std::lock_guard lock(i.mutex);
+  i.budgets.erase(s_);
+}
+
+std::int64_t shared_budget::lease() const noexcept { return s_->lease.load(); }
+
+gate_decision shared_budget::acquire(const gate_request& r) noexcept {
+  state& s = *s_;
+  const bool local = fleet_.degraded();
+  const gate_decision fallback = s.local.acquire(r);  // kept warm either way
+  if (!r.retry) return gate_decision::allow();
+  if (local) {
+    if (fleet_.options().fail_closed) {
+      s.local.release(r);
+      return gate_decision::deny(stop_reason::budget_exhausted);
+    }
+    return fallback;
+  }
+  if (fallback.allowed) s.local.release(r);  // the fleet's lease decides, not the local budget
+  std::int64_t have = s.lease.load(std::memory_order_relaxed);
+  while (have > 0 && !s.lease.compare_exchange_weak(have, have - 1, std::memory_order_acq_rel)) {
+  }
+  if (have <= 0) return gate_decision::deny(stop_reason::budget_exhausted);
+  s.used.fetch_add(1, std::memory_order_relaxed);
+  return gate_decision::allow();
+}
+
+void shared_budget::record(const gate_outcome& o) noexcept {
+  s_->local.record(o);
+  if (!o.retry) s_->requests.fetch_add(1, std::memory_order_relaxed);
+}
+
+void shared_budget::release(const gate_request& r) noexcept {
+  if (!r.retry) return;
+  if (fleet_.degraded()) {
+    s_->local.release(r);
+    return;
+  }
+  s_->lease.fetch_add(1, std::memory_order_relaxed);
+  s_->used.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// --- shared_breaker -----------------------------------------------------------------------------
+
+shared_breaker::shared_breaker(fleet& f, std::string key, options o) : fleet_(f) {
+  if (o.quorum < 1) throw std::invalid_argument("backoff::redis::shared_breaker: quorum must be >= 1");
+  s_ = std::make_shared<state>(std::move(key), o);
+  auto& i = fleet_.internals();
+  {
+    std::lock_guard lock(i.mutex);
+    i.breakers.insert(s_);
+  }
+  if (!i.degraded) {
+    auto s = s_;
+    i.run_bounded([&i, s] { i.read_open(*s); });
+  }
+}
+
+shared_breaker::~shared_breaker() {
+  auto& i = fleet_.internals();
+  std::lock_guard lock(i.mutex);
+  i.breakers.erase(s_);
+}
+
+bool shared_breaker::fleet_open(time_point now) const noexcept {
+  return !fleet_.degraded() && to_unix_ms(now) < s_->open_until.load();
+}
+
+gate_decision shared_breaker::acquire(const gate_request& r) noexcept {
+  state& s = *s_;
+  if (!fleet_.degraded() && s.open_until.load() > 0) {
+    if (to_unix_ms(r.now) < s.open_until.load()) return gate_decision::deny(stop_reason::circuit_open);
+    if (s.half_open && !s.prober) {
+      // The fleet's break is over: one process probes; the worker tries for the lock.
+      if (!s.electing.exchange(true)) fleet_.internals().wake.notify_one();
+      return gate_decision::deny(stop_reason::circuit_open);
+    }
+  }
+  return s.local.acquire(r);
+}
+
+void shared_breaker::release(const gate_request& r) noexcept { s_->local.release(r); }
+
+void shared_breaker::record(const gate_outcome& o) noexcept {
+  state& s = *s_;
+  const bool was_open = s.local.current() == circuit_breaker::state::open;
+  s.local.record(o);
+  auto& i = fleet_.internals();
+  if (!was_open && s.local.current() == circuit_breaker::state::open) {
+    // This process tripped: vote for opening the fleet until its break ends.
+    const std::int64_t until = to_unix_ms(s.local.open_until());
+    auto sp = s_;
+    i.post([&i, sp, until] {
+      if (!i.cmd) return;
+      const std::int64_t now = unix_ms_now();
+      const auto r = i.run({"EVAL", open_script, "2", i.key_of(sp->key, "votes"), i.key_of(sp->key, "open"),
+                            std::to_string(now), std::to_string(until), i.id, std::to_string(sp->o.quorum), i.channel,
+                            sp->key});
+      if (const auto v = i.integer(r); v > 0) i.learned_open(sp->key, v);
+    });
+    s.prober = false;
+  } else if (o.outcome == attempt_outcome::success && s.prober.exchange(false)) {
+    // Our probe got through: the fleet closes.
+    s.half_open = false;
+    auto sp = s_;
+    i.post([&i, sp] {
+      if (!i.cmd) return;
+      i.run({"EVAL", close_script, "3", i.key_of(sp->key, "votes"), i.key_of(sp->key, "open"),
+             i.key_of(sp->key, "probe"), i.channel, sp->key});
+    });
+  }
+}
+
+}  // namespace backoff::redis

@@ -1,0 +1,39 @@
+// testing/redis_server.hpp — a real redis-server (Debian's) on 127.0.0.1 and
+// an ephemeral port, for backoff::redis's tests: started by the constructor,
+// stopped by the destructor, and stoppable and restartable in between (on the
+// same port) to test a fleet that loses Redis.
+//
+//   backoff::testing::redis_server redis;
+//   backoff::redis::fleet fleet({.url = redis.url("/test")});
+//   redis.stop();  ...  redis.start();
+//   redis.command("GET {test:k}:release");      // redis-cli's answer, trimmed
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace backoff::testing {
+
+class redis_server {
+ public:
+  redis_server();  // throws std::runtime_error when redis-server cannot start
+  ~redis_server();
+  redis_server(const redis_server&) = delete;
+  redis_server& operator=(const redis_server&) = delete;
+
+  int port() const noexcept { return port_; }
+  std::string url(const std::string& prefix = "") const;
+  void start();
+  void stop();
+  bool running() const noexcept { return pid_ > 0; }
+  // Runs redis-cli with `args` against this server; its output without the final newline.
+  std::string command(const std::string& args) const;
+
+ private:
+  int port_ = 0;
+  pid_t pid_ = -1;
+  std::string dir_;
+};
+
+}  // namespace backoff::testing

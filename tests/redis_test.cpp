@@ -1,0 +1,232 @@
+// backoff::redis: gates shared through a real redis-server (Debian's), started
+// on an ephemeral loopback port by each test. Several fleet objects in one
+// process stand for several processes: each has its own connections and threads.
+#include "backoff/redis/fleet.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <thread>
+
+#include "redis_server.hpp"
+
+using namespace std::chrono_literals;
+using backoff::redis::fleet;
+using backoff::redis::shared_breaker;
+using backoff::redis::shared_budget;
+using backoff::redis::shared_host_backoff;
+
+namespace {
+
+backoff::time_point now() { return std::chrono::steady_clock::now(); }
+
+// Polls `ok` until it holds, for at most `limit`: events that come over the
+// network are awaited, never assumed to have arrived after a fixed sleep.
+bool eventually(const std::function<bool()>& ok, std::chrono::milliseconds limit = 10s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (ok()) return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return ok();
+}
+
+// A timeout generous enough for a loaded machine: these tests check what is
+// shared, not how fast (the benchmarks measure that).
+backoff::redis::fleet_options opts(const backoff::testing::redis_server& r, const std::string& prefix = "/t") {
+  return {.url = r.url(prefix), .timeout = 2000ms, .sync_interval = 20ms};
+}
+
+backoff::gate_request retry_at(backoff::time_point t) { return {true, t, false}; }
+
+}  // namespace
+
+TEST(RedisUrl, ParsesHostPortAndPrefix) {
+  const auto a = backoff::redis::parse_url("redis://10.0.0.5:6380/myapi");
+  EXPECT_EQ(a.host, "10.0.0.5");
+  EXPECT_EQ(a.port, 6380);
+  EXPECT_EQ(a.prefix, "myapi");
+  const auto b = backoff::redis::parse_url("redis://cache");
+  EXPECT_EQ(b.host, "cache");
+  EXPECT_EQ(b.port, 6379);
+  EXPECT_EQ(b.prefix, "backoff");
+  const auto c = backoff::redis::parse_url("redis://[::1]:7000/");
+  EXPECT_EQ(c.host, "::1");
+  EXPECT_EQ(c.port, 7000);
+  for (const char* bad : {"http://h:1", "redis://", "redis://h:0", "redis://h:65536", "redis://h:x", "redis://h:",
+                          "redis://h/a{b}", "redis://[::1"}) {
+    EXPECT_THROW(backoff::redis::parse_url(bad), std::invalid_argument) << bad;
+  }
+}
+
+TEST(RedisFleet, AReleaseTimeReachesAnotherProcessAndIsNeverLowered) {
+  backoff::testing::redis_server redis;
+  fleet a(opts(redis)), b(opts(redis));
+  ASSERT_FALSE(a.degraded());
+  shared_host_backoff ha(a), hb(b);
+  auto gate_b = hb.for_key("api:443");
+  (void)ha.for_key("api:443");
+  const auto t0 = now();
+  ha.hold("api:443", t0, 3s);
+  ASSERT_TRUE(eventually([&] { return hb.release_time("api:443", now()) > t0 + 2s; }));
+  // Both processes agree on the instant (wall-clock milliseconds in Redis).
+  const auto ra = ha.release_time("api:443", now()), rb = hb.release_time("api:443", now());
+  EXPECT_LT(std::chrono::abs(ra - rb), 20ms);
+  EXPECT_GE(gate_b.acquire({false, now(), false}).not_before, t0 + 2s);
+  const std::string stored = redis.command("GET '{t:api:443}:release'");
+  const auto ttl = std::stoll(redis.command("PTTL '{t:api:443}:release'"));
+  EXPECT_GT(ttl, 60'000);  // expires a minute after the release time
+  EXPECT_LE(ttl, 63'000);
+  // A shorter hint from another process lowers nothing, here or there.
+  hb.hold("api:443", now(), 1s);
+  std::this_thread::sleep_for(100ms);  // nothing to wait for: this checks that nothing changed
+  EXPECT_EQ(redis.command("GET '{t:api:443}:release'"), stored);
+  EXPECT_GE(ha.release_time("api:443", now()), ra - 1ms);
+  // A longer one raises it everywhere.
+  hb.hold("api:443", now(), 10s);
+  ASSERT_TRUE(eventually([&] { return ha.release_time("api:443", now()) > t0 + 8s; }));
+  EXPECT_GT(std::stoll(redis.command("GET '{t:api:443}:release'")), std::stoll(stored));
+}
+
+TEST(RedisFleet, AFreshProcessObeysAReleaseLearnedBeforeItStarted) {
+  backoff::testing::redis_server redis;
+  fleet a(opts(redis));
+  shared_host_backoff ha(a);
+  ha.hold("h:80", now(), 5s);
+  ASSERT_TRUE(eventually([&] { return redis.command("EXISTS '{t:h:80}:release'") == "1"; }));
+  fleet late(opts(redis));  // the cron job that starts afterwards
+  shared_host_backoff hl(late);
+  auto g = hl.for_key("h:80");  // reads the key before returning
+  EXPECT_GT(g.acquire({false, now(), false}).not_before, now() + 4s);
+  EXPECT_EQ(hl.release_time("other:80", now()), backoff::time_point{});
+}
+
+TEST(RedisFleet, TheFleetBudgetGrantsAtMostItsRatioOfTheFleetsRequests) {
+  backoff::testing::redis_server redis;
+  fleet a(opts(redis)), b(opts(redis));
+  const shared_budget::options o{.ratio = 0.5, .min_per_second = 0, .window = 10s, .max_lease = 4};
+  shared_budget ba(a, "api", o), bb(b, "api", o);
+  // No requests yet: no retry anywhere.
+  EXPECT_FALSE(ba.acquire(retry_at(now())).allowed);
+  for (int i = 0; i < 10; ++i) {
+    ba.record({backoff::attempt_outcome::retryable, false, false, now()});
+    bb.record({backoff::attempt_outcome::retryable, false, false, now()});
+  }
+  // 20 requests in the fleet, ratio 0.5: ten retries in all, whoever asks.
+  int granted = 0;
+  const auto end = now() + 3s;
+  while (now() < end && granted < 10) {
+    for (auto* g : {&ba, &bb})
+      if (g->acquire(retry_at(now())).allowed) ++granted;
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(granted, 10);
+  std::this_thread::sleep_for(200ms);  // ten sync intervals: nothing more may come
+  for (auto* g : {&ba, &bb}) EXPECT_FALSE(g->acquire(retry_at(now())).allowed);
+  // The hash holds the counts, and expires.
+  const auto ttl = std::stoll(redis.command("PTTL '{t:api}:budget'"));
+  EXPECT_GT(ttl, 0);
+  EXPECT_LE(ttl, 21'000);
+}
+
+TEST(RedisFleet, AReleasedTokenGoesBackToTheLease) {
+  backoff::testing::redis_server redis;
+  fleet a(opts(redis));
+  shared_budget b(a, "api", {.ratio = 1, .min_per_second = 0, .window = 10s, .max_lease = 1});
+  b.record({backoff::attempt_outcome::retryable, false, false, now()});
+  ASSERT_TRUE(eventually([&] { return b.lease() == 1; }));
+  const auto r = retry_at(now());
+  ASSERT_TRUE(b.acquire(r).allowed);
+  EXPECT_EQ(b.lease(), 0);
+  b.release(r);
+  EXPECT_EQ(b.lease(), 1);
+}
+
+TEST(RedisFleet, WithRedisGoneTheGatesAreLocalAndTheyRejoinWhenItIsBack) {
+  backoff::testing::redis_server redis;
+  std::vector<std::string> warnings;
+  std::mutex m;
+  auto o = opts(redis);
+  o.timeout = 200ms;
+  o.on_warning = [&](const std::string& w) {
+    std::lock_guard lock(m);
+    warnings.push_back(w);
+  };
+  fleet a(o), b(opts(redis));
+  shared_host_backoff ha(a), hb(b);
+  (void)ha.for_key("k");
+  (void)hb.for_key("k");
+  shared_budget budget(a, "k", {.ratio = 0.1, .min_per_second = 10, .window = 10s, .max_lease = 1});
+  redis.stop();
+  ha.hold("k", now(), 2s);  // the command fails: a is degraded
+  ASSERT_TRUE(eventually([&] { return a.degraded(); }));
+  EXPECT_GT(ha.release_time("k", now()), now() + 1s);  // still obeyed here
+  // The local budget answers: its reserve (10/s over 10 s) allows a retry.
+  EXPECT_TRUE(budget.acquire(retry_at(now())).allowed);
+  redis.start();
+  ASSERT_TRUE(eventually([&] { return !a.degraded(); }, 20s));
+  // Rejoined: what a learned while away went up, and news flows again.
+  ASSERT_TRUE(eventually([&] { return hb.release_time("k", now()) > now() + 500ms; }, 20s));
+  ha.hold("k", now(), 30s);
+  ASSERT_TRUE(eventually([&] { return hb.release_time("k", now()) > now() + 20s; }, 20s));
+  std::lock_guard lock(m);
+  ASSERT_GE(warnings.size(), 2u);
+  EXPECT_NE(warnings.front().find("unreachable"), std::string::npos) << warnings.front();
+  EXPECT_NE(warnings.back().find("back"), std::string::npos) << warnings.back();
+}
+
+TEST(RedisFleet, AnUnreachableRedisIsReportedAtOnceAndFailClosedDeniesRetries) {
+  int closed_port = 0;
+  {
+    backoff::testing::redis_server gone;
+    closed_port = gone.port();
+  }
+  fleet open_fleet({.url = "redis://127.0.0.1:" + std::to_string(closed_port), .timeout = 200ms});
+  EXPECT_TRUE(open_fleet.degraded());
+  shared_budget open_budget(open_fleet, "k", {.ratio = 0.1, .min_per_second = 10, .window = 10s, .max_lease = 1});
+  EXPECT_TRUE(open_budget.acquire(retry_at(now())).allowed);
+  fleet closed_fleet({.url = "redis://127.0.0.1:" + std::to_string(closed_port), .timeout = 200ms, .fail_closed = true});
+  shared_budget closed_budget(closed_fleet, "k", {.ratio = 0.1, .min_per_second = 10, .window = 10s, .max_lease = 1});
+  EXPECT_FALSE(closed_budget.acquire(retry_at(now())).allowed);
+  EXPECT_TRUE(closed_budget.acquire({false, now(), false}).allowed);  // first attempts always go
+}
+
+TEST(RedisFleet, ABreakerThatOpensInOneProcessOpensTheFleet) {
+  backoff::testing::redis_server redis;
+  fleet a(opts(redis)), b(opts(redis));
+  const shared_breaker::options o{.local = {.failure_ratio = 0.5, .minimum_throughput = 2, .break_duration = 500ms},
+                                  .quorum = 1};
+  shared_breaker ka(a, "api", o), kb(b, "api", o);
+  ASSERT_TRUE(kb.acquire({false, now(), false}).allowed);
+  for (int i = 0; i < 2; ++i) ka.record({backoff::attempt_outcome::retryable, false, false, now()});
+  ASSERT_TRUE(eventually([&] { return !kb.acquire({false, now(), false}).allowed; }));
+  EXPECT_EQ(kb.acquire({false, now(), false}).reason, backoff::stop_reason::circuit_open);
+  // After the break, one process probes; its success closes the fleet.
+  std::this_thread::sleep_for(500ms);
+  shared_breaker* prober = nullptr;
+  ASSERT_TRUE(eventually([&] {
+    if (ka.acquire({false, now(), false}).allowed) prober = &ka;
+    else if (kb.acquire({false, now(), false}).allowed) prober = &kb;
+    return prober != nullptr;
+  }));
+  shared_breaker* other = prober == &ka ? &kb : &ka;
+  EXPECT_FALSE(other->acquire({false, now(), false}).allowed);  // one probe in the fleet
+  prober->record({backoff::attempt_outcome::success, false, false, now()});
+  ASSERT_TRUE(eventually([&] { return other->acquire({false, now(), false}).allowed; }));
+}
+
+TEST(RedisFleet, WithAQuorumOneSickProcessDoesNotOpenTheFleet) {
+  backoff::testing::redis_server redis;
+  fleet a(opts(redis)), b(opts(redis)), c(opts(redis));
+  const shared_breaker::options o{.local = {.failure_ratio = 0.5, .minimum_throughput = 2, .break_duration = 5s},
+                                  .quorum = 2};
+  shared_breaker ka(a, "api", o), kb(b, "api", o), kc(c, "api", o);
+  for (int i = 0; i < 2; ++i) ka.record({backoff::attempt_outcome::retryable, false, false, now()});
+  ASSERT_TRUE(eventually([&] { return redis.command("ZCARD '{t:api}:votes'") == "1"; }));
+  std::this_thread::sleep_for(100ms);  // checks that nothing happens
+  EXPECT_TRUE(kc.acquire({false, now(), false}).allowed);
+  for (int i = 0; i < 2; ++i) kb.record({backoff::attempt_outcome::retryable, false, false, now()});
+  ASSERT_TRUE(eventually([&] { return !kc.acquire({false, now(), false}).allowed; }));
+  EXPECT_TRUE(kc.fleet_open(now()));
+}
