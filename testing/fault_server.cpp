@@ -200,7 +200,7 @@ void fault_server::handle(const void* request, void* response) {
   } count(*this);
   {
     std::lock_guard lock(mutex_);
-    recorded_request rec{req.method, req.path, {}, req.body, req.remote_port};
+    recorded_request rec{req.method, req.path, {}, req.body, req.remote_port, std::chrono::steady_clock::now()};
     for (const auto& [k, v] : req.headers) rec.headers[lower(k)] = v;
     requests_[req.path].push_back(std::move(rec));
     auto& s = scripts_[req.path];

@@ -69,6 +69,7 @@ struct recorded_request {
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
   int remote_port = 0;  // tells connections apart: equal ports mean a reused connection
+  std::chrono::steady_clock::time_point at{};  // when the server began to handle it
 };
 
 class fault_server {

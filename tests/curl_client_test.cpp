@@ -469,10 +469,16 @@ TEST_F(CurlClient, RetryAfterHoldsBackEveryRequestToTheHost) {
   ASSERT_TRUE(second.perform({.url = server.url("/b")}).ok());
   EXPECT_LT(clock.now() - before, 2s);
   // But while a host is held, a new request waits before its first attempt.
-  hosts.hold("127.0.0.1", clock.now(), 45s);
+  // The key is host:port: another port of the same machine is another server.
+  EXPECT_EQ(backoff::curl::host_key(server.url("/c")), "127.0.0.1:" + std::to_string(server.port()));
+  EXPECT_EQ(backoff::curl::host_key("https://Example.com/x"), "example.com:443");
+  EXPECT_EQ(backoff::curl::host_key("not a url"), "");
+  hosts.hold("127.0.0.1:1", clock.now(), 1h);  // another port: no effect
+  hosts.hold(backoff::curl::host_key(server.url("/c")), clock.now(), 45s);
   const auto held = clock.now();
   ASSERT_TRUE(second.perform({.url = server.url("/c")}).ok());
   EXPECT_GE(clock.now() - held, 45s);
+  EXPECT_LT(clock.now() - held, 46s);
   EXPECT_EQ(server.hits("/c"), 1u);
 }
 

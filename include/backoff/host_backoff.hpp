@@ -48,7 +48,7 @@ class host_backoff {
     // Called when a key's release time is raised into the future (by a failure
     // or a hint), under the key's lock: it must not call back into this
     // host_backoff. backoff::redis uses it to share release times.
-    std::function<void(std::string_view key, time_point release)> on_raise;
+    std::function<void(std::string_view key, time_point release)> on_raise = {};
   };
 
   host_backoff() : host_backoff(options{}) {}

@@ -230,17 +230,26 @@ void finish(attempt_result& r, CURL* easy, CURLcode code, const char* errbuf, co
 }
 
 std::string host_of(const std::string& url) {
-  std::string host;
+  std::string key;
   if (CURLU* u = curl_url()) {
-    char* h = nullptr;
-    if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK) {
-      host = h;
-      curl_free(h);
-    }
+    char *h = nullptr, *p = nullptr;
+    if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK)
+      key = std::string(h) + ":" + p;
+    // Host names are case-insensitive: one host, one key.
+    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    curl_free(h);
+    curl_free(p);
     curl_url_cleanup(u);
   }
-  return host;
+  return key;
 }
+
+}  // namespace detail
+
+std::string host_key(const std::string& url) { return detail::host_of(url); }
+
+namespace detail {
 
 wiring::wiring(const client_options& o, const std::string& u) : options(o), url(u), policy(o.policy) {
   host = o.hosts ? host_of(u) : std::string{};

@@ -27,6 +27,7 @@ inline constexpr int gave_up = 3;         // get: retries did not help
 inline constexpr int permanent = 4;       // get: a permanent HTTP error (e.g. 404)
 inline constexpr int local_error = 5;     // get: the output file could not be written
 inline constexpr int checksum = 6;        // get: the download did not match --checksum
+inline constexpr int refused = 75;        // run --share: the fleet's breaker is open (EX_TEMPFAIL)
 inline constexpr int timeout = 124;       // run: the last attempt was killed by --attempt-timeout or --max-time
 inline constexpr int cannot_execute = 126;
 inline constexpr int not_found = 127;     // run: the command does not exist

@@ -23,6 +23,9 @@
 #include "cli.hpp"
 #include "progress.hpp"
 #include "report.hpp"
+#ifdef BACKOFF_HAVE_REDIS
+#include "share.hpp"
+#endif
 
 namespace backoff::cli {
 
@@ -34,6 +37,7 @@ struct get_flags {
   std::string input_file, output_dir;
   unsigned parallel = 4;
   bool per_transfer_retry_after = false;
+  std::string share;  // redis://HOST:PORT[/PREFIX]
   std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
   std::string max_filesize, checksum, method, data, idempotency_key, retry_on, no_retry_on;
   std::vector<std::string> headers;
@@ -255,7 +259,7 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
   // transfers. Failures alone do not (each transfer has its own backoff).
   host_backoff hosts({.schedule = constant{.delay = duration{0}}});
   curl::client_options& o = plan.client;
-  if (!f.per_transfer_retry_after) o.hosts = &hosts;
+  if (!f.per_transfer_retry_after && !o.hosts) o.hosts = &hosts;  // --share brings its own
   fast_rng seeded{f.policy.seed.value_or(0)};
   if (f.policy.seed) o.rng = seeded;
   if (plan.time_limit) o.deadline = std::chrono::steady_clock::now() + *plan.time_limit;
@@ -358,6 +362,11 @@ subcommand get_command(CLI::App& app) {
   cmd->add_option("-i,--input-file", f->input_file, "Download the URLs listed in FILE ('URL [NAME]' per line; - for stdin)");
   cmd->add_option("-P,--parallel", f->parallel, "Transfers at once with several URLs (default 4)");
   cmd->add_option("-O,--output-dir", f->output_dir, "Save under DIR, each file under its URL's name");
+#ifdef BACKOFF_HAVE_REDIS
+  cmd->add_option("--share", f->share,
+                  "Share Retry-After, a retry budget and a circuit breaker for the URL's host with every backoff "
+                  "using the same Redis: redis://HOST:PORT[/PREFIX]");
+#endif
   cmd->add_flag("--per-transfer-retry-after", f->per_transfer_retry_after,
                 "With several URLs: a Retry-After holds back only the transfer that got it (default: every transfer to that host)");
   cmd->add_option("-o,--output", f->output,
@@ -387,6 +396,20 @@ subcommand get_command(CLI::App& app) {
       std::filesystem::create_directories(f->output_dir, ec);
       if (ec) throw usage_error("--output-dir: cannot create '" + f->output_dir + "': " + ec.message());
     }
+#ifdef BACKOFF_HAVE_REDIS
+    std::unique_ptr<shared_gates> shared;
+    if (!f->share.empty()) {
+      if (f->per_transfer_retry_after) throw usage_error("--share: a fleet shares Retry-After; drop --per-transfer-retry-after");
+      const std::string first = plan.many.empty() ? plan.url : plan.many.front().url;
+      const std::string key = curl::host_key(first);
+      if (key.empty()) throw usage_error("--share: cannot tell the host of '" + first + "'");
+      shared = std::make_unique<shared_gates>(f->share, key, f->quiet);
+      for (const auto& t : plan.many) shared->watch(curl::host_key(t.url));
+      plan.client.hosts = &shared->hosts();
+      plan.client.gate = &shared->gates();
+      plan.client.gate_first_attempt = true;
+    }
+#endif
     if (!plan.many.empty()) return get_many(plan, *f, report);
 
     signal_watch signals;

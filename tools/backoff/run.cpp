@@ -12,6 +12,9 @@
 
 #include "cli.hpp"
 #include "report.hpp"
+#ifdef BACKOFF_HAVE_REDIS
+#include "share.hpp"
+#endif
 
 namespace backoff::cli {
 
@@ -21,6 +24,7 @@ struct run_options {
   policy_flags policy;
   std::string retry_on, no_retry_on, attempt_timeout, kill_after = "5s", report;
   bool stdin_replay = false, quiet = false;
+  std::string share, share_key;  // --share redis://…, --share-key NAME
   std::vector<std::string> command;
 };
 
@@ -155,10 +159,20 @@ subcommand run_command(CLI::App& app) {
   cmd->add_flag("--stdin-replay", ro->stdin_replay, "Buffer standard input and give it to every attempt");
   cmd->add_option("--report", ro->report, "Write the attempt history as JSON to FILE");
   cmd->add_flag("-q,--quiet", ro->quiet, "Print nothing about retries");
+#ifdef BACKOFF_HAVE_REDIS
+  cmd->add_option("--share", ro->share,
+                  "Share a retry budget and a circuit breaker with every backoff using the same Redis and "
+                  "--share-key: redis://HOST:PORT[/PREFIX]");
+  cmd->add_option("--share-key", ro->share_key, "What --share is shared for (e.g. the API the command calls)");
+#endif
   cmd->add_option("command", ro->command, "The command and its arguments, after --")->required();
   return {cmd, [ro]() -> int {
     // Parse everything before running anything: a bad flag must not start the command.
     const policy p = ro->policy.build();
+    if (!ro->share.empty() && ro->share_key.empty()) throw usage_error("--share: needs --share-key NAME");
+    if (ro->share.empty() && !ro->share_key.empty()) throw usage_error("--share-key: needs --share");
+    if (ro->share_key.find_first_of("{} \t\r\n") != std::string::npos)
+      throw usage_error("--share-key: '" + ro->share_key + "' may not hold braces or spaces");
     const auto limit = ro->policy.time_limit();
     const duration attempt_limit = ro->attempt_timeout.empty() ? duration{0} : parse_duration(ro->attempt_timeout, "--attempt-timeout");
     if (!ro->attempt_timeout.empty() && attempt_limit.count() == 0)
@@ -224,6 +238,14 @@ subcommand run_command(CLI::App& app) {
         .stop_token = signals.token(),
     };
     if (ro->policy.seed) o.rng = seeded;
+#ifdef BACKOFF_HAVE_REDIS
+    std::unique_ptr<shared_gates> shared;
+    if (!ro->share.empty()) {
+      shared = std::make_unique<shared_gates>(ro->share, ro->share_key, ro->quiet);
+      o.gate = &shared->gates();
+      o.gate_first_attempt = true;
+    }
+#endif
 
     auto result = try_retry(p, [&] {
       ++number;
@@ -238,14 +260,20 @@ subcommand run_command(CLI::App& app) {
     }, o);
     if (result.error) std::rethrow_exception(result.error);
 
+    // No attempt at all: a signal, or a shared gate that refused even the
+    // first attempt (the fleet's breaker is open).
+    const bool refused = !result.value && !signals.signal();
+    const int status = result.value ? result.value->status : refused ? exit_code::refused : 128 + signals.signal();
     if (report) {
       report->write({{"command", ro->command},
-                                {"reason", std::string(to_string(result.reason))},
-                                {"exit_status", result.value ? result.value->status : 128 + signals.signal()},
-                                {"attempts", attempts}});
+                     {"reason", std::string(to_string(result.reason))},
+                     {"exit_status", status},
+                     {"attempts", attempts}});
     }
-    if (!result.value) return 128 + signals.signal();
-    return result.value->status;
+    if (refused && !ro->quiet)
+      std::cerr << "backoff: not running the command: " << to_string(result.reason) << " for '" << ro->share_key
+                << "' in the fleet (--share)\n";
+    return status;
   }};
 }
 

@@ -145,8 +145,9 @@ struct client_options {
   // first attempts too when gate_first_attempt is set.
   backoff::gate* gate = nullptr;
   bool gate_first_attempt = false;
-  // Backoff shared per host (by URL host name): every request waits for the
-  // host's release time, and failures and Retry-After push it for all of them.
+  // Backoff shared per host (keyed by host_key(url), "host:port"): every
+  // request waits for the host's release time, and failures and Retry-After
+  // push it for all of them.
   backoff::host_backoff* hosts = nullptr;
   backoff::clock* clock = nullptr;      // waits between attempts (transfers use real time)
   random_ref rng{};
@@ -216,5 +217,10 @@ std::string save_to(const std::filesystem::path& target, std::string_view bytes)
 // your write buffer there). `traits` decide whether a failed attempt may be re-sent.
 response perform_with_retry(CURL* easy, const client_options& options, http::request_traits traits,
                             const std::function<void(CURL*)>& before_retry = {});
+
+// The key client_options::hosts uses for a URL: "host:port", the port being
+// the scheme's default when the URL names none ("example.com:443"). Empty
+// when the URL cannot be parsed.
+std::string host_key(const std::string& url);
 
 }  // namespace backoff::curl

@@ -144,8 +144,8 @@ class shared_host_backoff {
 class shared_budget final : public gate {
  public:
   struct options {
-    double ratio = 0.2;                              // [0, 10]
-    double min_per_second = 1;                       // >= 0
+    double ratio = 0.1;                              // [0, 10]: the SRE book's 10 %
+    double min_per_second = 1;                       // >= 0: for the whole fleet
     duration window = std::chrono::seconds{10};      // [1 s, 10 min]
     std::int64_t max_lease = 50;                     // tokens a process may hold at once, >= 1
   };

@@ -1,0 +1,35 @@
+// --share redis://HOST:PORT[/PREFIX]: the gates every backoff process of a
+// fleet shares through Redis (backoff/redis/fleet.hpp) for one key — the URL's
+// host:port for get, --share-key for run: one release time (Retry-After), one
+// retry budget (10 % of the fleet's requests, plus one retry a second), one
+// circuit breaker. Redis unreachable: one warning, and the gates are local.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backoff/gate.hpp"
+#include "backoff/host_backoff.hpp"
+
+namespace backoff::cli {
+
+class shared_gates {
+ public:
+  // Throws usage_error naming --share for a bad URL.
+  shared_gates(const std::string& url, const std::string& key, bool quiet);
+  ~shared_gates();
+  // Reads the fleet's release time for another key (get with several hosts).
+  void watch(const std::string& key);
+  // The host_backoff to hand to curl::client_options::hosts: what it learns
+  // is shared, and what the fleet learns reaches it.
+  host_backoff& hosts();
+  // The budget and the breaker, in that order of questions: the breaker first,
+  // so that a denial by it spends no budget token.
+  gate& gates();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace backoff::cli
