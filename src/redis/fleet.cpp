@@ -166,11 +166,13 @@ endpoint parse_url(std::string_view url) {
 struct shared_budget::state {
   std::string key;
   options o;
-  std::atomic<std::int64_t> lease{0};
-  std::atomic<std::int64_t> requests{0};  // first attempts not yet reported
-  std::atomic<std::int64_t> used{0};      // retries since the last sync (sizes the next lease)
-  std::atomic<bool> synced{false};        // a lease was asked for at least once
-  retry_budget local;                     // when the fleet is degraded
+  // The lease on a cache line of its own: retries take and give back tokens
+  // here, while first attempts count on the next line.
+  alignas(64) std::atomic<std::int64_t> lease{0};
+  alignas(64) std::atomic<std::int64_t> requests{0};  // first attempts not yet reported
+  std::atomic<std::int64_t> unbanked{0};              // first attempts not yet deposited in `local`
+  std::int64_t after_sync = 0;                        // the lease when the worker last topped it up (worker only)
+  retry_budget local;                                 // when the fleet is degraded
   explicit state(std::string k, options opts)
       : key(std::move(k)), o(opts),
         local(retry_budget::finagle({.ttl = opts.window,
@@ -387,10 +389,12 @@ struct fleet::impl {
 
   void sync_budget(shared_budget::state& b) {
     const std::int64_t lease = b.lease.load();
-    const std::int64_t used = b.used.exchange(0);
+    // What this process spent since the last sync sizes the next lease.
+    const std::int64_t used = std::max<std::int64_t>(0, b.after_sync - lease);
     const std::int64_t target = std::clamp<std::int64_t>(2 * used, 1, b.o.max_lease);
     const std::int64_t requests = b.requests.exchange(0);
     const std::int64_t want = std::max<std::int64_t>(0, target - lease);
+    b.after_sync = lease;
     if (requests == 0 && want == 0) return;
     const auto bucket_ms = std::max<std::int64_t>(1, std::chrono::duration_cast<milliseconds>(b.o.window).count() / 10);
     const double reserve = b.o.min_per_second * std::chrono::duration<double>(b.o.window).count();
@@ -404,8 +408,8 @@ struct fleet::impl {
       b.requests += requests;  // reported next time
       return;
     }
-    b.lease += integer(r);
-    b.synced = true;
+    const std::int64_t granted = integer(r);
+    b.after_sync = b.lease.fetch_add(granted) + granted;
   }
 
   void elect(shared_breaker::state& b) {
@@ -414,6 +418,19 @@ struct fleet::impl {
     const auto ttl = std::chrono::duration_cast<milliseconds>(b.o.local.break_duration).count();
     const auto r = run({"SET", key_of(b.key, "probe"), id, "NX", "PX", std::to_string(std::max<std::int64_t>(1, ttl))});
     if (r && r->type == REDIS_REPLY_STATUS) b.prober = true;
+  }
+
+  // Runs every sync_interval, connected or not.
+  void bank() {
+    std::vector<std::shared_ptr<shared_budget::state>> bs;
+    {
+      std::lock_guard lock(mutex);
+      bs.assign(budgets.begin(), budgets.end());
+    }
+    const time_point now = std::chrono::steady_clock::now();
+    for (const auto& b : bs)
+      for (std::int64_t n = b->unbanked.exchange(0); n > 0; --n)
+        b->local.record({attempt_outcome::success, false, false, now});
   }
 
   void tick() {
@@ -469,6 +486,7 @@ struct fleet::impl {
       if (now >= next_tick) {
         next_tick = now + o.sync_interval;
         lock.unlock();
+        bank();
         if (cmd) tick();
         lock.lock();
         continue;
@@ -680,28 +698,27 @@ std::int64_t shared_budget::lease() const noexcept { return s_->lease.load(); }
 
 gate_decision shared_budget::acquire(const gate_request& r) noexcept {
   state& s = *s_;
-  const bool local = fleet_.degraded();
-  const gate_decision fallback = s.local.acquire(r);  // kept warm either way
   if (!r.retry) return gate_decision::allow();
-  if (local) {
-    if (fleet_.options().fail_closed) {
-      s.local.release(r);
-      return gate_decision::deny(stop_reason::budget_exhausted);
-    }
-    return fallback;
+  if (fleet_.degraded()) {
+    // The local budget knows this process's requests (record() deposits them
+    // either way), so it takes over at once.
+    if (fleet_.options().fail_closed) return gate_decision::deny(stop_reason::budget_exhausted);
+    return s.local.acquire(r);
   }
-  if (fallback.allowed) s.local.release(r);  // the fleet's lease decides, not the local budget
-  std::int64_t have = s.lease.load(std::memory_order_relaxed);
-  while (have > 0 && !s.lease.compare_exchange_weak(have, have - 1, std::memory_order_acq_rel)) {
+  // One read-modify-write: take a token, and give it back if there was none.
+  if (s.lease.fetch_sub(1, std::memory_order_acq_rel) <= 0) {
+    s.lease.fetch_add(1, std::memory_order_relaxed);
+    return gate_decision::deny(stop_reason::budget_exhausted);
   }
-  if (have <= 0) return gate_decision::deny(stop_reason::budget_exhausted);
-  s.used.fetch_add(1, std::memory_order_relaxed);
   return gate_decision::allow();
 }
 
 void shared_budget::record(const gate_outcome& o) noexcept {
-  s_->local.record(o);
-  if (!o.retry) s_->requests.fetch_add(1, std::memory_order_relaxed);
+  // The hot path touches two counters; the worker deposits the requests in
+  // the local budget every sync_interval, so that it is ready when Redis is not.
+  if (o.retry) return;
+  s_->requests.fetch_add(1, std::memory_order_relaxed);
+  s_->unbanked.fetch_add(1, std::memory_order_relaxed);
 }
 
 void shared_budget::release(const gate_request& r) noexcept {
@@ -711,7 +728,6 @@ void shared_budget::release(const gate_request& r) noexcept {
     return;
   }
   s_->lease.fetch_add(1, std::memory_order_relaxed);
-  s_->used.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // --- shared_breaker -----------------------------------------------------------------------------
