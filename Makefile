@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many bench-concurrent fuzz mutate clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many bench-concurrent bench-fleet fuzz mutate clean
 
 all: build
 
@@ -67,6 +67,10 @@ bench-many: build
 # 9000 downloads at once from one process: async_client against a bare curl multi loop.
 bench-concurrent: build
 	$(BUILD)/bin/backoff_concurrent_bench 9000 65536 16k 2
+
+# backoff::redis: Redis commands per second, propagation between processes, Redis down.
+bench-fleet: build
+	$(BUILD)/bin/backoff_fleet_bench
 
 # Mutation testing (tests/mutants.txt): not part of `make test`, too slow for CI.
 mutate: deps

@@ -1,5 +1,6 @@
 #include "redis_server.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -73,10 +74,11 @@ std::string redis_server::url(const std::string& prefix) const {
 void redis_server::start() {
   if (pid_ > 0) return;
   const std::string port = std::to_string(port_);
+  std::fflush(nullptr);  // or the child would print what this process had buffered
   pid_ = ::fork();
   if (pid_ == 0) {
     if (::chdir(dir_.c_str()) != 0) ::_exit(97);
-    std::freopen("/dev/null", "w", stdout);
+    if (const int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, 1);
     ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str(), static_cast<char*>(nullptr));
     ::_exit(98);

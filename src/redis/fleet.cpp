@@ -209,6 +209,15 @@ struct fleet::impl {
   std::set<std::shared_ptr<shared_budget::state>> budgets;
   std::set<std::shared_ptr<shared_breaker::state>> breakers;
   std::map<std::string, std::int64_t> releases;  // key → highest release (unix ms) this process knows
+  // Release times to write, coalesced: a key is written at most once per
+  // raise_gap, so that a host failing 10^4 times a second costs Redis 20
+  // commands a second, while a lone Retry-After goes out at once.
+  static constexpr std::chrono::milliseconds raise_gap{50};
+  struct pending_raise {
+    std::int64_t ms = 0;                     // to write (0: nothing)
+    std::chrono::steady_clock::time_point sent{};
+  };
+  std::map<std::string, pending_raise> raises;
   bool warned = false;
 
   redisContext* cmd = nullptr;  // worker thread only (and the constructor, before it starts)
@@ -475,6 +484,22 @@ struct fleet::impl {
         lock.lock();
         continue;
       }
+      if (cmd) {
+        // Release times due to be written (see raise_gap).
+        std::vector<std::pair<std::string, std::int64_t>> due;
+        for (auto& [key, p] : raises) {
+          if (p.ms == 0 || now - p.sent < raise_gap) continue;
+          due.emplace_back(key, p.ms);
+          p.ms = 0;
+          p.sent = now;
+        }
+        if (!due.empty()) {
+          lock.unlock();
+          for (const auto& [key, ms] : due) raise(key, ms);
+          lock.lock();
+          continue;
+        }
+      }
       if (!queue.empty()) {
         auto f = std::move(queue.front());
         queue.pop_front();
@@ -493,6 +518,8 @@ struct fleet::impl {
       }
       auto until = next_tick;
       if (!cmd) until = std::min(until, next_connect);
+      for (const auto& [key, p] : raises)
+        if (p.ms != 0) until = std::min(until, p.sent + raise_gap);
       wake.wait_until(lock, until);
     }
   }
@@ -626,7 +653,12 @@ void shared_host_backoff::share(std::string_view key, time_point release) {
     if (ms <= known + 5) return;  // what the fleet told us, echoed by our own clock conversion
     known = ms;
   }
-  i.post([&i, k = std::string(key), ms] { i.raise(k, ms); });
+  {
+    std::lock_guard lock(i.mutex);
+    auto& p = i.raises[std::string(key)];
+    p.ms = std::max(p.ms, ms);
+  }
+  i.wake.notify_one();
 }
 
 void shared_host_backoff::learned(const std::string& key, std::int64_t release_unix_ms) {
