@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "backoff/breaker.hpp"
+#include "backoff/host_backoff.hpp"
 #include "backoff/step.hpp"
 #include "backoff/budget.hpp"
 #include "backoff/presets.hpp"
@@ -445,6 +446,160 @@ overload_result run_overload(const overload_options& o) {
         break;
       }
     }
+    result.summaries.push_back(sum);
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------
+// fleet: N processes, an outage with Retry-After, and the recovery.
+
+fleet_result run_fleet(const fleet_options& o) {
+  if (o.processes == 0) throw std::invalid_argument("--processes: must be >= 1 (got 0)");
+  if (!(o.rate_per_process > 0)) throw std::invalid_argument("--rate: must be > 0");
+  if (!(o.capacity > 0)) throw std::invalid_argument("--capacity: must be > 0");
+  if (o.outage_end < o.outage_start || o.outage_end > o.length)
+    throw std::invalid_argument("the outage must end after it starts and before the run ends");
+  fleet_result result;
+  const std::int64_t end = o.length.count(), second = std::chrono::nanoseconds(std::chrono::seconds(1)).count();
+  const std::int64_t down_from = o.outage_start.count(), down_to = o.outage_end.count();
+  const auto windows = static_cast<std::size_t>((end + second - 1) / second);
+  const double offered = o.rate_per_process * o.processes;
+  const policy p = default_policy();
+
+  for (std::size_t mi = 0; mi < o.modes.size(); ++mi) {
+    const std::string& mode = o.modes[mi];
+    if (mode != "local" && mode != "shared") throw std::invalid_argument("--modes: unknown mode '" + mode + "' (local, shared)");
+    const bool shared = mode == "shared";
+    const auto wall0 = std::chrono::steady_clock::now();
+    fast_rng rng{mix(o.seed, mi)};
+
+    // Gates: one budget per process (local), or one for the fleet and one
+    // release time (shared). Local budgets are built when a process first retries.
+    std::vector<std::unique_ptr<retry_budget>> budgets(shared ? 0 : o.processes);
+    retry_budget fleet_budget = retry_budget::finagle({.ttl = std::chrono::seconds{10}, .min_retries_per_sec = 1, .percent_can_retry = 0.1});
+    host_backoff hosts({.schedule = constant{.delay = duration{0}}, .max_entries = 1});
+    auto host = hosts.for_key("server");
+    gate_chain fleet_gates{&host, &fleet_budget};
+
+    struct request {
+      std::uint32_t process = 0;
+      retry_step step;
+      bool started = false;
+    };
+    std::vector<request> pool;
+    std::vector<std::uint32_t> free_list;
+    event_queue q;
+    std::uint64_t seq = 0;
+    std::vector<double> arrived(windows), attempts(windows), good(windows);
+    std::uint64_t requests = 0, total_attempts = 0, successes = 0, outage_requests = 0, outage_attempts = 0;
+    // The server's token bucket (tokens are attempts), full at the start.
+    const double rate = o.capacity * offered, burst = std::max(1.0, rate / 10);
+    double tokens = burst;
+    std::int64_t refilled = 0;
+
+    auto gate_of = [&](std::uint32_t proc) -> gate* {
+      if (shared) return &fleet_gates;
+      auto& b = budgets[proc];
+      if (!b) b = std::make_unique<retry_budget>(retry_budget::recommended());
+      return b.get();
+    };
+
+    auto attempt = [&](std::uint32_t id, std::int64_t now) {
+      request& rq = pool[id];
+      if (!rq.started) {
+        rq.started = true;
+        const auto first = rq.step.start(at(now));
+        if (!first.allowed) {
+          free_list.push_back(id);
+          return;
+        }
+        const std::int64_t nb = first.not_before.time_since_epoch().count();
+        if (nb > now) {  // held back by the fleet's release time
+          q.push({nb, seq++, id, 0});
+          return;
+        }
+      }
+      const auto w = static_cast<std::size_t>(std::min<std::int64_t>(now / second, static_cast<std::int64_t>(windows) - 1));
+      ++total_attempts;
+      attempts[w] += 1;
+      if (now >= down_from && now < down_to) ++outage_attempts;
+      bool ok = false;
+      std::optional<duration> hint;
+      if (now >= down_from && now < down_to) {
+        if (o.retry_after.count() > 0) hint = o.retry_after;
+      } else {
+        tokens = std::min(burst, tokens + static_cast<double>(now - refilled) / 1e9 * rate);
+        refilled = now;
+        if (tokens >= 1) {
+          tokens -= 1;
+          ok = true;
+        }
+      }
+      if (ok) {
+        ++successes;
+        good[w] += 1;
+      }
+      if (hint && shared) hosts.hold("server", at(now), *hint);
+      retry_step::report r{ok ? attempt_outcome::success : attempt_outcome::retryable, at(now)};
+      if (!shared) r.hint = hint;  // shared: the hold already covers it
+      const auto d = rq.step.after(r, rng);
+      if (d.stop) {
+        free_list.push_back(id);
+        return;
+      }
+      std::int64_t next = now + d.delay.count();
+      if (shared) next = std::max(next, hosts.release_time("server", at(now)).time_since_epoch().count());
+      q.push({next, seq++, id, 0});
+    };
+
+    std::int64_t next_arrival = exp_gap(rng, offered);
+    while (true) {
+      const bool arrival = next_arrival < end && (q.empty() || next_arrival <= q.top().t);
+      if (arrival) {
+        const std::int64_t now = next_arrival;
+        next_arrival += exp_gap(rng, offered);
+        const auto proc = static_cast<std::uint32_t>(uniform_u64(rng, o.processes - 1));
+        std::uint32_t id;
+        if (!free_list.empty()) {
+          id = free_list.back();
+          free_list.pop_back();
+        } else {
+          id = static_cast<std::uint32_t>(pool.size());
+          pool.push_back({0, retry_step(p), false});
+        }
+        pool[id] = {proc, retry_step(p, {gate_of(proc), shared}), false};
+        ++requests;
+        if (now >= down_from && now < down_to) ++outage_requests;
+        arrived[static_cast<std::size_t>(now / second)] += 1;
+        attempt(id, now);
+      } else if (!q.empty()) {
+        const event e = q.top();
+        q.pop();
+        if (e.t >= end) break;  // the run is over: what is still waiting is not counted
+        attempt(e.id, e.t);
+      } else {
+        break;
+      }
+    }
+
+    fleet_summary sum{mode, 0, 0, std::nullopt, 0, 0};
+    sum.amplification_outage = outage_requests ? static_cast<double>(outage_attempts) / static_cast<double>(outage_requests) : 0;
+    sum.amplification = requests ? static_cast<double>(total_attempts) / static_cast<double>(requests) : 0;
+    sum.goodput_share = requests ? static_cast<double>(successes) / static_cast<double>(requests) : 0;
+    // Recovered: for 5 s, at least 95 % of what reaches the server succeeds
+    // (successes alone would count the backlog of retries as health).
+    std::size_t streak = 0;
+    for (std::size_t w = static_cast<std::size_t>(down_to / second); w < windows; ++w) {
+      streak = attempts[w] > 0 && good[w] >= 0.95 * attempts[w] ? streak + 1 : 0;
+      if (streak == 5) {
+        sum.recovered_at_s = static_cast<double>(w - 4);
+        break;
+      }
+    }
+    for (std::size_t w = 0; w < windows; ++w)
+      result.rows.push_back({mode, static_cast<double>(w), arrived[w], attempts[w], good[w]});
+    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     result.summaries.push_back(sum);
   }
   return result;

@@ -154,4 +154,51 @@ struct overload_result {
 };
 overload_result run_overload(const overload_options& o);
 
+// --- fleet ----------------------------------------------------------------------
+// N client processes against one server that is down (503 with Retry-After)
+// from outage_start to outage_end and then serves `capacity` × the offered
+// load (a token bucket: what exceeds it fails with 503). Every process runs
+// backoff::policy{} (4 attempts, full jitter over 1 s × 2^n). Two fleets:
+//  - local: each process has its own retry_budget::recommended() and obeys a
+//    Retry-After for the request that received it, as processes that share
+//    nothing do;
+//  - shared: one budget for the fleet (backoff::redis::shared_budget's rule:
+//    10 % of the fleet's requests plus 1 retry/s) and one release time (a
+//    Retry-After holds every process, first attempts included), as with
+//    backoff::redis. The Redis round trips are not modelled (they take
+//    milliseconds; the waits here take seconds).
+// Work is linear in processes × rate × length: one event per attempt.
+
+struct fleet_options {
+  std::uint32_t processes = 1000;
+  double rate_per_process = 1;  // requests per second
+  duration length = std::chrono::seconds{60};
+  duration outage_start = std::chrono::seconds{10};
+  duration outage_end = std::chrono::seconds{30};
+  duration retry_after = std::chrono::seconds{5};  // sent during the outage (0: none)
+  double capacity = 1.2;                            // server capacity ÷ offered load
+  std::vector<std::string> modes{"local", "shared"};
+  std::uint64_t seed = 1;
+};
+
+struct fleet_row {
+  std::string mode;
+  double t_s, offered_per_s, attempts_per_s, goodput_per_s;
+};
+
+struct fleet_summary {
+  std::string mode;
+  double amplification_outage;           // attempts ÷ requests arriving during the outage
+  double amplification;                   // attempts ÷ requests, whole run
+  std::optional<double> recovered_at_s;   // ≥ 95 % of attempts succeed for 5 s after the outage
+  double goodput_share;                   // successes ÷ requests
+  double seconds;                         // wall time of the simulation
+};
+
+struct fleet_result {
+  std::vector<fleet_row> rows;  // one per second and mode
+  std::vector<fleet_summary> summaries;
+};
+fleet_result run_fleet(const fleet_options& o);
+
 }  // namespace backoff::sim

@@ -332,6 +332,12 @@ TEST_F(Cli, SimulateBadInputExitsTwo) {
       {{"simulate", "overload", "--shape", "wave"}, "--shape: unknown shape 'wave'"},
       {{"simulate", "overload", "--plot", "x.gif"}, "--plot: 'x.gif' must end in .png or .svg"},
       {{"simulate", "contention", "--format", "yaml"}, "--format: unknown format 'yaml'"},
+      {{"simulate", "fleet", "--clients", "10000001"}, "--clients: must be in 1..10000000"},
+      {{"simulate", "fleet", "--outage", "10s"}, "--outage: expected FROM-TO"},
+      {{"simulate", "fleet", "--outage", "30s-10s"}, "--outage: must end after it starts"},
+      {{"simulate", "fleet", "--duration", "1000000h"}, "--duration: must be in 1s..24h"},
+      {{"simulate", "fleet", "--clients", "10000000", "--rate", "100"}, "more than 2e9 requests"},
+      {{"simulate", "fleet", "--capacity", "0"}, "--capacity: must be in (0, 100]"},
   };
   for (const auto& c : cases) {
     const auto r = cli(c.args);

@@ -79,6 +79,28 @@ TEST(HostBackoff, SmallMaxEntriesAreAnExactBound) {
   }
 }
 
+// A full table makes room when a new key comes, never when a key already in it
+// is read or held again: reading must not forget the hold it is asked about.
+// (Found by `backoff simulate fleet`: with max_entries = 1 every release_time()
+// evicted the only key, so a Retry-After held nobody.)
+TEST(HostBackoff, AFullTableKeepsTheKeysItIsAskedAbout) {
+  for (std::size_t max : {std::size_t{1}, std::size_t{2}, std::size_t{8}}) {
+    backoff::host_backoff hosts({.max_entries = max});
+    const backoff::time_point t{std::chrono::hours{1}};
+    for (std::size_t i = 0; i < max; ++i) hosts.hold("k" + std::to_string(i), t, 10s);
+    for (int round = 0; round < 100; ++round)
+      for (std::size_t i = 0; i < max; ++i) {
+        EXPECT_EQ(hosts.release_time("k" + std::to_string(i), t), t + 10s) << max << " " << i;
+        hosts.hold("k" + std::to_string(i), t, 5s);  // a shorter hint: nothing moves, nothing goes
+      }
+    EXPECT_EQ(hosts.size(), max);
+    // A new key evicts the least recently used, and only when it comes.
+    hosts.hold("new", t, 20s);
+    EXPECT_EQ(hosts.release_time("new", t), t + 20s) << max;
+    EXPECT_LE(hosts.size(), max);
+  }
+}
+
 TEST(HostBackoff, SuccessLowersTheCountButNeverTheReleaseTime) {
   backoff::host_backoff hosts;
   const backoff::time_point t{std::chrono::hours{1}};

@@ -177,3 +177,53 @@ TEST(SimOverload, OfferedLoadShapes) {
 TEST(SimStrategies, UnknownNamesAreRejected) {
   EXPECT_THROW((void)sim::named_strategy("yolo"), std::invalid_argument);
 }
+
+// --- fleet -----------------------------------------------------------------------
+
+TEST(SimFleet, ASharedReleaseTimeHoldsTheWholeFleetAndASharedBudgetCapsRetries) {
+  backoff::sim::fleet_options o;
+  o.processes = 2000;
+  o.rate_per_process = 0.5;
+  o.capacity = 1.1;
+  const auto res = backoff::sim::run_fleet(o);
+  ASSERT_EQ(res.summaries.size(), 2u);
+  const auto& local = res.summaries[0];
+  const auto& shared = res.summaries[1];
+  EXPECT_EQ(local.mode, "local");
+  EXPECT_EQ(shared.mode, "shared");
+  // Shared: during the outage nothing reaches the server except the waves at
+  // each release time (every 5 s: 15, 20, 25); local processes keep sending.
+  for (const auto& r : res.rows) {
+    if (r.t_s < 10 || r.t_s >= 30) continue;
+    const bool release = r.t_s == 15 || r.t_s == 20 || r.t_s == 25;
+    if (r.mode == "shared" && !release) {
+      EXPECT_LE(r.attempts_per_s, 1.0) << r.t_s;
+    }
+    if (r.mode == "local" && r.t_s > 10) {
+      EXPECT_GE(r.attempts_per_s, 0.9 * r.offered_per_s) << r.t_s;
+    }
+  }
+  EXPECT_LT(shared.amplification, local.amplification);
+  // One fleet budget of 10 % (+1/s): no more retries than that over the run.
+  EXPECT_LE(shared.amplification, 1.1 + 60.0 / (0.5 * 2000 * 60));
+  ASSERT_TRUE(shared.recovered_at_s);
+  EXPECT_LE(*shared.recovered_at_s, 32.0);
+}
+
+TEST(SimFleet, DeterministicForASeedAndCheckedOptions) {
+  backoff::sim::fleet_options o;
+  o.processes = 300;
+  o.length = std::chrono::seconds{40};
+  const auto a = backoff::sim::run_fleet(o), b = backoff::sim::run_fleet(o);
+  ASSERT_EQ(a.rows.size(), b.rows.size());
+  for (std::size_t i = 0; i < a.rows.size(); ++i) EXPECT_EQ(a.rows[i].attempts_per_s, b.rows[i].attempts_per_s);
+  auto bad = o;
+  bad.processes = 0;
+  EXPECT_THROW(backoff::sim::run_fleet(bad), std::invalid_argument);
+  bad = o;
+  bad.outage_end = std::chrono::seconds{50};
+  EXPECT_THROW(backoff::sim::run_fleet(bad), std::invalid_argument);
+  bad = o;
+  bad.modes = {"telepathy"};
+  EXPECT_THROW(backoff::sim::run_fleet(bad), std::invalid_argument);
+}

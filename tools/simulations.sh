@@ -14,6 +14,8 @@ mkdir -p "$out" docs/img
 "$bin" simulate overload --shape ramp --format csv --plot docs/img/overload-ramp.png > "$out/overload-ramp.csv"
 "$bin" simulate overload --shape spike > "$out/overload-spike.txt"
 "$bin" simulate overload --shape ramp > "$out/overload-ramp.txt"
+"$bin" simulate fleet --clients 10000 --rate 0.1 --capacity 1.1 --format csv --plot docs/img/fleet.png > "$out/fleet.csv"
+"$bin" simulate fleet --clients 10000 --rate 0.1 --capacity 1.1 > "$out/fleet.txt"
 # The default policy's recovery on several seeds (docs/simulations.md quotes it).
 for shape in spike ramp; do
   for seed in 1 2 3 4 5 6 7 8; do

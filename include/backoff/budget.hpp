@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <mutex>
 
 #include "backoff/detail/validate.hpp"
@@ -114,13 +115,14 @@ class retry_budget final : public gate {
     const auto ttl_s = std::chrono::duration_cast<std::chrono::seconds>(o.ttl).count();
     b.reserve_ = static_cast<std::int64_t>(o.min_retries_per_sec * static_cast<double>(ttl_s) * static_cast<double>(b.withdrawal_));
     b.ttl_slots_ = static_cast<int>(ttl_s);
+    b.slots_ = std::make_unique<slot[]>(static_cast<std::size_t>(ttl_s));
     return b;
   }
 
   retry_budget(retry_budget&& o) noexcept
       : mode_(o.mode_), capacity_(o.capacity_), retry_cost_(o.retry_cost_), timeout_cost_(o.timeout_cost_),
         success_refund_(o.success_refund_), tokens_(o.tokens_.load()), deposit_(o.deposit_),
-        withdrawal_(o.withdrawal_), reserve_(o.reserve_), ttl_slots_(o.ttl_slots_), slots_(o.slots_) {}
+        withdrawal_(o.withdrawal_), reserve_(o.reserve_), ttl_slots_(o.ttl_slots_), slots_(std::move(o.slots_)) {}
 
   mode kind() const noexcept { return mode_; }
   // The bucket's content in milli-tokens (token-bucket modes), or the windowed
@@ -220,7 +222,6 @@ class retry_budget final : public gate {
     std::int64_t second = -1;
     std::int64_t deposited = 0, withdrawn = 0;
   };
-  static constexpr int max_slots = 61;
   void advance_locked(time_point now) noexcept {
     const std::int64_t sec = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
     current_ = static_cast<int>(((sec % ttl_slots_) + ttl_slots_) % ttl_slots_);
@@ -243,7 +244,9 @@ class retry_budget final : public gate {
   std::int64_t deposit_ = 0, withdrawal_ = 0, reserve_ = 0;
   int ttl_slots_ = 1;
   mutable std::mutex mutex_;
-  std::array<slot, max_slots> slots_{};
+  // Finagle mode only, one per second of the ttl: a budget per host stays
+  // small (a few hundred bytes) when there are many.
+  std::unique_ptr<slot[]> slots_;
   int current_ = 0;
   std::int64_t now_sec_ = 0;
 };

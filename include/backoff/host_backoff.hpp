@@ -63,7 +63,7 @@ class host_backoff {
   time_point release_time(std::string_view key, time_point now) {
     auto& s = shard_for(key);
     std::lock_guard lock(s.mutex);
-    sweep_locked(s, now);
+    sweep_locked(s, now, false);
     auto it = s.map.find(std::string(key));
     return it == s.map.end() ? time_point{} : it->second.release;
   }
@@ -78,7 +78,7 @@ class host_backoff {
   void on_failure(std::string_view key, time_point now, std::optional<duration> hint = std::nullopt) {
     auto& s = shard_for(key);
     std::lock_guard lock(s.mutex);
-    sweep_locked(s, now);
+    sweep_locked(s, now, !s.map.count(std::string(key)));
     entry& e = s.map[std::string(key)];
     if (e.failures < 1'000'000) ++e.failures;
     e.last_used = now;
@@ -97,7 +97,7 @@ class host_backoff {
   void hold(std::string_view key, time_point now, duration hint) {
     auto& s = shard_for(key);
     std::lock_guard lock(s.mutex);
-    sweep_locked(s, now);
+    sweep_locked(s, now, !s.map.count(std::string(key)));
     entry& e = s.map[std::string(key)];
     e.last_used = now;
     const time_point before = e.release;
@@ -167,21 +167,24 @@ class host_backoff {
     return single_shard() ? shard_[0] : shard_[std::hash<std::string_view>{}(key) % shards];
   }
 
-  // Drops idle entries every 64 operations. When the shard reaches its share of
-  // max_entries, the least recently used quarter goes at once, so that a full
-  // shard costs one scan per many insertions rather than one per insertion.
-  void sweep_locked(shard& s, time_point now) {
+  // Drops idle entries every 64 operations. When a new key comes to a shard
+  // that holds its share of max_entries, the least recently used quarter (at
+  // least one) goes at once, so that a full shard costs one scan per many
+  // insertions rather than one per insertion. Keys already present are never
+  // evicted to answer for themselves.
+  void sweep_locked(shard& s, time_point now, bool inserting) {
     const std::size_t limit = single_shard() ? o_.max_entries : o_.max_entries / shards;
-    if (++s.ops % 64 != 0 && s.map.size() < limit) return;
+    const bool full = inserting && s.map.size() >= limit;
+    if (++s.ops % 64 != 0 && !full) return;
     for (auto it = s.map.begin(); it != s.map.end();) {
       if (it->second.release <= now && now - it->second.last_used >= o_.entry_ttl) it = s.map.erase(it);
       else ++it;
     }
-    if (s.map.size() < limit) return;
+    if (!inserting || s.map.size() < limit) return;
     std::vector<std::pair<time_point, const std::string*>> by_age;
     by_age.reserve(s.map.size());
     for (const auto& [k, e] : s.map) by_age.emplace_back(e.last_used, &k);
-    const std::size_t drop = s.map.size() - limit * 3 / 4;
+    const std::size_t drop = std::max<std::size_t>(1, s.map.size() - limit * 3 / 4);
     std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(drop - 1), by_age.end());
     std::vector<std::string> victims;
     victims.reserve(drop);

@@ -26,6 +26,8 @@ struct simulate_options {
   std::optional<double> rate;
   std::uint64_t seed = 1;
   bool gate_per_client = false;
+  std::string outage = "10s-30s", retry_after = "5s";
+  std::optional<double> capacity;
 };
 
 std::vector<std::string> split(const std::vector<std::string>& items) {
@@ -278,31 +280,115 @@ int overload(const simulate_options& so) {
   return exit_code::ok;
 }
 
+// Limits that keep a simulation within memory and time (documented in --help).
+constexpr std::uint32_t max_processes = 10'000'000;
+constexpr double max_events = 2e9;  // requests over the whole run
+
+int fleet(const simulate_options& so) {
+  sim::fleet_options o;
+  o.seed = so.seed;
+  if (!so.clients.empty()) {
+    const auto c = split(so.clients);
+    if (c.size() != 1) throw usage_error("--clients: fleet takes one count (processes)");
+    const int n = to_int(c[0], "--clients");
+    if (n < 1 || static_cast<std::uint32_t>(n) > max_processes)
+      throw usage_error("--clients: must be in 1.." + std::to_string(max_processes) + " (got " + c[0] + ")");
+    o.processes = static_cast<std::uint32_t>(n);
+  }
+  if (so.rate) {
+    if (!(*so.rate > 0) || *so.rate > 1e6) throw usage_error("--rate: must be in (0, 1000000]");
+    o.rate_per_process = *so.rate;
+  }
+  if (!so.duration.empty()) o.length = parse_duration(so.duration, "--duration");
+  if (o.length < std::chrono::seconds{1} || o.length > std::chrono::hours{24})
+    throw usage_error("--duration: must be in 1s..24h");
+  const auto dash = so.outage.find('-');
+  if (dash == std::string::npos) throw usage_error("--outage: expected FROM-TO, e.g. 10s-30s");
+  o.outage_start = parse_duration(so.outage.substr(0, dash), "--outage");
+  o.outage_end = parse_duration(so.outage.substr(dash + 1), "--outage");
+  if (o.outage_end < o.outage_start || o.outage_end > o.length)
+    throw usage_error("--outage: must end after it starts and before --duration");
+  o.retry_after = parse_duration(so.retry_after, "--retry-after");
+  if (so.capacity) {
+    if (!(*so.capacity > 0) || *so.capacity > 100) throw usage_error("--capacity: must be in (0, 100]");
+    o.capacity = *so.capacity;
+  }
+  if (static_cast<double>(o.processes) * o.rate_per_process * std::chrono::duration<double>(o.length).count() > max_events)
+    throw usage_error("--clients × --rate × --duration: more than 2e9 requests");
+  const auto res = sim::run_fleet(o);
+  if (so.format == "csv") {
+    std::cout << "mode,t_s,offered_per_s,attempts_per_s,goodput_per_s\n";
+    for (const auto& r : res.rows)
+      std::cout << r.mode << "," << fmt(r.t_s, 0) << "," << fmt(r.offered_per_s, 0) << "," << fmt(r.attempts_per_s, 0)
+                << "," << fmt(r.goodput_per_s, 0) << "\n";
+  } else if (so.format == "json") {
+    nlohmann::json rows = nlohmann::json::array(), sums = nlohmann::json::array();
+    for (const auto& r : res.rows)
+      rows.push_back({{"mode", r.mode}, {"t_s", r.t_s}, {"offered_per_s", r.offered_per_s},
+                      {"attempts_per_s", r.attempts_per_s}, {"goodput_per_s", r.goodput_per_s}});
+    for (const auto& s : res.summaries)
+      sums.push_back({{"mode", s.mode}, {"amplification_outage", s.amplification_outage},
+                      {"amplification", s.amplification},
+                      {"recovered_at_s", s.recovered_at_s ? nlohmann::json(*s.recovered_at_s) : nlohmann::json()},
+                      {"goodput_share", s.goodput_share}, {"seconds", s.seconds}});
+    std::cout << nlohmann::json{{"windows", rows}, {"summary", sums}}.dump(2) << "\n";
+  } else {
+    std::printf("%u processes, %.3g requests/s each, outage %s, Retry-After %s, capacity %.2f× the offered load\n",
+                o.processes, o.rate_per_process, so.outage.c_str(), so.retry_after.c_str(), o.capacity);
+    std::printf("%-8s %22s %14s %14s %14s %10s\n", "mode", "amplification (outage)", "amplification", "recovered at",
+                "goodput share", "took");
+    for (const auto& s : res.summaries)
+      std::printf("%-8s %22.3f %14.3f %14s %13.1f%% %9.2fs\n", s.mode.c_str(), s.amplification_outage, s.amplification,
+                  s.recovered_at_s ? (fmt(*s.recovered_at_s, 0) + "s").c_str() : "never", s.goodput_share * 100,
+                  s.seconds);
+  }
+  if (!so.plot.empty()) {
+    const auto dir = temp_dir();
+    for (const auto& name : o.modes) {
+      std::ofstream data(dir / (name + ".dat"));
+      for (const auto& r : res.rows)
+        if (r.mode == name) data << r.t_s << " " << r.goodput_per_s << " " << r.attempts_per_s << " " << r.offered_per_s << "\n";
+    }
+    run_gnuplot(dir,
+                "set multiplot layout 1,2\nset xlabel 't (s)'\nset ylabel 'requests/s'\nset title 'Goodput'\n" +
+                    plot_command(o.modes, 2, "lines") + "set title 'Server attempts'\n" +
+                    plot_command(o.modes, 3, "lines") + "unset multiplot\n",
+                so.plot);
+    fs::remove_all(dir);
+  }
+  return exit_code::ok;
+}
+
 }  // namespace
 
 subcommand simulate_command(CLI::App& app) {
   auto so = std::make_shared<simulate_options>();
-  auto* cmd = app.add_subcommand("simulate", "Simulate retry strategies: contention, failures or overload");
-  cmd->add_option("scenario", so->scenario, "contention, failures or overload")->required();
+  auto* cmd = app.add_subcommand("simulate", "Simulate retry strategies: contention, failures, overload or fleet");
+  cmd->add_option("scenario", so->scenario, "contention, failures, overload or fleet")->required();
   cmd->add_option("--format", so->format, "table, csv or json (default table)");
   cmd->add_option("--plot", so->plot, "Draw the results with gnuplot into FILE.png or FILE.svg");
   cmd->add_option("--seed", so->seed, "Random seed (default 1): same seed, same numbers");
-  cmd->add_option("--clients", so->clients, "contention: counts, e.g. 1,2,5,10; failures: one count (default 100)");
+  cmd->add_option("--clients", so->clients,
+                  "contention: counts, e.g. 1,2,5,10; failures: one count (default 100); fleet: processes (default 1000)");
   cmd->add_option("--strategies", so->strategies, "contention: none,exponential,full,equal,decorrelated or presets");
   cmd->add_option("--runs", so->runs, "contention: runs averaged per point (default 100)");
-  cmd->add_option("--rate", so->rate, "failures: requests per second per client (default 10)");
+  cmd->add_option("--rate", so->rate, "failures: requests per second per client (default 10); fleet: per process (default 1)");
   cmd->add_option("--duration", so->duration, "failures: simulated time (default 10s); overload: default 90s");
   cmd->add_option("--failure-rates", so->failure_rates, "failures: e.g. 0,0.01,0.05,0.1,0.25,0.5,0.75");
   cmd->add_option("--policies", so->policies, "failures/overload: no-retries,3-retries,budget-aws,… backoff-default");
   cmd->add_option("--shape", so->shape, "overload: spike or ramp (default spike)");
   cmd->add_flag("--gate-per-client", so->gate_per_client, "failures: one gate per client instead of one shared gate");
+  cmd->add_option("--outage", so->outage, "fleet: when the server is down, FROM-TO (default 10s-30s)");
+  cmd->add_option("--retry-after", so->retry_after, "fleet: the Retry-After of the outage's 503s (default 5s; 0: none)");
+  cmd->add_option("--capacity", so->capacity, "fleet: server capacity ÷ offered load after the outage (default 1.2)");
   return {cmd, [so]() -> int {
     if (so->format != "table" && so->format != "csv" && so->format != "json")
       throw usage_error("--format: unknown format '" + so->format + "' (choose table, csv or json)");
     if (so->scenario == "contention") return contention(*so);
     if (so->scenario == "failures") return failures(*so);
     if (so->scenario == "overload") return overload(*so);
-    throw usage_error("scenario: unknown scenario '" + so->scenario + "' (choose contention, failures or overload)");
+    if (so->scenario == "fleet") return fleet(*so);
+    throw usage_error("scenario: unknown scenario '" + so->scenario + "' (choose contention, failures, overload or fleet)");
   }};
 }
 
