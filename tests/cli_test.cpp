@@ -79,7 +79,7 @@ TEST_F(Cli, SigintDuringTheWaitStopsWithoutAnotherAttempt) {
                        std::this_thread::sleep_for(100ms);
                        ::kill(pid, SIGINT);
                      });
-  EXPECT_EQ(r.status, 1);  // the last attempt's status
+  EXPECT_EQ(r.status, 130);  // stopped by SIGINT, not the status of an attempt that was to be retried
   EXPECT_LT(r.took, 20s);
   EXPECT_EQ(slurp(dir / "runs"), "run\n");
 }
@@ -145,7 +145,7 @@ TEST_F(Cli, EveryBadFlagExitsTwoNamingIt) {
       {{"run", "--jitter", "wobbly", "--", "touch", "ran"}, "--jitter: unknown jitter 'wobbly'"},
       {{"run", "--jitter", "proportional:2", "--", "touch", "ran"}, "--jitter: proportional needs a fraction"},
       {{"run", "--jitter", "additive:x", "--", "touch", "ran"}, "--jitter additive: invalid duration 'x'"},
-      {{"run", "--max-attempts", "0", "--", "touch", "ran"}, "--max-attempts: must be at least 1"},
+      {{"run", "--max-attempts", "-1", "--", "touch", "ran"}, "--max-attempts"},
       {{"run", "--max-attempts", "lots", "--", "touch", "ran"}, "--max-attempts"},
       {{"run", "--max-time", "soon", "--", "touch", "ran"}, "--max-time: invalid duration 'soon'"},
       {{"run", "--seed", "x", "--", "touch", "ran"}, "--seed"},
@@ -350,4 +350,78 @@ TEST_F(Cli, RunRetriesAChildKilledByASignalItDidNotSend) {
   const auto r = cli({"run", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", "echo x >> runs; kill -KILL $$"});
   EXPECT_EQ(r.status, 137) << r.err;
   EXPECT_EQ(slurp(dir / "runs"), "x\nx\nx\n");
+}
+
+// --- run: what operators expect, and the fixes -----------------------------------------------
+
+TEST_F(Cli, RunTellsTheCommandWhichAttemptItIs) {
+  const auto r = cli({"run", "-q", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c",
+                      "echo $BACKOFF_ATTEMPT/$BACKOFF_MAX_ATTEMPTS >> log; exit 1"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_EQ(slurp(dir / "log"), "1/3\n2/3\n3/3\n");
+}
+
+TEST_F(Cli, RunWithMaxAttemptsZeroKeepsGoingUntilItWorks) {
+  const auto r = cli({"run", "-q", "--initial", "1ms", "--max-delay", "1ms", "--max-attempts", "0", "--", "sh", "-c",
+                      "echo $BACKOFF_MAX_ATTEMPTS >> log; [ $(wc -l < log) -ge 9 ]"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count_lines(slurp(dir / "log"), "0"), 9);  // past the default of 4; 0 = no limit
+}
+
+TEST_F(Cli, RunStdinReplayToACommandThatDoesNotReadIsNotKilledBySigpipe) {
+  const auto r = cli({"run", "--stdin-replay", "--", "true"}, std::string(1 << 20, 'z'));
+  EXPECT_EQ(r.status, 0) << r.err;
+  // The command itself still gets the usual SIGPIPE.
+  const auto piped = cli({"run", "-q", "--max-attempts", "1", "--", "sh", "-c", "yes | head -c 1 > /dev/null; echo ${PIPESTATUS:-ok}"});
+  EXPECT_EQ(piped.status, 0) << piped.err;
+}
+
+TEST_F(Cli, RunStoppedBetweenAttemptsExitsWithTheSignal) {
+  for (const int sig : {SIGINT, SIGTERM}) {
+    fs::remove(dir / "runs");
+    const auto r = cli({"run", "--initial", "30s", "--jitter", "none", "--max-attempts", "3", "--", "sh", "-c", "echo x >> runs; exit 3"}, "",
+                       [&](pid_t pid) {
+                         // After the first attempt, during the 30 s wait.
+                         for (int i = 0; i < 2000 && !fs::exists(dir / "runs"); ++i) std::this_thread::sleep_for(5ms);
+                         std::this_thread::sleep_for(100ms);
+                         ::kill(pid, sig);
+                       });
+    EXPECT_EQ(r.status, 128 + sig) << r.err;
+    EXPECT_EQ(slurp(dir / "runs"), "x\n");
+  }
+}
+
+TEST_F(Cli, RunForwardsSighupAndLeavesNoOrphan) {
+  for (const int sig : {SIGHUP, SIGQUIT}) {
+    fs::remove(dir / "pid");
+    const auto r = cli({"run", "--", "sh", "-c", "echo $$ > pid.tmp; mv pid.tmp pid; exec sleep 30"}, "", [&](pid_t pid) {
+      for (int i = 0; i < 2000 && !fs::exists(dir / "pid"); ++i) std::this_thread::sleep_for(5ms);
+      ::kill(pid, sig);
+    });
+    EXPECT_EQ(r.status, 128 + sig) << r.err;
+    EXPECT_LT(r.took, 20s);
+    const pid_t child = std::stoi(slurp(dir / "pid"));
+    EXPECT_NE(::kill(child, 0), 0) << "the command is still running after backoff exited (signal " << sig << ")";
+    if (::kill(child, 0) == 0) ::kill(child, SIGKILL);
+  }
+}
+
+TEST_F(Cli, RunRejectsValuesThatWouldBeMisreadByName) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"run", "--max-time", "0", "--", "true"}, "--max-time: must be longer than 0"},
+      {{"run", "--seed", "-1", "--", "true"}, "--seed: '-1' is not a whole number"},
+      {{"run", "--seed", "18446744073709551616", "--", "true"}, "--seed: '18446744073709551616'"},
+      {{"run", "--seed", "1e23", "--", "true"}, "--seed: '1e23'"},
+      {{"run", "--seed", "", "--", "true"}, "--seed: '' is not a whole number"},
+      {{"run", "--max-atempts", "3", "--", "true"}, "unknown flag --max-atempts (did you mean --max-attempts?)"},
+      {{"get", "--stal-timeout", "1s", "http://h/x"}, "unknown flag --stal-timeout (did you mean --stall-timeout?)"},
+      {{"run", "--frobnicate", "--", "true"}, "unknown flag --frobnicate"},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = cli(args);
+    EXPECT_EQ(r.status, 2) << message << ": " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+  // The same seed twice gives the same waits; the largest one is accepted.
+  EXPECT_EQ(cli({"run", "-q", "--seed", "18446744073709551615", "--max-attempts", "1", "--", "true"}).status, 0);
 }

@@ -66,7 +66,7 @@ struct policy_flags {
   std::optional<duration> time_limit() const;
 };
 
-// Installs handlers that turn SIGINT/SIGTERM into a stop request. The signal
+// Installs handlers that turn SIGINT/SIGTERM/SIGHUP/SIGQUIT into a stop request. The signal
 // number is kept for the exit status; `forward` (if set) gets the signal too.
 class signal_watch {
  public:
@@ -74,7 +74,7 @@ class signal_watch {
   ~signal_watch();
   std::stop_token token() const { return source_.get_token(); }
   int signal() const noexcept;
-  // Child process to forward SIGINT/SIGTERM to (0: none).
+  // Child process (group) to forward those signals to (0: none).
   void set_child(int pid) noexcept;
 
  private:

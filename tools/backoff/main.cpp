@@ -4,9 +4,56 @@
 //   backoff schedule [policy]             show the waits a policy produces
 //   backoff demo                          see it work against a failing local server
 //   backoff simulate SCENARIO             contention, failures or overload experiments
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "cli.hpp"
+
+namespace {
+
+std::size_t distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The first --flag before "--" that `cmd` does not know, with the nearest one
+// it does ("unknown flag --max-atempts (did you mean --max-attempts?)"):
+// CLI11 would otherwise take it for a positional and complain about another word.
+std::string unknown_flag(CLI::App& cmd, int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    if (arg.rfind("--", 0) != 0 || arg.size() < 3) continue;
+    const std::string name = arg.substr(0, arg.find('='));
+    if (name == "--help" || cmd.get_option_no_throw(name) != nullptr) continue;
+    std::string best;
+    std::size_t best_d = 4;  // suggest only what is close
+    for (const CLI::Option* o : cmd.get_options())
+      for (const auto& l : o->get_lnames()) {
+        const std::size_t d = distance(name, "--" + l);
+        if (d < best_d) {
+          best_d = d;
+          best = "--" + l;
+        }
+      }
+    return "unknown flag " + name + (best.empty() ? std::string() : " (did you mean " + best + "?)");
+  }
+  return {};
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace backoff::cli;
@@ -21,6 +68,13 @@ int main(int argc, char** argv) {
     if (!known) {
       std::cerr << "backoff: unknown subcommand '" << argv[1] << "' (choose run, get, schedule, demo or simulate)\n";
       return exit_code::usage;
+    }
+    for (const auto& c : commands) {
+      if (c.app->get_name() != argv[1]) continue;
+      if (const std::string bad = unknown_flag(*c.app, argc, argv); !bad.empty()) {
+        std::cerr << "backoff " << argv[1] << ": " << bad << "\n";
+        return exit_code::usage;
+      }
     }
   }
   try {

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include <charconv>
+
 #include "cli.hpp"
 
 namespace backoff::cli {
@@ -117,14 +119,26 @@ void policy_flags::add_to(CLI::App& app) {
   app.add_option("--multiplier", multiplier, "Growth factor of each wait, >= 1 (default 2)");
   app.add_option("--max-delay", max_delay, "Longest single wait, e.g. 32s (default 32s)");
   app.add_option("--jitter", jitter, "none|full|equal|decorrelated|proportional:F|additive:DUR (default full)");
-  app.add_option("--max-attempts", max_attempts, "Attempts in all, including the first (default 4)");
+  app.add_option("--max-attempts", max_attempts, "Attempts in all, including the first (default 4; 0: no limit)");
   app.add_option("--max-time", max_time, "Time limit for everything, e.g. 2m: no wait crosses it, a running attempt is stopped at it");
-  app.add_option("--seed", seed, "Seed the random generator, for reproducible waits");
+  app.add_option_function<std::string>(
+      "--seed",
+      [this](const std::string& text) {
+        // Digits only, within 64 bits: "-1", "1e23" or "2^64" must not wrap to some other seed.
+        std::uint64_t v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+          throw CLI::ValidationError("--seed", "'" + text + "' is not a whole number in 0..18446744073709551615");
+        seed = v;
+      },
+      "Seed the random generator, for reproducible waits (0..2^64-1)");
 }
 
 std::optional<duration> policy_flags::time_limit() const {
   if (max_time.empty()) return std::nullopt;
-  return parse_duration(max_time, "--max-time");
+  const duration d = parse_duration(max_time, "--max-time");
+  if (d.count() == 0) throw usage_error("--max-time: must be longer than 0");
+  return d;
 }
 
 backoff::policy policy_flags::build() const {
@@ -189,8 +203,9 @@ backoff::policy policy_flags::build() const {
     }
   }
   if (max_attempts) {
-    if (*max_attempts == 0) throw usage_error("--max-attempts: must be at least 1 (got 0)");
-    p.stop = stop::after_attempts(*max_attempts);
+    // 0: no limit on attempts (until --max-time, a success or a signal), as
+    // gRPC and curl's --retry 0 with --retry-max-time.
+    p.stop = *max_attempts == 0 ? stop_rule{} : stop::after_attempts(*max_attempts);
   } else if (p.stop.max_attempts() == 0 && preset.empty()) {
     p.stop = stop::after_attempts(4);
   }

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,8 +47,9 @@ std::string describe(const outcome& o) {
 }
 
 // Forks and runs the command; waits for it, enforcing `limit` (0 = none).
-outcome run_once(const run_options& ro, const std::string& input, bool give_stdin, duration limit,
-                 duration kill_after, signal_watch& signals) {
+outcome run_once(const run_options& ro, const std::string& input, std::uint32_t attempt, std::uint32_t max_attempts,
+                 duration limit, duration kill_after, signal_watch& signals) {
+  const bool give_stdin = attempt == 1;
   outcome out;
   int exec_pipe[2];
   if (::pipe2(exec_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
@@ -57,6 +59,20 @@ outcome run_once(const run_options& ro, const std::string& input, bool give_stdi
   // The command runs in a process group of its own, so that a timeout or a
   // forwarded signal reaches everything it started, not just the shell.
   const bool terminal = ::isatty(0) && give_stdin && !ro.stdin_replay;
+  // Everything the child needs is built here: after fork, a process with
+  // threads may only call async-signal-safe functions (no allocation).
+  std::vector<char*> argv;
+  for (const auto& a : ro.command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  // The command sees which attempt it is: BACKOFF_ATTEMPT (1-based) and
+  // BACKOFF_MAX_ATTEMPTS (0: no limit).
+  std::vector<std::string> own{"BACKOFF_ATTEMPT=" + std::to_string(attempt),
+                               "BACKOFF_MAX_ATTEMPTS=" + std::to_string(max_attempts)};
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "BACKOFF_ATTEMPT=", 16) != 0 && std::strncmp(*e, "BACKOFF_MAX_ATTEMPTS=", 21) != 0) envp.push_back(*e);
+  for (auto& e : own) envp.push_back(e.data());
+  envp.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
@@ -64,16 +80,14 @@ outcome run_once(const run_options& ro, const std::string& input, bool give_stdi
     sigset_t none;
     sigemptyset(&none);
     ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);  // backoff ignores it; the command gets the usual behaviour
     if (ro.stdin_replay) {
       ::dup2(in_pipe[0], 0);
     } else if (!give_stdin) {
       const int devnull = ::open("/dev/null", O_RDONLY);
       if (devnull >= 0) ::dup2(devnull, 0);
     }
-    std::vector<char*> argv;
-    for (const auto& a : ro.command) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execvp(argv[0], argv.data());
+    ::execvpe(argv[0], argv.data(), envp.data());
     const int err = errno;
     [[maybe_unused]] auto n = ::write(exec_pipe[1], &err, sizeof err);
     ::_exit(err == ENOENT ? exit_code::not_found : exit_code::cannot_execute);
@@ -106,6 +120,9 @@ outcome run_once(const run_options& ro, const std::string& input, bool give_stdi
   bool term_sent = false;
   auto term_at = start;
   int wstatus = 0;
+  // The child's exit is seen at once through a pidfd (Linux 5.3); where there
+  // is none, waitpid is polled every 5 ms.
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   for (;;) {
     const pid_t r = ::waitpid(pid, &wstatus, WNOHANG);
     if (r == pid) break;
@@ -119,8 +136,19 @@ outcome run_once(const run_options& ro, const std::string& input, bool give_stdi
     } else if (term_sent && now - term_at >= kill_after) {
       ::kill(-pid, SIGKILL);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // Sleep until the child exits or the next deadline, whichever is first.
+    auto wake = now + std::chrono::hours(1);
+    if (!term_sent && limit.count() > 0) wake = start + limit;
+    if (term_sent) wake = term_at + kill_after;
+    if (pidfd < 0) {
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(wake - now, std::chrono::milliseconds(5)));
+      continue;
+    }
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(wake - now).count();
+    pollfd p{pidfd, POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(std::clamp<long long>(ms, 0, 3'600'000)));
   }
+  if (pidfd >= 0) ::close(pidfd);
   signals.set_child(0);
   if (terminal) ::tcsetpgrp(0, ::getpgrp());
   // Whatever the command left running in its group goes with it.
@@ -169,6 +197,9 @@ subcommand run_command(CLI::App& app) {
   return {cmd, [ro]() -> int {
     // Parse everything before running anything: a bad flag must not start the command.
     const policy p = ro->policy.build();
+    // A command that exits without reading what --stdin-replay feeds it must
+    // not take backoff down with SIGPIPE: the write fails instead, quietly.
+    ::signal(SIGPIPE, SIG_IGN);
     if (!ro->share.empty() && ro->share_key.empty()) throw usage_error("--share: needs --share-key NAME");
     if (ro->share.empty() && !ro->share_key.empty()) throw usage_error("--share-key: needs --share");
     if (ro->share_key.find_first_of("{} \t\r\n") != std::string::npos)
@@ -256,14 +287,17 @@ subcommand run_command(CLI::App& app) {
         const duration capped = std::max(left, duration{std::chrono::milliseconds(1)});
         if (this_limit.count() == 0 || capped < this_limit) this_limit = capped;
       }
-      return run_once(*ro, input, number == 1, this_limit, kill_after, signals);
+      return run_once(*ro, input, number, max_attempts, this_limit, kill_after, signals);
     }, o);
     if (result.error) std::rethrow_exception(result.error);
 
     // No attempt at all: a signal, or a shared gate that refused even the
     // first attempt (the fleet's breaker is open).
     const bool refused = !result.value && !signals.signal();
-    const int status = result.value ? result.value->status : refused ? exit_code::refused : 128 + signals.signal();
+    int status = result.value ? result.value->status : refused ? exit_code::refused : 128 + signals.signal();
+    // Stopped by a signal while waiting between attempts: say so, as get does,
+    // rather than pass on the status of an attempt that was going to be retried.
+    if (result.value && signals.signal() && result.reason == stop_reason::cancelled) status = 128 + signals.signal();
     if (report) {
       report->write({{"command", ro->command},
                      {"reason", std::string(to_string(result.reason))},

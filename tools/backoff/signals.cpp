@@ -18,12 +18,14 @@ sigset_t watched() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);   // the terminal went away: the child must not be left behind
+  sigaddset(&set, SIGQUIT);
   sigaddset(&set, SIGUSR2);  // private: tells the watcher to quit
   return set;
 }
 }  // namespace
 
-// SIGINT and SIGTERM are blocked in every thread and received by one watcher
+// SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked in every thread and received by one watcher
 // thread with sigwait, because std::stop_source::request_stop is not
 // async-signal-safe. Children unblock them before exec (see run.cpp).
 signal_watch::signal_watch() {
