@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many bench-concurrent bench-fleet fuzz mutate clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many bench-concurrent bench-fleet bench-run fuzz mutate clean
 
 all: build
 
@@ -71,6 +71,10 @@ bench-concurrent: build
 # backoff::redis: Redis commands per second, propagation between processes, Redis down.
 bench-fleet: build
 	$(BUILD)/bin/backoff_fleet_bench
+
+# backoff run -- true against a shell retry loop: start-up cost.
+bench-run: build
+	bash bench/run_startup.sh $(BUILD)/bin/backoff
 
 # Mutation testing (tests/mutants.txt): not part of `make test`, too slow for CI.
 mutate: deps

@@ -1,10 +1,20 @@
 // backoff — retry commands and downloads with exponential backoff and jitter.
+//
+// Two executables from this file: `backoff` (BACKOFF_LEAN: run, schedule,
+// simulate; no libcurl or OpenSSL to load, so `backoff run -- true` starts in
+// about the time a shell loop does) and `backoff-http` (get, demo), which
+// `backoff get` and `backoff demo` exec, found beside the executable or in
+// ../libexec/backoff/.
 //   backoff run [policy] -- CMD ARGS…     retry a command
 //   backoff get URL [-o FILE] [policy]    download with retries and resume
 //   backoff schedule [policy]             show the waits a policy produces
 //   backoff demo                          see it work against a failing local server
 //   backoff simulate SCENARIO             contention, failures or overload experiments
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -55,16 +65,52 @@ std::string unknown_flag(CLI::App& cmd, int argc, char** argv) {
 
 }  // namespace
 
+#ifdef BACKOFF_LEAN
+// Runs backoff-http with the same arguments; returns only if it cannot.
+int exec_http(int argc, char** argv) {
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  std::string dir = ".";
+  if (n > 0) {
+    self[n] = 0;
+    dir = std::string(self);
+    dir = dir.substr(0, dir.rfind('/'));
+  }
+  std::vector<char*> args(argv, argv + argc);
+  args.push_back(nullptr);
+  for (const std::string& path : {dir + "/backoff-http", dir + "/../libexec/backoff/backoff-http"}) {
+    args[0] = const_cast<char*>(path.c_str());
+    ::execv(path.c_str(), args.data());
+  }
+  std::cerr << "backoff: cannot run backoff-http (looked in " << dir << " and " << dir
+            << "/../libexec/backoff): " << std::strerror(errno) << "\n";
+  return 126;
+}
+#endif
+
 int main(int argc, char** argv) {
   using namespace backoff::cli;
+#ifdef BACKOFF_LEAN
+  if (argc > 1 && (std::string(argv[1]) == "get" || std::string(argv[1]) == "demo")) return exec_http(argc, argv);
+#endif
   CLI::App app{"backoff: retry what fails, with exponential backoff and jitter"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "backoff 0.1.0");
-  std::vector<subcommand> commands{run_command(app), get_command(app), schedule_command(app), demo_command(app),
-                                   simulate_command(app)};
+#ifdef BACKOFF_LEAN
+  std::vector<subcommand> commands{run_command(app), schedule_command(app), simulate_command(app)};
+  // Listed in --help; `backoff get …` and `backoff demo …` never get here (exec above).
+  app.add_subcommand("get", "Download with retries, resume and checksums (backoff-http)")->allow_extras();
+  app.add_subcommand("demo", "See it work against a failing local server (backoff-http)")->allow_extras();
+#else
+  std::vector<subcommand> commands{get_command(app), demo_command(app)};
+#endif
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const auto& c : commands) known = known || c.app->get_name() == argv[1];
+#ifndef BACKOFF_LEAN
+    known = known || std::string(argv[1]) == "run" || std::string(argv[1]) == "schedule" ||
+            std::string(argv[1]) == "simulate";  // reached here only when run directly
+#endif
     if (!known) {
       std::cerr << "backoff: unknown subcommand '" << argv[1] << "' (choose run, get, schedule, demo or simulate)\n";
       return exit_code::usage;
