@@ -177,6 +177,16 @@ TEST_F(Cli, EveryBadFlagExitsTwoNamingIt) {
   }
 }
 
+TEST_F(Cli, ScheduleStopsWhereRunWouldAtMaxTime) {
+  // 1 + 2 + 4 = 7 s fit in 10 s; the next wait (8 s) would end past it.
+  const auto r = cli({"schedule", "--jitter", "none", "--max-attempts", "10", "--max-time", "10s", "--format", "csv"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "retry,delay_ms,cumulative_ms\n1,1000.000,1000.000\n2,2000.000,3000.000\n3,4000.000,7000.000\n");
+  const auto s = cli({"schedule", "--jitter", "full", "--seed", "3", "--samples", "200", "--max-time", "2s", "--format", "json"});
+  EXPECT_EQ(s.status, 0) << s.err;
+  for (const auto& row : nlohmann::json::parse(s.out)) EXPECT_LE(row["p95_ms"].get<double>(), 2000.0);
+}
+
 TEST_F(Cli, ScheduleCsvMatchesTheFormulaWithoutJitter) {
   const auto r = cli({"schedule", "--initial", "1s", "--multiplier", "2", "--max-delay", "10s", "--jitter", "none",
                       "--attempts", "6", "--format", "csv"});
@@ -338,6 +348,13 @@ TEST_F(Cli, SimulateBadInputExitsTwo) {
       {{"simulate", "fleet", "--duration", "1000000h"}, "--duration: must be in 1s..24h"},
       {{"simulate", "fleet", "--clients", "10000000", "--rate", "100"}, "more than 2e9 requests"},
       {{"simulate", "fleet", "--capacity", "0"}, "--capacity: must be in (0, 100]"},
+      {{"simulate", "contention", "--runs", "2147483647"}, "--runs: must be in 1..100000"},
+      {{"simulate", "failures", "--rate", "inf"}, "--rate: must be in (0, 1000000]"},
+      {{"simulate", "failures", "--duration", "1000000h"}, "--duration: must be in (0, 24h]"},
+      {{"simulate", "overload", "--duration", "1000000h"}, "--duration: overload needs 40s..24h"},
+      {{"schedule", "--samples", "1000000000"}, "--samples: at most 1000000"},
+      {{"schedule", "--max-attempts", "4294967295"}, "--max-attempts: 4294967294 retries to show is more than 10000"},
+      {{"schedule", "--attempts", "5000", "--samples", "10000"}, "is more than 10000000 in all"},
   };
   for (const auto& c : cases) {
     const auto r = cli(c.args);

@@ -32,22 +32,45 @@ subcommand schedule_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("schedule", "Print the wait before each retry, and the total");
   so->policy.add_to(*cmd);
   cmd->add_option("--attempts", so->rows,
-                  "How many retries to show (default: the policy's attempts minus one, or 10 without a limit)");
+                  "How many retries to show (default: the policy's attempts minus one, or 10 without a limit; "
+                  "at most 10000); --max-time cuts the preview where run would stop");
   cmd->add_option("--format", so->format, "table, csv or json (default table)");
-  cmd->add_option("--samples", so->samples, "Draw the schedule K times and print p5/p50/p95 of each wait");
+  cmd->add_option("--samples", so->samples,
+                  "Draw the schedule K times and print p5/p50/p95 of each wait (at most 1000000, and 10^7 waits in all)");
   return {cmd, [so]() -> int {
     const policy p = so->policy.build();
     if (so->format != "table" && so->format != "csv" && so->format != "json")
       throw usage_error("--format: unknown format '" + so->format + "' (choose table, csv or json)");
     if (so->rows && *so->rows == 0) throw usage_error("--attempts: must be at least 1 (got 0)");
     if (so->samples && *so->samples == 0) throw usage_error("--samples: must be at least 1 (got 0)");
+    // Bounds that keep a preview within memory and time.
+    constexpr std::uint32_t max_rows = 10'000, max_samples = 1'000'000;
+    constexpr std::uint64_t max_draws = 10'000'000;  // rows × samples
     const std::uint32_t limit = p.stop.max_attempts();
     const std::uint32_t rows = so->rows ? *so->rows : (limit > 1 ? limit - 1 : (limit == 1 ? 0 : 10));
+    if (rows > max_rows)
+      throw usage_error(std::string(so->rows ? "--attempts" : "--max-attempts") + ": " + std::to_string(rows) +
+                        " retries to show is more than " + std::to_string(max_rows) + " (set --attempts)");
+    if (so->samples && *so->samples > max_samples)
+      throw usage_error("--samples: at most " + std::to_string(max_samples) + " (got " + std::to_string(*so->samples) + ")");
+    if (so->samples && static_cast<std::uint64_t>(rows) * *so->samples > max_draws)
+      throw usage_error("--samples: " + std::to_string(*so->samples) + " draws of " + std::to_string(rows) +
+                        " waits is more than " + std::to_string(max_draws) + " in all");
+    // Where run would stop: no wait that ends past --max-time (attempts taken as instant).
+    const auto time_limit = so->policy.time_limit();
+    auto within = [&](std::vector<duration> waits) {
+      if (!time_limit) return waits;
+      duration total{0};
+      std::size_t keep = 0;
+      while (keep < waits.size() && total + waits[keep] <= *time_limit) total += waits[keep++];
+      waits.resize(keep);
+      return waits;
+    };
     fast_rng seeded{so->policy.seed.value_or(0)};
     random_ref rng = so->policy.seed ? random_ref{seeded} : random_ref{};
 
     if (!so->samples) {
-      const auto waits = p.preview(rows, rng);
+      const auto waits = within(p.preview(rows, rng));
       duration total{0};
       nlohmann::json doc = nlohmann::json::array();
       if (so->format == "csv") std::cout << "retry,delay_ms,cumulative_ms\n";
@@ -72,9 +95,10 @@ subcommand schedule_command(CLI::App& app) {
     // Percentiles over K independent draws of the whole schedule.
     std::vector<std::vector<double>> by_retry(rows);
     for (std::uint32_t k = 0; k < *so->samples; ++k) {
-      const auto waits = p.preview(rows, rng);
+      const auto waits = within(p.preview(rows, rng));
       for (std::size_t i = 0; i < waits.size(); ++i) by_retry[i].push_back(ms(waits[i]));
     }
+    while (!by_retry.empty() && by_retry.back().empty()) by_retry.pop_back();  // never reached within --max-time
     nlohmann::json doc = nlohmann::json::array();
     if (so->format == "csv") std::cout << "retry,p5_ms,p50_ms,p95_ms\n";
     if (so->format == "table") std::cout << "retry          p5         p50         p95\n";

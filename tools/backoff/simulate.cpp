@@ -19,6 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Limits that keep a simulation within memory and time (backoff(1) lists them).
+constexpr std::uint32_t max_processes = 10'000'000;
+constexpr double max_events = 2e9;  // requests over the whole run
+
 struct simulate_options {
   std::string scenario, format = "table", plot, shape = "spike", duration;
   std::vector<std::string> clients, strategies, policies, failure_rates;
@@ -121,7 +125,8 @@ int contention(const simulate_options& so) {
   sim::contention_options o;
   o.seed = so.seed;
   if (so.runs) {
-    if (*so.runs < 1) throw usage_error("--runs: must be at least 1 (got " + std::to_string(*so.runs) + ")");
+    if (*so.runs < 1 || *so.runs > 100'000)
+      throw usage_error("--runs: must be in 1..100000 (got " + std::to_string(*so.runs) + ")");
     o.runs = *so.runs;
   }
   if (!so.clients.empty()) {
@@ -133,6 +138,9 @@ int contention(const simulate_options& so) {
     }
   }
   o.strategies = strategy_names(so.strategies, o.strategies, "--strategies");
+  double work = 0;  // client-runs: each costs about one client's writes
+  for (const int c : o.clients) work += static_cast<double>(c) * o.runs * static_cast<double>(o.strategies.size());
+  if (work > 1e9) throw usage_error("--clients × --runs: more than 1e9 client runs in all");
   const auto rows = sim::run_contention(o);
   if (so.format == "csv") {
     std::cout << "clients,strategy,mean_writes,mean_completion_ms,p50_completion_ms,p99_completion_ms\n";
@@ -182,11 +190,13 @@ int failures(const simulate_options& so) {
     o.clients = static_cast<std::uint32_t>(n);
   }
   if (so.rate) {
-    if (!(*so.rate > 0)) throw usage_error("--rate: must be > 0");
+    if (!(*so.rate > 0) || *so.rate > 1e6) throw usage_error("--rate: must be in (0, 1000000]");
     o.rate_per_client = *so.rate;
   }
   if (!so.duration.empty()) o.length = parse_duration(so.duration, "--duration");
-  if (o.length.count() <= 0) throw usage_error("--duration: must be longer than 0");
+  if (o.length.count() <= 0 || o.length > std::chrono::hours{24}) throw usage_error("--duration: must be in (0, 24h]");
+  if (static_cast<double>(o.clients) * o.rate_per_client * std::chrono::duration<double>(o.length).count() > max_events)
+    throw usage_error("--clients × --rate × --duration: more than 2e9 requests");
   if (!so.failure_rates.empty()) {
     o.failure_rates.clear();
     for (const auto& f : split(so.failure_rates)) {
@@ -239,7 +249,8 @@ int overload(const simulate_options& so) {
   else if (so.shape == "ramp") o.shape = sim::load_shape::ramp;
   else throw usage_error("--shape: unknown shape '" + so.shape + "' (choose spike or ramp)");
   if (!so.duration.empty()) o.length = parse_duration(so.duration, "--duration");
-  if (o.length < std::chrono::seconds{40}) throw usage_error("--duration: overload needs at least 40s");
+  if (o.length < std::chrono::seconds{40} || o.length > std::chrono::hours{24})
+    throw usage_error("--duration: overload needs 40s..24h");
   o.policies = strategy_names(so.policies, o.policies, "--policies");
   const auto res = sim::run_overload(o);
   if (so.format == "csv") {
@@ -279,10 +290,6 @@ int overload(const simulate_options& so) {
   }
   return exit_code::ok;
 }
-
-// Limits that keep a simulation within memory and time (documented in --help).
-constexpr std::uint32_t max_processes = 10'000'000;
-constexpr double max_events = 2e9;  // requests over the whole run
 
 int fleet(const simulate_options& so) {
   sim::fleet_options o;
