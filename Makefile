@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many bench-concurrent bench-fleet bench-run fuzz mutate clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many bench-concurrent bench-fleet bench-run package fuzz mutate clean
 
 all: build
 
@@ -75,6 +75,11 @@ bench-fleet: build
 # backoff run -- true against a shell retry loop: start-up cost.
 bench-run: build
 	bash bench/run_startup.sh $(BUILD)/bin/backoff
+
+# A Debian package (CPack): the CLI, headers, libraries, CMake and pkg-config
+# files, man page and bash completion. Written to $(BUILD)/package/.
+package: build
+	cd $(BUILD) && cpack -G DEB
 
 # Mutation testing (tests/mutants.txt): not part of `make test`, too slow for CI.
 mutate: deps

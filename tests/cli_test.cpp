@@ -442,3 +442,43 @@ TEST_F(Cli, RunRejectsValuesThatWouldBeMisreadByName) {
   // The same seed twice gives the same waits; the largest one is accepted.
   EXPECT_EQ(cli({"run", "-q", "--seed", "18446744073709551615", "--max-attempts", "1", "--", "true"}).status, 0);
 }
+
+// --- the man page and the bash completion follow the program ----------------------------------
+
+TEST_F(Cli, EveryFlagOfEverySubcommandIsInTheManPage) {
+  const std::string man = slurp(fs::path(BACKOFF_SOURCE_DIR) / "docs" / "man" / "backoff.1");
+  ASSERT_FALSE(man.empty());
+  const std::regex flag("(^|[ ,])(--[a-z][a-z0-9-]*)");
+  for (const std::string sub : {"run", "get", "schedule", "simulate", "demo"}) {
+    const auto r = cli({sub, "--help"});
+    ASSERT_EQ(r.status, 0) << sub;
+    int seen = 0;
+    for (std::sregex_iterator it(r.out.begin(), r.out.end(), flag), end; it != end; ++it) {
+      std::string name = (*it)[2];
+      if (name == "--help") continue;
+      std::string roff;  // troff writes a hyphen as \-
+      for (char c : name) roff += c == '-' ? std::string("\\-") : std::string(1, c);
+      EXPECT_NE(man.find(roff), std::string::npos) << "backoff(1) does not document " << sub << " " << name;
+      ++seen;
+    }
+    EXPECT_GT(seen, 2) << sub;
+  }
+  // And every exit code the program documents.
+  for (const std::string code : {".B 75", ".B 124", ".B 126", ".B 127", ".B 6", ".B 5", ".B 4", ".B 3", ".B 2"})
+    EXPECT_NE(man.find(code + "\n"), std::string::npos) << code;
+}
+
+TEST_F(Cli, TheBashCompletionOffersSubcommandsAndTheirFlags) {
+  auto complete = [&](const std::string& words, int cword) {
+    const std::string script = "source '" + std::string(BACKOFF_SOURCE_DIR) + "/packaging/backoff.bash-completion'; " +
+                               "COMP_WORDS=(" + words + "); COMP_CWORD=" + std::to_string(cword) +
+                               "; _backoff; printf '%s\\n' \"${COMPREPLY[@]}\"";
+    const std::string bin = fs::path(BACKOFF_CLI).parent_path().string();
+    return run_cli_shell("PATH='" + bin + "':$PATH bash -c " + quote(script));
+  };
+  EXPECT_EQ(complete("backoff r", 1), "run\n");
+  EXPECT_EQ(complete("backoff get --stall", 2), "--stall-timeout\n");
+  EXPECT_EQ(complete("backoff run --max-at", 2), "--max-attempts\n");
+  EXPECT_EQ(complete("backoff simulate fl", 2), "fleet\n");
+  EXPECT_EQ(complete("backoff get --preset g", 3), "google-cloud\ngrpc\n");
+}

@@ -11,6 +11,7 @@ packages=(
   clang libclang-rt-14-dev
   curl bc libasio-dev
   libhiredis-dev redis-server
+  dpkg-dev groff-base
 )
 
 missing=()

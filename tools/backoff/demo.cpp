@@ -77,6 +77,7 @@ struct demo_options {
 subcommand demo_command(CLI::App& app) {
   auto dopt = std::make_shared<demo_options>();
   auto* cmd = app.add_subcommand("demo", "Download files through a local server that fails on purpose");
+  cmd->footer("Exit status: 0 on success; 2 for a bad flag or value; 1 when something else failed.");
   cmd->add_option("--dir", dopt->dir, "Where to put the downloads (default: a temporary directory, removed after)");
   cmd->add_flag("--keep", dopt->keep, "Keep the downloaded files");
   cmd->add_flag("-q,--quiet", dopt->quiet, "Print only the summary");

@@ -357,6 +357,11 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
 subcommand get_command(CLI::App& app) {
   auto f = std::make_shared<get_flags>();
   auto* cmd = app.add_subcommand("get", "Download a URL (or call an API), retrying failures and resuming broken transfers");
+  cmd->footer(
+      "Exit status: 0 when every URL was saved; 3 when retries did not help; 4 on a permanent error (404, a redirect "
+      "loop, a status with no body to save); 5 when the output could not be written; 6 when the file did not match "
+      "--checksum twice; 128+N when stopped by signal N (130 for Ctrl-C); 2 for a bad flag or value (nothing was "
+      "fetched). With several URLs, the worst of theirs.");
   f->policy.add_to(*cmd);
   cmd->add_option("url", f->urls, "The URL(s) to download");
   cmd->add_option("-i,--input-file", f->input_file, "Download the URLs listed in FILE ('URL [NAME]' per line; - for stdin)");

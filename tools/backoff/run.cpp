@@ -179,6 +179,11 @@ outcome run_once(const run_options& ro, const std::string& input, std::uint32_t 
 subcommand run_command(CLI::App& app) {
   auto ro = std::make_shared<run_options>();
   auto* cmd = app.add_subcommand("run", "Run a command, retrying it while it fails");
+  cmd->footer(
+      "Exit status: the last attempt's; 124 when --attempt-timeout or --max-time stopped it; 126 when the command "
+      "cannot be executed; 127 when it does not exist; 128+N when it was killed by signal N, or when signal N "
+      "stopped backoff (130 for Ctrl-C); 75 when the fleet's breaker (--share) refused it; 2 for a bad flag or "
+      "value (nothing was run).\nThe command sees BACKOFF_ATTEMPT (1-based) and BACKOFF_MAX_ATTEMPTS (0: no limit).");
   ro->policy.add_to(*cmd);
   cmd->add_option("--retry-on-exit", ro->retry_on, "Retry only these exit codes, e.g. 1,75-78 (default: any non-zero)");
   cmd->add_option("--no-retry-on-exit", ro->no_retry_on, "Never retry these exit codes");

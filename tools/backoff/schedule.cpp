@@ -30,6 +30,7 @@ std::string fixed3(double v) {
 subcommand schedule_command(CLI::App& app) {
   auto so = std::make_shared<schedule_options>();
   auto* cmd = app.add_subcommand("schedule", "Print the wait before each retry, and the total");
+  cmd->footer("Exit status: 0 on success; 2 for a bad flag or value; 1 when something else failed.");
   so->policy.add_to(*cmd);
   cmd->add_option("--attempts", so->rows,
                   "How many retries to show (default: the policy's attempts minus one, or 10 without a limit; "

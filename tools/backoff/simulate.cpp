@@ -371,6 +371,7 @@ int fleet(const simulate_options& so) {
 subcommand simulate_command(CLI::App& app) {
   auto so = std::make_shared<simulate_options>();
   auto* cmd = app.add_subcommand("simulate", "Simulate retry strategies: contention, failures, overload or fleet");
+  cmd->footer("Exit status: 0 on success; 2 for a bad flag or value; 1 when something else failed.");
   cmd->add_option("scenario", so->scenario, "contention, failures, overload or fleet")->required();
   cmd->add_option("--format", so->format, "table, csv or json (default table)");
   cmd->add_option("--plot", so->plot, "Draw the results with gnuplot into FILE.png or FILE.svg");
