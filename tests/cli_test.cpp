@@ -482,3 +482,16 @@ TEST_F(Cli, TheBashCompletionOffersSubcommandsAndTheirFlags) {
   EXPECT_EQ(complete("backoff simulate fl", 2), "fleet\n");
   EXPECT_EQ(complete("backoff get --preset g", 3), "google-cloud\ngrpc\n");
 }
+
+TEST_F(Cli, RunDelaysAreTheWaitsSpelledOut) {
+  const auto r = cli({"run", "-q", "--delays", "10ms,30ms", "--max-attempts", "4", "--report", "r.json", "--", "false"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  const auto report = nlohmann::json::parse(slurp(dir / "r.json"));
+  ASSERT_EQ(report["attempts"].size(), 4u);
+  EXPECT_DOUBLE_EQ(report["attempts"][0]["delay_s"].get<double>(), 0.01);
+  EXPECT_DOUBLE_EQ(report["attempts"][1]["delay_s"].get<double>(), 0.03);
+  EXPECT_DOUBLE_EQ(report["attempts"][2]["delay_s"].get<double>(), 0.03);  // the last one repeats
+  const auto bad = cli({"run", "--delays", "1s", "--max-delay", "5s", "--", "true"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--delays: cannot be combined with --max-delay"), std::string::npos) << bad.err;
+}

@@ -153,3 +153,19 @@ TEST(ScheduleValidation, BadValuesNameTheFieldAndValue) {
                std::invalid_argument);
   EXPECT_THROW((backoff::schedule{backoff::exponential{.multiplier = std::nan("")}}), std::invalid_argument);
 }
+
+TEST(Listed, SpellsOutTheWaitsAndRepeatsTheLast) {
+  const backoff::schedule s = backoff::listed{.delays = {1s, 5s, 30s}};
+  backoff::schedule_state st;
+  backoff::fast_rng rng{1};
+  std::vector<std::chrono::nanoseconds> got;
+  for (int i = 0; i < 5; ++i) got.push_back(s.next(st, rng));
+  EXPECT_EQ(got, (std::vector<std::chrono::nanoseconds>{1s, 5s, 30s, 30s, 30s}));
+  EXPECT_EQ(s.cap(), 30s);
+  EXPECT_EQ(s.name(), "listed");
+  EXPECT_THROW(backoff::schedule(backoff::listed{.delays = {}}), std::invalid_argument);
+  EXPECT_THROW(backoff::schedule(backoff::listed{.delays = {1s, -1s}}), std::invalid_argument);
+  // Far past the end, still the last one (the retry counter saturates, never wraps).
+  st.retry = std::numeric_limits<std::uint32_t>::max();
+  EXPECT_EQ(s.next(st, rng), 30s);
+}

@@ -21,6 +21,7 @@
 #include <string>
 #include <type_traits>
 #include <variant>
+#include <vector>
 
 #include "backoff/detail/saturate.hpp"
 #include "backoff/detail/validate.hpp"
@@ -131,11 +132,31 @@ struct decorrelated {
   friend bool operator==(const decorrelated&, const decorrelated&) = default;
 };
 
+// d(n) = delays[min(n, size − 1)]   — the waits spelled out; the last one repeats
+// (`backoff run --delays 1s,5s,30s`). Usually with jitter::none().
+struct listed {
+  std::vector<std::chrono::nanoseconds> delays{std::chrono::seconds{1}};
+
+  void validate() const {
+    if (delays.empty()) detail::invalid("backoff::listed", "delays", "not empty", 0);
+    for (const auto d : delays)
+      if (d.count() < 0) detail::invalid("backoff::listed", "delays", "each >= 0", d);
+  }
+  std::chrono::nanoseconds cap() const noexcept { return *std::max_element(delays.begin(), delays.end()); }
+  template <class G>
+  std::chrono::nanoseconds next(schedule_state& s, G&) const noexcept {
+    const std::size_t i = std::min<std::size_t>(s.retry, delays.size() - 1);
+    detail::count_retry(s);
+    return delays[i];
+  }
+  friend bool operator==(const listed&, const listed&) = default;
+};
+
 // Any of the schedules above, chosen at run time (for example from a command line).
 // Constructing one validates it and throws std::invalid_argument naming the field.
 class schedule {
  public:
-  using variant = std::variant<exponential, constant, linear, decorrelated>;
+  using variant = std::variant<exponential, constant, linear, decorrelated, listed>;
 
   schedule() = default;  // exponential{} : 1 s, ×2, up to 32 s
   template <class S>
@@ -157,7 +178,8 @@ class schedule {
       case 0: return std::get<0>(v_).next(s, rng);
       case 1: return std::get<1>(v_).next(s, rng);
       case 2: return std::get<2>(v_).next(s, rng);
-      default: return std::get<3>(v_).next(s, rng);
+      case 3: return std::get<3>(v_).next(s, rng);
+      default: return std::get<4>(v_).next(s, rng);
     }
   }
 
@@ -168,7 +190,7 @@ class schedule {
   }
 
   std::string name() const {
-    static constexpr const char* names[] = {"exponential", "constant", "linear", "decorrelated"};
+    static constexpr const char* names[] = {"exponential", "constant", "linear", "decorrelated", "listed"};
     return names[v_.index()];
   }
 

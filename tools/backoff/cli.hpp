@@ -55,7 +55,7 @@ std::uint64_t parse_size(const std::string& text, const std::string& flag);
 // The policy flags every subcommand takes.
 struct policy_flags {
   std::string preset;
-  std::string initial, multiplier, max_delay, jitter, max_time;
+  std::string initial, multiplier, max_delay, jitter, max_time, delays;
   std::optional<std::uint32_t> max_attempts;
   std::optional<std::uint64_t> seed;
 

@@ -118,6 +118,7 @@ void policy_flags::add_to(CLI::App& app) {
   app.add_option("--initial", initial, "First wait, e.g. 250ms, 1s (default 1s)");
   app.add_option("--multiplier", multiplier, "Growth factor of each wait, >= 1 (default 2)");
   app.add_option("--max-delay", max_delay, "Longest single wait, e.g. 32s (default 32s)");
+  app.add_option("--delays", delays, "The waits spelled out, e.g. 1s,5s,30s (the last one repeats; no jitter unless --jitter)");
   app.add_option("--jitter", jitter, "none|full|equal|decorrelated|proportional:F|additive:DUR (default full)");
   app.add_option("--max-attempts", max_attempts, "Attempts in all, including the first (default 4; 0: no limit)");
   app.add_option("--max-time", max_time, "Time limit for everything, e.g. 2m: no wait crosses it, a running attempt is stopped at it");
@@ -174,6 +175,20 @@ backoff::policy policy_flags::build() const {
     if (msg.find("multiplier") != std::string::npos) throw usage_error("--multiplier: " + msg);
     if (msg.find("max_delay") != std::string::npos) throw usage_error("--max-delay: " + msg);
     throw usage_error("--initial: " + msg);
+  }
+  if (!delays.empty()) {
+    for (const auto& [flag, given] : {std::pair{"--initial", !initial.empty()}, {"--multiplier", !multiplier.empty()},
+                                      {"--max-delay", !max_delay.empty()}, {"--preset", !preset.empty()}})
+      if (given) throw usage_error(std::string("--delays: cannot be combined with ") + flag);
+    listed l;
+    l.delays.clear();
+    std::stringstream in(delays);
+    for (std::string item; std::getline(in, item, ',');) l.delays.push_back(parse_duration(item, "--delays"));
+    if (l.delays.empty() || delays.back() == ',') throw usage_error("--delays: expected a list such as 1s,5s,30s");
+    if (l.delays.size() > 1000) throw usage_error("--delays: at most 1000 waits");
+    p.schedule = l;
+    if (jitter.empty()) p.jitter = jitter::none();  // spelled out means exactly these
+    if (jitter == "decorrelated") throw usage_error("--delays: cannot be combined with --jitter decorrelated");
   }
   if (!jitter.empty()) {
     const auto colon = jitter.find(':');
