@@ -495,3 +495,30 @@ TEST_F(Cli, RunDelaysAreTheWaitsSpelledOut) {
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("--delays: cannot be combined with --max-delay"), std::string::npos) << bad.err;
 }
+
+TEST_F(Cli, RunRetriesOnOutputThatSaysSoAndPassesItThrough) {
+  // Exit 0 twice with "429" in the output, then a clean run.
+  const auto r = cli({"run", "-q", "--initial", "1ms", "--retry-if-output", "429|Too Many Requests", "--", "sh", "-c",
+                      "echo x >> runs; if [ $(wc -l < runs) -lt 3 ]; then echo 'HTTP 429' ; echo 'slow down' >&2; "
+                      "else echo fine; fi"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "runs"), "x\nx\nx\n");
+  EXPECT_EQ(r.out, "HTTP 429\nHTTP 429\nfine\n");  // streamed through, every attempt
+  EXPECT_EQ(count_lines(r.err, "slow down"), 2);
+  // A match that never goes away: retries run out, and that is not a success.
+  const auto stuck = cli({"run", "--initial", "1ms", "--max-attempts", "2", "--retry-if-output", "busy", "--", "sh",
+                          "-c", "echo busy; exit 0"});
+  EXPECT_EQ(stuck.status, 1) << stuck.err;
+  EXPECT_EQ(stuck.out, "busy\nbusy\n");
+  EXPECT_NE(stuck.err.find("output matched --retry-if-output (exit 0)"), std::string::npos) << stuck.err;
+}
+
+TEST_F(Cli, RunSucceedsOnOutputThatSaysSo) {
+  const auto r = cli({"run", "-q", "--initial", "1ms", "--success-if-output", "already (exists|done)", "--", "sh", "-c",
+                      "echo x >> runs; echo 'error: already exists' >&2; exit 1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "runs"), "x\n");
+  const auto bad = cli({"run", "--retry-if-output", "(unclosed", "--", "true"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--retry-if-output: '(unclosed' is not a valid regular expression"), std::string::npos) << bad.err;
+}

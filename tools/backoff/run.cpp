@@ -9,6 +9,10 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <regex>
+#include <optional>
+#include <atomic>
+#include <string_view>
 #include <thread>
 
 #include "cli.hpp"
@@ -26,6 +30,8 @@ struct run_options {
   std::string retry_on, no_retry_on, attempt_timeout, kill_after = "5s", report;
   bool stdin_replay = false, quiet = false;
   std::string share, share_key;  // --share redis://…, --share-key NAME
+  std::string retry_if_output, success_if_output;  // extended regular expressions, matched line by line
+  std::optional<std::regex> retry_re, success_re;
   std::vector<std::string> command;
 };
 
@@ -36,12 +42,106 @@ struct outcome {
   int signal = 0;          // the signal that killed it, or 0
   bool timed_out = false;  // killed by --attempt-timeout / --max-time
   bool exec_failed = false;
+  bool output_asks_retry = false;    // a line matched --retry-if-output
+  bool output_says_success = false;  // a line matched --success-if-output
   std::string error;
+};
+
+// Copies the command's stdout and stderr through as they come and matches
+// each line (up to 64 KiB of it) against --retry-if-output and
+// --success-if-output.
+class output_watch {
+ public:
+  output_watch(const run_options& ro, outcome& out) : ro_(ro), out_(out) {
+    if (::pipe2(out_pipe_, O_CLOEXEC) != 0 || ::pipe2(err_pipe_, O_CLOEXEC) != 0)
+      throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  }
+  ~output_watch() {
+    for (int fd : {out_pipe_[0], out_pipe_[1], err_pipe_[0], err_pipe_[1]})
+      if (fd >= 0) ::close(fd);
+  }
+  // In the child, after fork: async-signal-safe calls only.
+  void adopt() const noexcept {
+    ::dup2(out_pipe_[1], 1);
+    ::dup2(err_pipe_[1], 2);
+  }
+  // In the parent, after fork: reads until the command closes its ends.
+  void start() {
+    ::close(out_pipe_[1]);
+    ::close(err_pipe_[1]);
+    out_pipe_[1] = err_pipe_[1] = -1;
+    thread_ = std::thread([this] { pump(); });
+  }
+  // The command has exited: take what is already written, and stop (a
+  // process it left behind may hold the pipe open for ever).
+  void finish() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void pump() {
+    std::string partial[2];
+    pollfd fds[2] = {{out_pipe_[0], POLLIN, 0}, {err_pipe_[0], POLLIN, 0}};
+    char buf[65536];
+    int open = 2;
+    while (open > 0) {
+      const int n = ::poll(fds, 2, done_ ? 0 : 50);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (done_) break;
+        continue;
+      }
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+        if (got <= 0) {
+          fds[i].fd = -1;
+          --open;
+          continue;
+        }
+        write_all(i == 0 ? 1 : 2, buf, static_cast<std::size_t>(got));
+        scan(partial[i], std::string_view(buf, static_cast<std::size_t>(got)));
+      }
+    }
+    for (auto& p : partial)
+      if (!p.empty()) match(p);
+  }
+  static void write_all(int fd, const char* p, std::size_t n) {
+    while (n > 0) {
+      const ssize_t w = ::write(fd, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return;  // our own output is gone: keep reading for the matches
+      p += w;
+      n -= static_cast<std::size_t>(w);
+    }
+  }
+  void scan(std::string& partial, std::string_view chunk) {
+    for (const char c : chunk) {
+      if (c == '\n') {
+        match(partial);
+        partial.clear();
+      } else if (partial.size() < 65536) {
+        partial += c;
+      }
+    }
+  }
+  void match(const std::string& line) {
+    if (ro_.retry_re && std::regex_search(line, *ro_.retry_re)) out_.output_asks_retry = true;
+    if (ro_.success_re && std::regex_search(line, *ro_.success_re)) out_.output_says_success = true;
+  }
+
+  const run_options& ro_;
+  outcome& out_;
+  int out_pipe_[2] = {-1, -1}, err_pipe_[2] = {-1, -1};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
 };
 
 std::string describe(const outcome& o) {
   if (o.exec_failed) return o.error;
   if (o.timed_out) return "timed out";
+  if (o.output_asks_retry) return "output matched --retry-if-output (exit " + std::to_string(o.exit_code) + ")";
   if (o.signal) return std::string("killed by signal ") + std::to_string(o.signal) + " (" + ::strsignal(o.signal) + ")";
   return "exit " + std::to_string(o.exit_code);
 }
@@ -55,6 +155,8 @@ outcome run_once(const run_options& ro, const std::string& input, std::uint32_t 
   if (::pipe2(exec_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   int in_pipe[2] = {-1, -1};
   if (ro.stdin_replay && ::pipe2(in_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  std::optional<output_watch> watch;
+  if (ro.retry_re || ro.success_re) watch.emplace(ro, out);
 
   // The command runs in a process group of its own, so that a timeout or a
   // forwarded signal reaches everything it started, not just the shell.
@@ -81,6 +183,7 @@ outcome run_once(const run_options& ro, const std::string& input, std::uint32_t 
     sigemptyset(&none);
     ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);  // backoff ignores it; the command gets the usual behaviour
+    if (watch) watch->adopt();
     if (ro.stdin_replay) {
       ::dup2(in_pipe[0], 0);
     } else if (!give_stdin) {
@@ -100,6 +203,7 @@ outcome run_once(const run_options& ro, const std::string& input, std::uint32_t 
   }
   signals.set_child(pid);
   ::close(exec_pipe[1]);
+  if (watch) watch->start();
   std::thread feeder;
   if (ro.stdin_replay) {
     ::close(in_pipe[0]);
@@ -154,6 +258,7 @@ outcome run_once(const run_options& ro, const std::string& input, std::uint32_t 
   // Whatever the command left running in its group goes with it.
   if (out.timed_out) ::kill(-pid, SIGKILL);
   if (feeder.joinable()) feeder.join();
+  if (watch) watch->finish();
 
   int err = 0;
   if (::read(exec_pipe[0], &err, sizeof err) == static_cast<ssize_t>(sizeof err)) {
@@ -182,7 +287,8 @@ subcommand run_command(CLI::App& app) {
   cmd->footer(
       "Exit status: the last attempt's; 124 when --attempt-timeout or --max-time stopped it; 126 when the command "
       "cannot be executed; 127 when it does not exist; 128+N when it was killed by signal N, or when signal N "
-      "stopped backoff (130 for Ctrl-C); 75 when the fleet's breaker (--share) refused it; 2 for a bad flag or "
+      "stopped backoff (130 for Ctrl-C); 75 when the fleet's breaker (--share) refused it; 1 when retries ran out on "
+      "output matching --retry-if-output after exit 0; 2 for a bad flag or "
       "value (nothing was run).\nThe command sees BACKOFF_ATTEMPT (1-based) and BACKOFF_MAX_ATTEMPTS (0: no limit).");
   ro->policy.add_to(*cmd);
   cmd->add_option("--retry-on-exit", ro->retry_on, "Retry only these exit codes, e.g. 1,75-78 (default: any non-zero)");
@@ -192,6 +298,11 @@ subcommand run_command(CLI::App& app) {
   cmd->add_flag("--stdin-replay", ro->stdin_replay, "Buffer standard input and give it to every attempt");
   cmd->add_option("--report", ro->report, "Write the attempt history as JSON to FILE");
   cmd->add_flag("-q,--quiet", ro->quiet, "Print nothing about retries");
+  cmd->add_option("--retry-if-output", ro->retry_if_output,
+                  "Retry when a line of the command's output matches this extended regex, e.g. '429|Too Many Requests', "
+                  "even after exit 0 (output is passed through as it comes)");
+  cmd->add_option("--success-if-output", ro->success_if_output,
+                  "Succeed when a line of the command's output matches this extended regex, whatever the exit status");
 #ifdef BACKOFF_HAVE_REDIS
   cmd->add_option("--share", ro->share,
                   "Share a retry budget and a circuit breaker with every backoff using the same Redis and "
@@ -202,6 +313,15 @@ subcommand run_command(CLI::App& app) {
   return {cmd, [ro]() -> int {
     // Parse everything before running anything: a bad flag must not start the command.
     const policy p = ro->policy.build();
+    auto compile = [](const std::string& text, const std::string& flag) {
+      try {
+        return std::regex(text, std::regex::extended);
+      } catch (const std::regex_error& e) {
+        throw usage_error(flag + ": '" + text + "' is not a valid regular expression (" + e.what() + ")");
+      }
+    };
+    if (!ro->retry_if_output.empty()) ro->retry_re = compile(ro->retry_if_output, "--retry-if-output");
+    if (!ro->success_if_output.empty()) ro->success_re = compile(ro->success_if_output, "--success-if-output");
     // A command that exits without reading what --stdin-replay feeds it must
     // not take backoff down with SIGPIPE: the write fails instead, quietly.
     ::signal(SIGPIPE, SIG_IGN);
@@ -232,12 +352,20 @@ subcommand run_command(CLI::App& app) {
     std::uint32_t number = 0;
 
     options<outcome> o{
-        .classify = {.is_success = [](const outcome& r) { return r.status == 0; },
+        // Output that matches --retry-if-output is retried even after exit 0;
+        // output that matches --success-if-output succeeds whatever the exit
+        // status (unless --retry-if-output matched too: a retry is the safer reading).
+        .classify = {.is_success =
+                         [](const outcome& r) {
+                           if (r.output_asks_retry) return false;
+                           return r.status == 0 || (r.output_says_success && !r.exec_failed);
+                         },
                      .retry_value =
                          [&](const outcome& r) {
                            // Interrupted by the user (directly, as the terminal's foreground job): stop.
                            if (r.exec_failed || signals.signal() || r.signal == SIGINT || r.signal == SIGQUIT)
                              return false;
+                           if (r.output_asks_retry) return true;
                            if (r.timed_out) return true;
                            if (r.exit_code < 0) return true;  // killed by a signal not from us
                            if (no_retry_on.count(r.exit_code)) return false;
@@ -303,6 +431,10 @@ subcommand run_command(CLI::App& app) {
     // Stopped by a signal while waiting between attempts: say so, as get does,
     // rather than pass on the status of an attempt that was going to be retried.
     if (result.value && signals.signal() && result.reason == stop_reason::cancelled) status = 128 + signals.signal();
+    // --success-if-output matched: the run succeeded, whatever the command exited with.
+    if (result.value && result.reason == stop_reason::success && result.value->output_says_success) status = 0;
+    // Gave up on output that kept asking for a retry: not a success, even if the command exited 0.
+    if (result.value && result.reason != stop_reason::success && result.value->output_asks_retry && status == 0) status = 1;
     if (report) {
       report->write({{"command", ro->command},
                      {"reason", std::string(to_string(result.reason))},
