@@ -10,6 +10,11 @@ WERROR     ?= ON
 CMAKE_ARGS ?=
 JOBS       ?= $(shell nproc)
 
+# ccache: paths below this clone are hashed relative to it, so that a second
+# clone (CI's, a colleague's) reuses the first one's cache.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
+
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
 .PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many bench-concurrent bench-fleet bench-run package fuzz mutate clean
@@ -25,7 +30,9 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+# Only what the demo runs: the two executables, not the tests and benchmarks.
+demo: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target backoff_cli backoff_http_cli
 	$(BUILD)/bin/backoff demo
 
 test-main: build
