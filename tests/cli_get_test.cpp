@@ -763,3 +763,35 @@ TEST_F(Cli, GetParallelStartsAtMostNAtOnceAndRefillsAsEachEnds) {
   for (int i = 0; i < 7; ++i)
     EXPECT_EQ(slurp(dir / "out" / ("f" + std::to_string(i))), bytes_of(1000, static_cast<char>('a' + i))) << i;
 }
+
+// run and get write attempts with one schema (docs/reports.md).
+TEST_F(Cli, RunAndGetReportsShareTheAttemptSchema) {
+  backoff::testing::fault_server fs_server;
+  fs_server.add_file("/f", "payload");
+  fs_server.script("/f", {fault::status(503, "0")});
+  const auto g = cli({"get", "-q", "--initial", "1ms", "-o", "f", "--report", "g.json", fs_server.url("/f")});
+  ASSERT_EQ(g.status, 0) << g.err;
+  const auto r = cli({"run", "-q", "--initial", "1ms", "--max-attempts", "2", "--report", "r.json", "--", "false"});
+  ASSERT_EQ(r.status, 1) << r.err;
+  const auto get_attempts = nlohmann::json::parse(slurp(dir / "g.json"))["attempts"];
+  const auto run_attempts = nlohmann::json::parse(slurp(dir / "r.json"))["attempts"];
+  ASSERT_EQ(get_attempts.size(), 2u);
+  ASSERT_EQ(run_attempts.size(), 2u);
+  for (const auto* list : {&get_attempts, &run_attempts})
+    for (const auto& a : *list) {
+      EXPECT_TRUE(a["attempt"].is_number_integer()) << a;
+      EXPECT_TRUE(a["start_s"].is_number()) << a;
+      EXPECT_TRUE(a["duration_s"].is_number()) << a;
+      EXPECT_TRUE(a["outcome"].is_string()) << a;
+      EXPECT_TRUE(a["error"].is_string()) << a;
+      EXPECT_TRUE(a["hint_s"].is_number() || a["hint_s"].is_null()) << a;
+      EXPECT_TRUE(a["delay_s"].is_number()) << a;
+    }
+  EXPECT_EQ(get_attempts[0]["outcome"], "retryable");
+  EXPECT_EQ(get_attempts[0]["error"], "HTTP 503");
+  EXPECT_EQ(get_attempts[0]["hint_s"], 0.0);  // Retry-After: 0
+  EXPECT_EQ(get_attempts[1]["outcome"], "success");
+  EXPECT_EQ(get_attempts[1]["error"], "");
+  EXPECT_EQ(run_attempts[0]["outcome"], "retryable");
+  EXPECT_EQ(run_attempts[0]["error"], "exit 1");
+}

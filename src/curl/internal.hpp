@@ -122,6 +122,7 @@ backoff::options<R> loop_options(wiring& w, std::vector<attempt_log>& logs, Get 
             log.start = a.record.start;
             log.took = a.record.took;
             log.delay = a.record.delay;
+            log.outcome = a.record.outcome;
             if (o.on_attempt) o.on_attempt(log);
           },
       .server_hint =

@@ -218,6 +218,7 @@ nlohmann::json attempts_json(const std::vector<curl::attempt_log>& logs) {
     attempts.push_back({{"attempt", a.number},
                         {"start_s", seconds(a.start)},
                         {"duration_s", seconds(a.took)},
+                        {"outcome", std::string(to_string(a.outcome))},
                         {"http_status", a.status ? nlohmann::json(a.status) : nlohmann::json()},
                         {"transport_error", a.failure == http::transport::none
                                                 ? nlohmann::json()

@@ -381,6 +381,8 @@ subcommand run_command(CLI::App& app) {
                                   {"signal", r.signal ? nlohmann::json(r.signal) : nlohmann::json()},
                                   {"timed_out", r.timed_out},
                                   {"outcome", std::string(to_string(a.record.outcome))},
+                                  {"error", r.status == 0 && a.record.outcome == attempt_outcome::success ? std::string()
+                                                                                                      : describe(r)},
                                   {"hint_s", nullptr},
                                   {"delay_s", seconds(a.record.delay)}});
               if (ro->quiet || r.status == 0) return;

@@ -88,6 +88,7 @@ struct attempt_log {
   std::optional<duration> hint{};   // what the server asked for, after clamping
   duration delay{};                 // the wait that followed (0 for the last attempt)
   std::uint64_t bytes = 0;          // body bytes received in this attempt
+  attempt_outcome outcome = attempt_outcome::success;  // as the retry loop classified it
 };
 
 struct response {
