@@ -84,19 +84,19 @@ TEST_F(Cli, SigintDuringTheWaitStopsWithoutAnotherAttempt) {
   EXPECT_EQ(slurp(dir / "runs"), "run\n");
 }
 
-TEST_F(Cli, MaxTimeIsRespected) {
-  const auto r = cli({"run", "--max-time", "1s", "--initial", "100ms", "--jitter", "none", "--max-attempts", "100",
+// --max-time on the real clock is checked in process on the manual clock
+// (RunLoop.MaxTimeBoundsTheWaitsAndEachAttempt); here, only that the flag
+// reaches the loop: the report's planned waits never cross it.
+TEST_F(Cli, MaxTimeReachesTheLoop) {
+  const auto r = cli({"run", "-q", "--max-time", "1s", "--initial", "100ms", "--jitter", "none", "--max-attempts", "100",
                       "--report", "report.json", "--", "false"});
   EXPECT_EQ(r.status, 1);
-  EXPECT_LT(r.took, 10s);
   const auto report = nlohmann::json::parse(slurp(dir / "report.json"));
-  EXPECT_EQ(report["reason"], "deadline");
-  const auto& attempts = report["attempts"];
-  ASSERT_GE(attempts.size(), 3u);
-  // No planned wait ends past the limit, whatever the machine's speed: each
-  // decision's elapsed time (start + duration) plus its wait stays within 1 s.
-  for (const auto& a : attempts)
-    EXPECT_LE(a["start_s"].get<double>() + a["duration_s"].get<double>() + a["delay_s"].get<double>(), 1.0 + 1e-6) << a;
+  double waits = 0;
+  for (const auto& a : report["attempts"]) waits += a["delay_s"].get<double>();
+  EXPECT_LE(waits, 1.0);
+  EXPECT_GE(report["attempts"].size(), 1u);
+  EXPECT_LE(report["attempts"].size(), 4u);  // 100 + 200 + 400 ms of waits at most
   // And a running attempt is stopped when the time is up.
   const auto s = cli({"run", "--max-time", "300ms", "--", "sleep", "30"});
   EXPECT_EQ(s.status, 124);

@@ -17,6 +17,7 @@
 
 #include "cli.hpp"
 #include "report.hpp"
+#include "run_loop.hpp"
 #ifdef BACKOFF_HAVE_REDIS
 #include "share.hpp"
 #endif
@@ -25,34 +26,12 @@ namespace backoff::cli {
 
 namespace {
 
-struct run_options {
-  policy_flags policy;
-  std::string retry_on, no_retry_on, attempt_timeout, kill_after = "5s", report;
-  bool stdin_replay = false, quiet = false;
-  std::string share, share_key;  // --share redis://…, --share-key NAME
-  std::string retry_if_output, success_if_output;  // extended regular expressions, matched line by line
-  std::optional<std::regex> retry_re, success_re;
-  std::vector<std::string> command;
-};
-
-// How one attempt ended.
-struct outcome {
-  int status = 0;          // what backoff exits with if this is the last attempt
-  int exit_code = -1;      // the child's exit code, or -1
-  int signal = 0;          // the signal that killed it, or 0
-  bool timed_out = false;  // killed by --attempt-timeout / --max-time
-  bool exec_failed = false;
-  bool output_asks_retry = false;    // a line matched --retry-if-output
-  bool output_says_success = false;  // a line matched --success-if-output
-  std::string error;
-};
-
 // Copies the command's stdout and stderr through as they come and matches
 // each line (up to 64 KiB of it) against --retry-if-output and
 // --success-if-output.
 class output_watch {
  public:
-  output_watch(const run_options& ro, outcome& out) : ro_(ro), out_(out) {
+  output_watch(const run_plan& plan, outcome& out) : ro_(plan), out_(out) {
     if (::pipe2(out_pipe_, O_CLOEXEC) != 0 || ::pipe2(err_pipe_, O_CLOEXEC) != 0)
       throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   }
@@ -131,24 +110,16 @@ class output_watch {
     if (ro_.success_re && std::regex_search(line, *ro_.success_re)) out_.output_says_success = true;
   }
 
-  const run_options& ro_;
+  const run_plan& ro_;
   outcome& out_;
   int out_pipe_[2] = {-1, -1}, err_pipe_[2] = {-1, -1};
   std::atomic<bool> done_{false};
   std::thread thread_;
 };
 
-std::string describe(const outcome& o) {
-  if (o.exec_failed) return o.error;
-  if (o.timed_out) return "timed out";
-  if (o.output_asks_retry) return "output matched --retry-if-output (exit " + std::to_string(o.exit_code) + ")";
-  if (o.signal) return std::string("killed by signal ") + std::to_string(o.signal) + " (" + ::strsignal(o.signal) + ")";
-  return "exit " + std::to_string(o.exit_code);
-}
-
 // Forks and runs the command; waits for it, enforcing `limit` (0 = none).
-outcome run_once(const run_options& ro, const std::string& input, std::uint32_t attempt, std::uint32_t max_attempts,
-                 duration limit, duration kill_after, signal_watch& signals) {
+outcome run_once(const run_options& ro, const run_plan& plan, const std::string& input, std::uint32_t attempt,
+                 std::uint32_t max_attempts, duration limit, duration kill_after, signal_watch& signals) {
   const bool give_stdin = attempt == 1;
   outcome out;
   int exec_pipe[2];
@@ -156,7 +127,7 @@ outcome run_once(const run_options& ro, const std::string& input, std::uint32_t 
   int in_pipe[2] = {-1, -1};
   if (ro.stdin_replay && ::pipe2(in_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   std::optional<output_watch> watch;
-  if (ro.retry_re || ro.success_re) watch.emplace(ro, out);
+  if (plan.retry_re || plan.success_re) watch.emplace(plan, out);
 
   // The command runs in a process group of its own, so that a timeout or a
   // forwarded signal reaches everything it started, not just the shell.
@@ -312,32 +283,10 @@ subcommand run_command(CLI::App& app) {
   cmd->add_option("command", ro->command, "The command and its arguments, after --")->required();
   return {cmd, [ro]() -> int {
     // Parse everything before running anything: a bad flag must not start the command.
-    const policy p = ro->policy.build();
-    auto compile = [](const std::string& text, const std::string& flag) {
-      try {
-        return std::regex(text, std::regex::extended);
-      } catch (const std::regex_error& e) {
-        throw usage_error(flag + ": '" + text + "' is not a valid regular expression (" + e.what() + ")");
-      }
-    };
-    if (!ro->retry_if_output.empty()) ro->retry_re = compile(ro->retry_if_output, "--retry-if-output");
-    if (!ro->success_if_output.empty()) ro->success_re = compile(ro->success_if_output, "--success-if-output");
+    const run_plan plan = plan_run(*ro);
     // A command that exits without reading what --stdin-replay feeds it must
     // not take backoff down with SIGPIPE: the write fails instead, quietly.
     ::signal(SIGPIPE, SIG_IGN);
-    if (!ro->share.empty() && ro->share_key.empty()) throw usage_error("--share: needs --share-key NAME");
-    if (ro->share.empty() && !ro->share_key.empty()) throw usage_error("--share-key: needs --share");
-    if (ro->share_key.find_first_of("{} \t\r\n") != std::string::npos)
-      throw usage_error("--share-key: '" + ro->share_key + "' may not hold braces or spaces");
-    const auto limit = ro->policy.time_limit();
-    const duration attempt_limit = ro->attempt_timeout.empty() ? duration{0} : parse_duration(ro->attempt_timeout, "--attempt-timeout");
-    if (!ro->attempt_timeout.empty() && attempt_limit.count() == 0)
-      throw usage_error("--attempt-timeout: must be longer than 0");
-    const duration kill_after = parse_duration(ro->kill_after, "--kill-after");
-    std::set<int> retry_on, no_retry_on;
-    if (!ro->retry_on.empty()) retry_on = parse_codes(ro->retry_on, "--retry-on-exit");
-    if (!ro->no_retry_on.empty()) no_retry_on = parse_codes(ro->no_retry_on, "--no-retry-on-exit");
-    if (retry_on.count(0)) throw usage_error("--retry-on-exit: 0 means success and cannot be retried");
     std::optional<report_file> report;
     if (!ro->report.empty()) report.emplace(ro->report);  // an unwritable path fails before the command runs
 
@@ -345,108 +294,28 @@ subcommand run_command(CLI::App& app) {
     if (ro->stdin_replay) input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
 
     signal_watch signals;
-    fast_rng seeded{ro->policy.seed.value_or(0)};
-    const auto started = std::chrono::steady_clock::now();
-    const std::uint32_t max_attempts = p.stop.max_attempts();
-    nlohmann::json attempts = nlohmann::json::array();
-    std::uint32_t number = 0;
-
-    options<outcome> o{
-        // Output that matches --retry-if-output is retried even after exit 0;
-        // output that matches --success-if-output succeeds whatever the exit
-        // status (unless --retry-if-output matched too: a retry is the safer reading).
-        .classify = {.is_success =
-                         [](const outcome& r) {
-                           if (r.output_asks_retry) return false;
-                           return r.status == 0 || (r.output_says_success && !r.exec_failed);
-                         },
-                     .retry_value =
-                         [&](const outcome& r) {
-                           // Interrupted by the user (directly, as the terminal's foreground job): stop.
-                           if (r.exec_failed || signals.signal() || r.signal == SIGINT || r.signal == SIGQUIT)
-                             return false;
-                           if (r.output_asks_retry) return true;
-                           if (r.timed_out) return true;
-                           if (r.exit_code < 0) return true;  // killed by a signal not from us
-                           if (no_retry_on.count(r.exit_code)) return false;
-                           return retry_on.empty() || retry_on.count(r.exit_code) > 0;
-                         }},
-        .after_attempt =
-            [&](const attempt<outcome>& a) {
-              const outcome& r = *a.result;
-              attempts.push_back({{"attempt", a.record.number},
-                                  {"start_s", seconds(a.record.start)},
-                                  {"duration_s", seconds(a.record.took)},
-                                  {"exit_code", r.exit_code >= 0 ? nlohmann::json(r.exit_code) : nlohmann::json()},
-                                  {"signal", r.signal ? nlohmann::json(r.signal) : nlohmann::json()},
-                                  {"timed_out", r.timed_out},
-                                  {"outcome", std::string(to_string(a.record.outcome))},
-                                  {"error", r.status == 0 && a.record.outcome == attempt_outcome::success ? std::string()
-                                                                                                      : describe(r)},
-                                  {"hint_s", nullptr},
-                                  {"delay_s", seconds(a.record.delay)}});
-              if (ro->quiet || r.status == 0) return;
-              if (r.exec_failed) {
-                std::cerr << "backoff: " << r.error << "\n";
-              } else if (!a.last) {
-                std::cerr << "backoff: attempt " << a.record.number << " failed (" << describe(r) << "). Will retry in "
-                          << format_duration(a.record.delay) << "." << retries_left(max_attempts, a.record.number)
-                          << "\n";
-              }
-            },
-        .on_give_up =
-            [&](const attempt<outcome>& a) {
-              if (ro->quiet || !a.result || a.result->exec_failed) return;
-              std::cerr << "backoff: giving up after " << a.record.number
-                        << (a.record.number == 1 ? " attempt" : " attempts") << " (" << to_string(a.reason) << "): "
-                        << describe(*a.result) << "\n";
-            },
-        .stop_token = signals.token(),
-    };
-    if (ro->policy.seed) o.rng = seeded;
+    const std::uint32_t max_attempts = plan.policy.stop.max_attempts();
+    run_context ctx{real_clock::instance(),
+                    std::cerr,
+                    [&](std::uint32_t n, duration limit) {
+                      return run_once(*ro, plan, input, n, max_attempts, limit, plan.kill_after, signals);
+                    },
+                    signals.token(),
+                    [&] { return signals.signal(); }};
 #ifdef BACKOFF_HAVE_REDIS
     std::unique_ptr<shared_gates> shared;
     if (!ro->share.empty()) {
       shared = std::make_unique<shared_gates>(ro->share, ro->share_key, ro->quiet);
-      o.gate = &shared->gates();
-      o.gate_first_attempt = true;
+      ctx.gate = &shared->gates();
     }
 #endif
-
-    auto result = try_retry(p, [&] {
-      ++number;
-      duration this_limit = attempt_limit;
-      if (limit) {
-        // --max-time also ends a running attempt.
-        const duration left = *limit - (std::chrono::steady_clock::now() - started);
-        const duration capped = std::max(left, duration{std::chrono::milliseconds(1)});
-        if (this_limit.count() == 0 || capped < this_limit) this_limit = capped;
-      }
-      return run_once(*ro, input, number, max_attempts, this_limit, kill_after, signals);
-    }, o);
-    if (result.error) std::rethrow_exception(result.error);
-
-    // No attempt at all: a signal, or a shared gate that refused even the
-    // first attempt (the fleet's breaker is open).
-    const bool refused = !result.value && !signals.signal();
-    int status = result.value ? result.value->status : refused ? exit_code::refused : 128 + signals.signal();
-    // Stopped by a signal while waiting between attempts: say so, as get does,
-    // rather than pass on the status of an attempt that was going to be retried.
-    if (result.value && signals.signal() && result.reason == stop_reason::cancelled) status = 128 + signals.signal();
-    // --success-if-output matched: the run succeeded, whatever the command exited with.
-    if (result.value && result.reason == stop_reason::success && result.value->output_says_success) status = 0;
-    // Gave up on output that kept asking for a retry: not a success, even if the command exited 0.
-    if (result.value && result.reason != stop_reason::success && result.value->output_asks_retry && status == 0) status = 1;
-    if (report) {
+    const run_result r = run_loop(plan, ctx);
+    if (report)
       report->write({{"command", ro->command},
-                     {"reason", std::string(to_string(result.reason))},
-                     {"exit_status", status},
-                     {"attempts", attempts}});
-    }
-    if (refused && !ro->quiet)
-      std::cerr << "backoff: not running the command: " << to_string(result.reason) << " for '" << ro->share_key
-                << "' in the fleet (--share)\n";
-    return status;
+                     {"reason", std::string(to_string(r.reason))},
+                     {"exit_status", r.status},
+                     {"attempts", r.attempts}});
+    return r.status;
   }};
 }
 
