@@ -167,15 +167,14 @@ backoff::policy policy_flags::build() const {
       throw usage_error("--multiplier: invalid number '" + multiplier + "'");
     e.multiplier = m;
   }
-  try {
-    p.schedule = e;
-  } catch (const std::invalid_argument& err) {
-    // Name the flag the user typed rather than the struct field.
-    std::string msg = err.what();
-    if (msg.find("multiplier") != std::string::npos) throw usage_error("--multiplier: " + msg);
-    if (msg.find("max_delay") != std::string::npos) throw usage_error("--max-delay: " + msg);
-    throw usage_error("--initial: " + msg);
-  }
+  // Each value checked under the name the user typed (not found again in the
+  // library's message afterwards).
+  if (e.initial.count() <= 0) throw usage_error("--initial: must be longer than 0");
+  if (!(e.multiplier >= 1.0)) throw usage_error("--multiplier: must be at least 1 (got " + multiplier + ")");
+  if (e.max_delay < e.initial)
+    throw usage_error("--max-delay: must be at least --initial (" + format_duration(e.max_delay) + " < " +
+                      format_duration(e.initial) + ")");
+  p.schedule = e;
   if (!delays.empty()) {
     for (const auto& [flag, given] : {std::pair{"--initial", !initial.empty()}, {"--multiplier", !multiplier.empty()},
                                       {"--max-delay", !max_delay.empty()}, {"--preset", !preset.empty()}})
