@@ -83,6 +83,12 @@ TEST(RedisFleet, AReleaseTimeReachesAnotherProcessAndIsNeverLowered) {
   std::this_thread::sleep_for(100ms);  // nothing to wait for: this checks that nothing changed
   EXPECT_EQ(redis.command("GET '{t:api:443}:release'"), stored);
   EXPECT_GE(ha.release_time("api:443", now()), ra - 1ms);
+  // Nor from a process that never read the key: Redis keeps the later time.
+  fleet c(opts(redis));
+  shared_host_backoff hc(c);
+  hc.hold("api:443", now(), 1s);
+  ASSERT_TRUE(eventually([&] { return hc.release_time("api:443", now()) > t0 + 2s; }));  // it learns the later one
+  EXPECT_EQ(redis.command("GET '{t:api:443}:release'"), stored);
   // A longer one raises it everywhere.
   hb.hold("api:443", now(), 10s);
   ASSERT_TRUE(eventually([&] { return ha.release_time("api:443", now()) > t0 + 8s; }));
@@ -218,7 +224,14 @@ TEST(RedisFleet, ABreakerThatOpensInOneProcessOpensTheFleet) {
 
 TEST(RedisFleet, WithAQuorumOneSickProcessDoesNotOpenTheFleet) {
   backoff::testing::redis_server redis;
-  fleet a(opts(redis)), b(opts(redis)), c(opts(redis));
+  std::vector<std::string> warnings;
+  std::mutex m;
+  auto o_warn = opts(redis);
+  o_warn.on_warning = [&](const std::string& w) {
+    std::lock_guard lock(m);
+    warnings.push_back(w);
+  };
+  fleet a(o_warn), b(o_warn), c(o_warn);
   const shared_breaker::options o{.local = {.failure_ratio = 0.5, .minimum_throughput = 2, .break_duration = 5s},
                                   .quorum = 2};
   shared_breaker ka(a, "api", o), kb(b, "api", o), kc(c, "api", o);
@@ -229,4 +242,6 @@ TEST(RedisFleet, WithAQuorumOneSickProcessDoesNotOpenTheFleet) {
   for (int i = 0; i < 2; ++i) kb.record({backoff::attempt_outcome::retryable, false, false, now()});
   ASSERT_TRUE(eventually([&] { return !kc.acquire({false, now(), false}).allowed; }));
   EXPECT_TRUE(kc.fleet_open(now()));
+  std::lock_guard lock(m);
+  EXPECT_TRUE(warnings.empty()) << warnings.front();  // no script ever failed
 }
