@@ -99,6 +99,26 @@ inline cli_result run_cli(const std::vector<std::string>& args, const fs::path& 
   return r;
 }
 
+// Whether process `pid` has a child now (/proc/PID/task/*/children).
+inline bool has_children(pid_t pid) {
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "children");
+    std::string text;
+    if (std::getline(in, text) && text.find_first_not_of(' ') != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Waits (at most 20 s) until `file` exists in `dir` and `pid` has no child:
+// the command wrote it and exited, so backoff is between attempts.
+inline void wait_for_the_wait(pid_t pid, const fs::path& file) {
+  for (int i = 0; i < 4000; ++i) {
+    if (fs::exists(file) && !has_children(pid)) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 // 'text' for sh, whatever it holds.
 inline std::string quote(const std::string& text) {
   std::string q = "'";

@@ -64,8 +64,8 @@ TEST_F(Cli, SigtermIsForwardedAndStopsTheRetrying) {
   const auto r = cli({"run", "--initial", "1ms", "--max-attempts", "5", "--", "sh", "-c",
                       "trap 'exit 42' TERM; echo started >> runs; while true; do sleep 0.05; done"},
                      "", [&](pid_t pid) {
-                       for (int i = 0; i < 200 && !fs::exists(dir / "runs"); ++i) std::this_thread::sleep_for(10ms);
-                       std::this_thread::sleep_for(100ms);
+                       // The trap is set before "started" is written: no need to wait longer.
+                       for (int i = 0; i < 2000 && !fs::exists(dir / "runs"); ++i) std::this_thread::sleep_for(10ms);
                        ::kill(pid, SIGTERM);
                      });
   EXPECT_EQ(r.status, 42) << r.err;
@@ -75,8 +75,7 @@ TEST_F(Cli, SigtermIsForwardedAndStopsTheRetrying) {
 TEST_F(Cli, SigintDuringTheWaitStopsWithoutAnotherAttempt) {
   const auto r = cli({"run", "--initial", "30s", "--jitter", "none", "--", "sh", "-c", "echo run >> runs; exit 1"}, "",
                      [&](pid_t pid) {
-                       for (int i = 0; i < 200 && !fs::exists(dir / "runs"); ++i) std::this_thread::sleep_for(10ms);
-                       std::this_thread::sleep_for(100ms);
+                       wait_for_the_wait(pid, dir / "runs");  // the attempt is over: backoff is waiting
                        ::kill(pid, SIGINT);
                      });
   EXPECT_EQ(r.status, 130);  // stopped by SIGINT, not the status of an attempt that was to be retried
@@ -399,8 +398,7 @@ TEST_F(Cli, RunStoppedBetweenAttemptsExitsWithTheSignal) {
     const auto r = cli({"run", "--initial", "30s", "--jitter", "none", "--max-attempts", "3", "--", "sh", "-c", "echo x >> runs; exit 3"}, "",
                        [&](pid_t pid) {
                          // After the first attempt, during the 30 s wait.
-                         for (int i = 0; i < 2000 && !fs::exists(dir / "runs"); ++i) std::this_thread::sleep_for(5ms);
-                         std::this_thread::sleep_for(100ms);
+                         wait_for_the_wait(pid, dir / "runs");
                          ::kill(pid, sig);
                        });
     EXPECT_EQ(r.status, 128 + sig) << r.err;

@@ -50,6 +50,13 @@ signal_watch::~signal_watch() {
 }
 
 int signal_watch::signal() const noexcept { return g_signal.load(); }
-void signal_watch::set_child(int pid) noexcept { g_child.store(pid); }
+// A signal that came between fork and this call found no child to pass on
+// to: pass it on now. (The watcher stores the signal, then reads the child;
+// this stores the child, then reads the signal: one of them forwards it.)
+void signal_watch::set_child(int pid) noexcept {
+  g_child.store(pid);
+  if (pid > 0)
+    if (const int sig = g_signal.load(); sig != 0) ::kill(-pid, sig);
+}
 
 }  // namespace backoff::cli
