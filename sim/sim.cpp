@@ -148,6 +148,18 @@ class event_queue {
   std::size_t min_bucket_ = 0, min_index_ = 0;
 };
 
+// A slot for a new request: one that finished (`free_list`), or a new one.
+template <class Request>
+std::uint32_t take_slot(std::vector<Request>& pool, std::vector<std::uint32_t>& free_list, Request blank) {
+  if (!free_list.empty()) {
+    const std::uint32_t id = free_list.back();
+    free_list.pop_back();
+    return id;
+  }
+  pool.push_back(std::move(blank));
+  return static_cast<std::uint32_t>(pool.size() - 1);
+}
+
 policy with_attempts(policy p, std::uint32_t attempts) {
   p.stop = stop::after_attempts(attempts);
   return p;
@@ -358,14 +370,7 @@ failures_row failures_once(double p, const strategy& s, const failures_options& 
     if (arrival) {
       const std::int64_t now = next_arrival;
       next_arrival += exp_gap(rng, total_rate);
-      std::uint32_t id;
-      if (!free_list.empty()) {
-        id = free_list.back();
-        free_list.pop_back();
-      } else {
-        id = static_cast<std::uint32_t>(pool.size());
-        pool.push_back({0, retry_step(s.policy)});
-      }
+      const std::uint32_t id = take_slot(pool, free_list, request{0, retry_step(s.policy)});
       const auto client = static_cast<std::uint32_t>(uniform_u64(rng, o.clients - 1));
       gate* g = gates.empty() ? nullptr : gates[gates.size() == 1 ? 0 : client].get();
       pool[id] = {client, retry_step(s.policy, {g, s.gate_first_attempt})};
@@ -628,14 +633,7 @@ fleet_result run_fleet(const fleet_options& o) {
         const std::int64_t now = next_arrival;
         next_arrival += exp_gap(rng, offered);
         const auto proc = static_cast<std::uint32_t>(uniform_u64(rng, o.processes - 1));
-        std::uint32_t id;
-        if (!free_list.empty()) {
-          id = free_list.back();
-          free_list.pop_back();
-        } else {
-          id = static_cast<std::uint32_t>(pool.size());
-          pool.push_back({0, retry_step(p), false});
-        }
+        const std::uint32_t id = take_slot(pool, free_list, request{0, retry_step(p), false});
         pool[id] = {proc, retry_step(p, {gate_of(proc), shared}), false};
         ++requests;
         if (now >= down_from && now < down_to) ++outage_requests;

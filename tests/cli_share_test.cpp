@@ -6,22 +6,17 @@
 
 #include "cli_support.hpp"
 #include "redis_server.hpp"
+#include "wait.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using backoff::testing::fault;
 using namespace cli_test;
 
+using backoff::testing::eventually;
+
 namespace {
 
-bool eventually(const std::function<bool()>& ok, std::chrono::milliseconds limit = 20s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (ok()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return ok();
-}
 
 int count(const std::string& text, const std::string& what) {
   int n = 0;

@@ -17,6 +17,7 @@
 
 #include "backoff/curl/client.hpp"
 #include "backoff/stop.hpp"
+#include "wait.hpp"
 
 #ifndef BACKOFF_NGINX_CONF
 #error "BACKOFF_NGINX_CONF must name tests/nginx/nginx.conf.in"
@@ -27,17 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int free_port() {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
+using backoff::testing::free_port;
 
 std::string nginx_binary() {
   for (const char* p : {"/usr/sbin/nginx", "/usr/bin/nginx"})

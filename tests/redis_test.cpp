@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "redis_server.hpp"
+#include "wait.hpp"
 
 using namespace std::chrono_literals;
 using backoff::redis::fleet;
@@ -17,20 +18,11 @@ using backoff::redis::shared_breaker;
 using backoff::redis::shared_budget;
 using backoff::redis::shared_host_backoff;
 
+using backoff::testing::eventually;
+
 namespace {
 
 backoff::time_point now() { return std::chrono::steady_clock::now(); }
-
-// Polls `ok` until it holds, for at most `limit`: events that come over the
-// network are awaited, never assumed to have arrived after a fixed sleep.
-bool eventually(const std::function<bool()>& ok, std::chrono::milliseconds limit = 10s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (ok()) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return ok();
-}
 
 // A timeout generous enough for a loaded machine: these tests check what is
 // shared, not how fast (the benchmarks measure that).
