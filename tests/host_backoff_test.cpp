@@ -101,6 +101,30 @@ TEST(HostBackoff, AFullTableKeepsTheKeysItIsAskedAbout) {
   }
 }
 
+// With release_spread, requests held by one release time leave spread over a
+// fraction of their wait after it — never before it.
+TEST(HostBackoff, HeldRequestsLeaveSpreadAfterTheReleaseTime) {
+  backoff::host_backoff hosts({.release_spread = 0.5});
+  const backoff::time_point t{std::chrono::hours{1}};
+  hosts.hold("api", t, 10s);
+  auto gate = hosts.for_key("api");
+  backoff::duration lo = 1h, hi{0};
+  for (int i = 0; i < 2000; ++i) {
+    const auto at = gate.acquire({false, t, false}).not_before;
+    ASSERT_GE(at, t + 10s);
+    ASSERT_LE(at, t + 15s);  // half of the 10 s wait
+    lo = std::min(lo, at - t);
+    hi = std::max(hi, at - t);
+  }
+  EXPECT_LT(lo, 10s + 100ms);
+  EXPECT_GT(hi, 15s - 100ms);
+  // Asked later, a shorter wait: a smaller spread. After the release, none.
+  EXPECT_LE(gate.acquire({false, t + 8s, false}).not_before, t + 11s);
+  EXPECT_EQ(gate.acquire({false, t + 20s, false}).not_before, t + 10s);
+  EXPECT_EQ(hosts.release_time("api", t), t + 10s);  // the release time itself is unchanged
+  EXPECT_THROW(backoff::host_backoff({.release_spread = 1.5}), std::invalid_argument);
+}
+
 TEST(HostBackoff, SuccessLowersTheCountButNeverTheReleaseTime) {
   backoff::host_backoff hosts;
   const backoff::time_point t{std::chrono::hours{1}};

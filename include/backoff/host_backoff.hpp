@@ -45,6 +45,11 @@ class host_backoff {
     duration entry_ttl = std::chrono::minutes{10};
     std::size_t max_entries = 10'000;
     duration max_hint = std::chrono::hours{1};
+    // Requests held back by a release time leave spread over this fraction of
+    // their wait after it ([0, 1]; 0: all at the release time), so that the
+    // requests of many processes held by one Retry-After do not come back in
+    // one wave. Never earlier than the release time.
+    double release_spread = 0;
     // Called when a key's release time is raised into the future (by a failure
     // or a hint), under the key's lock: it must not call back into this
     // host_backoff. backoff::redis uses it to share release times.
@@ -54,9 +59,26 @@ class host_backoff {
   host_backoff() : host_backoff(options{}) {}
   explicit host_backoff(options o) : o_(std::move(o)) {
     o_.jitter.validate();
+    if (!(o_.release_spread >= 0 && o_.release_spread <= 1))
+      detail::invalid("backoff::host_backoff", "release_spread", "in [0, 1]", o_.release_spread);
     if (o_.entry_ttl.count() <= 0) detail::invalid("backoff::host_backoff", "entry_ttl", "> 0", o_.entry_ttl);
     if (o_.max_entries == 0) detail::invalid("backoff::host_backoff", "max_entries", ">= 1", o_.max_entries);
     for (std::size_t i = 0; i < shards; ++i) shard_[i].rng.seed(0x9e3779b97f4a7c15ULL * (i + 1));
+  }
+
+  // When a request to `key` asked at `now` may go: the release time, plus its
+  // share of options::release_spread when it is held back.
+  time_point admit_time(std::string_view key, time_point now) {
+    auto& s = shard_for(key);
+    std::lock_guard lock(s.mutex);
+    sweep_locked(s, now, false);
+    auto it = s.map.find(std::string(key));
+    if (it == s.map.end()) return time_point{};
+    const time_point release = it->second.release;
+    if (release <= now || o_.release_spread <= 0) return release;
+    const auto wait = std::chrono::duration_cast<duration>(release - now);
+    const auto spread = std::chrono::duration_cast<duration>(wait * o_.release_spread);
+    return detail::add(release, uniform_duration(s.rng, duration{0}, spread));
   }
 
   // When requests to `key` may go out again (time_point{} for an unknown key).
@@ -130,7 +152,7 @@ class host_backoff {
     key_gate(host_backoff& owner, std::string key) : owner_(&owner), key_(std::move(key)) {}
     gate_decision acquire(const gate_request& r) noexcept override {
       gate_decision d;
-      d.not_before = owner_->release_time(key_, r.now);
+      d.not_before = owner_->admit_time(key_, r.now);
       return d;
     }
     void record(const gate_outcome& o) noexcept override {

@@ -690,7 +690,7 @@ host_backoff& shared_host_backoff::local() noexcept { return local_; }
 
 gate_decision shared_host_backoff::key_gate::acquire(const gate_request& r) noexcept {
   gate_decision d;
-  d.not_before = owner_->release_time(key_, r.now);
+  d.not_before = owner_->local().admit_time(key_, r.now);
   return d;
 }
 

@@ -37,7 +37,9 @@ struct shared_gates::impl {
       : fleet(options(url, quiet, warned)),
         // Failures alone do not hold a host back (each transfer has its own
         // backoff); a Retry-After does, for the whole fleet.
-        hosts(fleet, {.schedule = constant{.delay = duration{0}}}),
+        // Every process waits for one release time: each request held back
+        // leaves within the first fifth of its wait after it, not all at once.
+        hosts(fleet, {.schedule = constant{.delay = duration{0}}, .release_spread = 0.2}),
         budget(fleet, key),
         breaker(fleet, key) {
     first.emplace(hosts.for_key(key));
