@@ -218,7 +218,6 @@ struct fleet::impl {
     std::chrono::steady_clock::time_point sent{};
   };
   std::map<std::string, pending_raise> raises;
-  bool warned = false;
 
   redisContext* cmd = nullptr;  // worker thread only (and the constructor, before it starts)
   std::atomic<int> sub_fd{-1};
@@ -584,7 +583,6 @@ struct fleet::impl {
       degraded = false;
     } else {
       ++disconnects;
-      warned = true;
       warn("Redis at " + ep.host + ":" + std::to_string(ep.port) +
            " unreachable: gates are local until it is back");
     }
