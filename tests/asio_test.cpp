@@ -198,12 +198,16 @@ TEST_F(Asio, ACancelDuringAnAttemptReachesTheAttempt) {
   std::optional<std::error_code> got;
   auto hang = [&](auto&& token) { return never.async_wait(std::forward<decltype(token)>(token)); };
   const auto started = std::chrono::steady_clock::now();
+  const auto virtual_start = ba::manual_clock::now();
   ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), hang,
                                     asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code ec) { got = ec; }));
   asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
   ctx.run();
   EXPECT_EQ(got, asio::error::operation_aborted);
   EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);
+  // The aborted attempt ended the loop: no wait was scheduled after it (a wait
+  // on the manual timer would have moved virtual time by the first delay, 1 s).
+  EXPECT_EQ(ba::manual_clock::now(), virtual_start);
 }
 
 TEST_F(Asio, OneGateServesSyncAndAsyncLoops) {

@@ -7,6 +7,7 @@
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
 #include <filesystem>
@@ -141,6 +142,33 @@ TEST_F(AsyncClient, ACancellationSlotEndsATransferInFlight) {
   EXPECT_EQ(got->reason, stop_reason::cancelled);
   EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);  // not the minute of silence
   EXPECT_EQ(got->partial, dir / ".f.bin.backoff-part");          // kept for resuming
+  EXPECT_FALSE(fs::exists(dir / "f.bin"));
+}
+
+TEST_F(AsyncClient, ACancelDuringAWaitEndsItAtOnce) {
+  backoff::testing::fault_server server;
+  server.add_file("/f", content(1000, 3));
+  server.script("/f", {fault::status(503)});
+  auto o = opts();
+  o.policy.schedule = backoff::constant{.delay = 40s};  // the wait the cancel must cut short
+  o.policy.jitter = backoff::jitter::none();
+  asio::cancellation_signal cancel;
+  // After the first attempt the client decides, then starts its wait: a cancel
+  // posted from the hook arrives during that wait, not during a transfer.
+  o.on_attempt = [&](const backoff::curl::attempt_log&) {
+    asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
+  };
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  std::optional<backoff::curl::download_result> got;
+  http.async_download(server.url("/f"), dir / "f.bin",
+                      asio::bind_cancellation_slot(cancel.slot(), [&](backoff::curl::download_result r) { got = std::move(r); }));
+  const auto started = std::chrono::steady_clock::now();
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->reason, stop_reason::cancelled);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 20s);  // not the 40 s wait
+  EXPECT_EQ(got->attempts.size(), 1u);
+  EXPECT_EQ(server.hits("/f"), 1u);
   EXPECT_FALSE(fs::exists(dir / "f.bin"));
 }
 
