@@ -365,8 +365,10 @@ TEST_F(CurlClient, AStopRequestEndsATransferInFlight) {
   o.download_timeout = 0ms;   // only the stop request
   backoff::curl::client http(o);
   std::thread canceller([&] {
-    for (int i = 0; i < 1000 && raw.bytes_sent() < 1000; ++i) std::this_thread::sleep_for(5ms);
-    std::this_thread::sleep_for(50ms);
+    // Stop once the client has written the 1000 bytes it was sent.
+    const fs::path part = dir / ".f.bin.backoff-part";
+    std::error_code ec;
+    for (int i = 0; i < 6000 && fs::file_size(part, ec) != 1000u; ++i) std::this_thread::sleep_for(5ms);
     stop.request_stop();
   });
   const auto started = std::chrono::steady_clock::now();

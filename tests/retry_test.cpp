@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -291,12 +292,13 @@ TEST(Retry, StopTokenCancelsALongRealSleep) {
   std::stop_source s;
   const backoff::policy p{.schedule = backoff::constant{.delay = 1h}, .jitter = backoff::jitter::none(),
                           .stop = stop::after_attempts(3)};
+  std::atomic<int> calls = 0;
   std::jthread canceller([&] {
-    std::this_thread::sleep_for(50ms);
+    // After the first attempt: the stop reaches the loop in (or before) its wait.
+    while (calls.load() == 0) std::this_thread::sleep_for(1ms);
     s.request_stop();
   });
   const auto t = std::chrono::steady_clock::now();
-  int calls = 0;
   auto r = backoff::try_retry(p, [&]() -> int { ++calls; throw flaky_error("down", 1); }, {.stop_token = s.get_token()});
   EXPECT_EQ(r.reason, stop_reason::cancelled);
   EXPECT_EQ(calls, 1);
