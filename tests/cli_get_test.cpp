@@ -1,5 +1,6 @@
 // `backoff get` against a hostile scripted server (testing/raw_server.hpp): the
 // integrity, stopping and messaging rules, each with the reply that broke it.
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -232,6 +233,35 @@ TEST_F(Get, ADeviceIsWrittenNotReplaced) {
   EXPECT_EQ(after.st_rdev, before.st_rdev);
   EXPECT_EQ(after.st_ino, before.st_ino);
   EXPECT_EQ(names(), std::vector<std::string>{"null"});
+}
+
+TEST_F(Get, AFullDeviceFailsWithTheReasonAndTheName) {
+  const fs::path dev = dir / "full";  // a private /dev/full: every write fails with ENOSPC
+  if (::mknod(dev.c_str(), S_IFCHR | 0666, ::makedev(1, 7)) != 0) GTEST_SKIP() << "mknod needs root: " << std::strerror(errno);
+  server.script({ok(bytes_of(3000, 'q'))});
+  const auto r = get({"-o", "full"});
+  EXPECT_EQ(r.status, 5) << r.err;
+  EXPECT_NE(r.err.find("cannot write '" + dev.filename().string() + "'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(std::strerror(ENOSPC)), std::string::npos) << r.err;
+  EXPECT_EQ(names(), std::vector<std::string>{"full"});
+}
+
+// ulimit -f: the write past the limit fails (EFBIG) and get says so, rather
+// than dying of SIGXFSZ with "File size limit exceeded" and status 153.
+TEST_F(Get, AFileSizeLimitIsAFileErrorNotACrash) {
+  const std::string body = bytes_of(300'000, 'r');
+  server.script({ok(body)});
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = 64 * 1024;  // inherited by the child; this process writes no file meanwhile
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &low), 0);
+  const auto r = get({"-o", "out.bin"});
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+  EXPECT_EQ(r.status, 5) << r.err;
+  EXPECT_NE(r.err.find(std::strerror(EFBIG)), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(".out.bin.backoff-part"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out.bin"));
 }
 
 TEST_F(Get, AFifoIsWrittenNotReplaced) {

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -103,6 +104,10 @@ int main(int argc, char** argv) {
   app.add_subcommand("demo", "See it work against a failing local server (backoff-http)")->allow_extras();
 #else
   std::vector<subcommand> commands{get_command(app), demo_command(app)};
+  // Past the file-size limit (ulimit -f) a write fails with EFBIG and get says
+  // which file it could not write, instead of dying of SIGXFSZ mid-write.
+  // (Only here: `run` must not pass an ignored SIGXFSZ on to its commands.)
+  ::signal(SIGXFSZ, SIG_IGN);
 #endif
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
