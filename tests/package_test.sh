@@ -16,7 +16,7 @@ for p in libc6 libcurl4 libssl3 libhiredis0.14; do
   [[ $depends == *"$p"* ]] || fail "Depends lacks $p: $depends"
 done
 files=$(dpkg-deb -c "$deb" | awk '{print $6}')
-for f in ./usr/bin/backoff ./usr/libexec/backoff/backoff-http ./usr/share/man/man1/backoff.1 \
+for f in ./usr/bin/backoff ./usr/libexec/backoff/backoff-http ./usr/share/man/man1/backoff.1.gz \
          ./usr/share/bash-completion/completions/backoff ./usr/include/backoff/backoff.hpp \
          ./usr/lib/cmake/backoff/backoffConfig.cmake ./usr/lib/pkgconfig/backoff.pc ./usr/lib/pkgconfig/backoff-curl.pc; do
   grep -qx "$f" <<<"$files" || fail "the package lacks $f"
@@ -29,7 +29,8 @@ usr="$root/fs/usr"
 "$usr/bin/backoff" get --help | grep -q -- "--stall-timeout" || fail "backoff get --help from the package"
 "$usr/bin/backoff" run -q -- true || fail "backoff run -- true from the package"
 # The man page renders without warnings.
-warnings=$(LC_ALL=C.UTF-8 groff -man -ww -z "$usr/share/man/man1/backoff.1" 2>&1 || true)
+gzip -t "$usr/share/man/man1/backoff.1.gz" || fail "the man page is not a valid gzip file"
+warnings=$(gzip -dc "$usr/share/man/man1/backoff.1.gz" | LC_ALL=C.UTF-8 groff -man -ww -z 2>&1 || true)
 [[ -z $warnings ]] || fail "man page warnings: $warnings"
 # pkg-config finds the headers where the package put them.
 cflags=$(PKG_CONFIG_PATH="$usr/lib/pkgconfig" pkg-config --cflags backoff-curl)
