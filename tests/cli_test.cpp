@@ -106,6 +106,12 @@ TEST_F(Cli, StdinGoesToTheFirstAttemptOnlyUnlessReplayed) {
   auto r = cli({"run", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", "cat >> got; exit 1"}, "hello\n");
   EXPECT_EQ(slurp(dir / "got"), "hello\n");
   fs::remove(dir / "got");
+  // An attempt that reads only part of its input does not hand the rest to
+  // the next one: later attempts read /dev/null. (sh's read takes one line.)
+  r = cli({"run", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", "read -r l; echo \"[$l]\" >> got; exit 1"},
+          "a\nb\nc\n");
+  EXPECT_EQ(slurp(dir / "got"), "[a]\n[]\n[]\n");
+  fs::remove(dir / "got");
   r = cli({"run", "--stdin-replay", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", "cat >> got; exit 1"},
           "hello\n");
   EXPECT_EQ(slurp(dir / "got"), "hello\nhello\nhello\n");

@@ -410,6 +410,34 @@ TEST_F(CurlClient, DownloadDoesNotReplaceAnExistingFileWhenItFails) {
   EXPECT_EQ(files_in_dir(), 1u);
 }
 
+// Two downloads to one target at once (two cron runs that overlap): the
+// second must not write into the part file the first is filling.
+TEST_F(CurlClient, ASecondDownloadToTheSameTargetIsRefusedWhileTheFirstRuns) {
+  backoff::testing::raw_server raw;
+  const std::string head = "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 100000\r\n\r\n";
+  raw.script({{head + std::string(1000, 'a'), 60s}});  // then silence for a minute
+  std::stop_source stop;
+  auto o = opts();
+  o.stop_token = stop.get_token();
+  o.stall_timeout = 0ms;
+  o.download_timeout = 0ms;
+  backoff::curl::download_result first;
+  std::thread t([&] { first = backoff::curl::client(o).download(raw.url("/f"), dir / "f.bin"); });
+  const fs::path part = dir / ".f.bin.backoff-part";
+  std::error_code ec;
+  for (int i = 0; i < 6000 && fs::file_size(part, ec) != 1000u; ++i) std::this_thread::sleep_for(5ms);
+  const auto second = backoff::curl::client(opts()).download(raw.url("/f"), dir / "f.bin");
+  stop.request_stop();
+  t.join();
+  EXPECT_FALSE(second.ok());
+  EXPECT_TRUE(second.file_error);
+  EXPECT_NE(second.error.find("another download is writing"), std::string::npos) << second.error;
+  EXPECT_EQ(second.attempts.size(), 0u);  // refused before any request
+  EXPECT_EQ(first.reason, stop_reason::cancelled);
+  EXPECT_EQ(fs::file_size(part), 1000u);  // the first one's bytes, untouched
+  EXPECT_FALSE(fs::exists(dir / "f.bin"));
+}
+
 TEST_F(CurlClient, DownloadStartsOverWhenTheFileChanged) {
   const std::string v1 = pattern(300'000, 1), v2 = pattern(250'000, 2);
   server.add_file("/changing.bin", v1);
