@@ -706,6 +706,22 @@ TEST_F(Cli, GetSeveralUrlsRejectsWhatCannotApply) {
   }
 }
 
+// Names that differ as text but are one file: the second download would
+// replace the first one's file (or fight for its part file).
+TEST_F(Cli, GetSeveralUrlsRejectsTwoNamesForOneFile) {
+  std::ofstream(dir / "real") << "kept";
+  fs::create_symlink("real", dir / "alias");
+  fs::create_directories(dir / "sub");
+  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{
+           {"out", "./out"}, {"out", "sub/../out"}, {"real", "alias"}}) {
+    std::ofstream(dir / "list.txt") << "http://h/a " << a << "\nhttp://h/b " << b << "\n";
+    const auto r = cli({"get", "-i", "list.txt"});
+    EXPECT_EQ(r.status, 2) << a << " " << b << ": " << r.err;
+    EXPECT_NE(r.err.find("two URLs would be saved as '" + b + "'"), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(slurp(dir / "real"), "kept");
+}
+
 TEST_F(Cli, GetSeveralUrlsStopsOnSigintAndKeepsWhatItHas) {
   backoff::testing::raw_server raw;
   const std::string head = "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 100000\r\n\r\n";

@@ -36,7 +36,9 @@ while IFS=$'\x1f' read -r id file find repl tests breaks; do
   [[ $id =~ $only ]] || continue
   total=$((total + 1))
   cp "$file" "$work/src/$file"
-  if ! FIND="$find" REPL="$repl" perl -0pi -e '$n = s/\Q$ENV{FIND}\E/$ENV{REPL}/; END { exit($n ? 0 : 3) }' "$work/src/$file"; then
+  # <NL> in find or replace stands for a line break (a mutant may need two lines to be unique).
+  if ! FIND="${find//<NL>/$'\n'}" REPL="${repl//<NL>/$'\n'}" \
+      perl -0pi -e '$n = s/\Q$ENV{FIND}\E/$ENV{REPL}/; END { exit($n ? 0 : 3) }' "$work/src/$file"; then
     result="not applied (text not found)"
     broken=$((broken + 1))
   else

@@ -135,12 +135,21 @@ get_plan plan_of(get_flags& f) {
     if (!f.input_file.empty())
       for (auto& t : read_input_file(f.input_file)) p.many.push_back(std::move(t));
     if (p.many.empty()) throw usage_error("--input-file: '" + f.input_file + "' lists no URL");
-    std::set<std::string> seen;
+    // One file per URL: names are compared as the files they are ("out",
+    // "./out", "sub/../out" and a symlink to it are one), or a later download
+    // would replace an earlier one's file.
+    std::map<std::string, std::string> seen;  // file → the name that gave it
     for (auto& t : p.many) {
       if (t.output.empty()) t.output = default_output(t.url);
       if (!f.output_dir.empty()) t.output = (std::filesystem::path(f.output_dir) / t.output).string();
-      if (!seen.insert(t.output).second)
-        throw usage_error("two URLs would be saved as '" + t.output + "' (name one in -i FILE: 'URL NAME')");
+      std::error_code ec;
+      std::filesystem::path file = std::filesystem::weakly_canonical(std::filesystem::absolute(t.output), ec);
+      if (ec) file = std::filesystem::absolute(t.output).lexically_normal();
+      const auto [it, fresh] = seen.emplace(file.string(), t.output);
+      if (!fresh)
+        throw usage_error("two URLs would be saved as '" + t.output + "'" +
+                          (it->second == t.output ? std::string() : ", which is also '" + it->second + "'") +
+                          " (name one in -i FILE: 'URL NAME')");
     }
   }
   curl::client_options& o = p.client;
