@@ -11,8 +11,20 @@ list=${MUTANTS:-tests/mutants.txt}
 only=${ONLY:-.}
 work=build/mutate
 mkdir -p "$work/src"
-# A scratch copy of the sources (not build/, not .git).
-tar --exclude=./build --exclude=./.git -cf - . | tar -C "$work/src" -xf -
+# A scratch copy of the sources (not build/, not .git). Only files whose
+# content changed are copied, with a fresh time: a file restored after a
+# mutant keeps its newer time, so its objects (built from the mutant by an
+# earlier run) are rebuilt; tar's original times would leave them stale.
+rm -rf "$work/stage"
+mkdir -p "$work/stage"
+tar --exclude=./build --exclude=./.git -cf - . | tar -C "$work/stage" -xf -
+(cd "$work/stage" && find . -type f) | while IFS= read -r f; do
+  if ! cmp -s "$work/stage/$f" "$work/src/$f"; then
+    mkdir -p "$(dirname "$work/src/$f")"
+    cp "$work/stage/$f" "$work/src/$f"
+  fi
+done
+rm -rf "$work/stage"
 if [[ ! -f $work/build/build.ninja ]]; then
   cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -S "$work/src" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DBACKOFF_BUILD_BENCH=OFF -DBACKOFF_BUILD_EXAMPLES=OFF -DBACKOFF_INSTALL=OFF > "$work/configure.log"
