@@ -17,6 +17,7 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "fault_server.hpp"
 
@@ -36,10 +37,29 @@ struct cli_result {
   std::chrono::milliseconds took{0};
 };
 
+// Stops `pid` and everything it started (children before they can start more).
+inline void kill_tree(pid_t pid) {
+  ::kill(pid, SIGSTOP);
+  std::vector<pid_t> kids;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "children");
+    for (pid_t k; in >> k;) kids.push_back(k);
+  }
+  for (pid_t k : kids) kill_tree(k);
+  ::kill(pid, SIGKILL);
+}
+
+// A command still running after this long is stuck (no test needs more than a
+// few seconds): it is killed, so that a regression fails the test instead of
+// hanging it (and `make mutate` with it).
+inline constexpr auto cli_watchdog = std::chrono::seconds(60);
+
 // Runs backoff with `args` in `cwd`, feeding `input` on stdin. `during` runs in
 // this process while the child runs (to send it signals).
 inline cli_result run_cli(const std::vector<std::string>& args, const fs::path& cwd, const std::string& input = "",
-                   const std::function<void(pid_t)>& during = {}) {
+                   const std::function<void(pid_t)>& during = {},
+                   std::chrono::milliseconds watchdog = cli_watchdog) {
   int in[2], out[2], err[2];
   EXPECT_EQ(::pipe(in), 0);
   EXPECT_EQ(::pipe(out), 0);
@@ -76,7 +96,13 @@ inline cli_result run_cli(const std::vector<std::string>& args, const fs::path& 
   pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
   int open = 2;
   char buf[4096];
+  bool stuck = false;
   while (open > 0) {
+    if (!stuck && std::chrono::steady_clock::now() - start > watchdog) {
+      stuck = true;
+      kill_tree(pid);  // the pipes close with the last process that holds them
+      r.err += "[cli_test: killed after " + std::to_string(watchdog.count()) + " ms]\n";
+    }
     if (::poll(fds, 2, 100) < 0) break;
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;

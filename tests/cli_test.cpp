@@ -102,6 +102,15 @@ TEST_F(Cli, MaxTimeReachesTheLoop) {
   EXPECT_LT(s.took, 20s);
 }
 
+// The harness's watchdog: a stuck command (here with a grandchild that holds
+// the output pipes) fails its test instead of hanging it.
+TEST_F(Cli, TheHarnessKillsAStuckCommandAndItsChildren) {
+  const auto r = run_cli({"run", "--", "sh", "-c", "sleep 30 & sleep 30"}, dir, "", {}, 500ms);
+  EXPECT_EQ(r.status, 128 + SIGKILL);
+  EXPECT_NE(r.err.find("[cli_test: killed after 500 ms]"), std::string::npos) << r.err;
+  EXPECT_LT(r.took, 20s);
+}
+
 TEST_F(Cli, StdinGoesToTheFirstAttemptOnlyUnlessReplayed) {
   auto r = cli({"run", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", "cat >> got; exit 1"}, "hello\n");
   EXPECT_EQ(slurp(dir / "got"), "hello\n");
