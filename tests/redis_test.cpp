@@ -190,6 +190,30 @@ TEST(RedisFleet, AnUnreachableRedisIsReportedAtOnceAndFailClosedDeniesRetries) {
   EXPECT_TRUE(closed_budget.acquire({false, now(), false}).allowed);  // first attempts always go
 }
 
+// Fail-open is not "no budget": with Redis away, the process's own budget
+// (the same rule over its own requests) takes over at once.
+TEST(RedisFleet, WithRedisAwayRetriesAreHeldToTheLocalBudget) {
+  int closed_port = 0;
+  {
+    backoff::testing::redis_server gone;
+    closed_port = gone.port();
+  }
+  fleet f({.url = "redis://127.0.0.1:" + std::to_string(closed_port), .timeout = 200ms});
+  ASSERT_TRUE(f.degraded());
+  shared_budget b(f, "k", {.ratio = 0.1, .min_per_second = 1, .window = 10s, .max_lease = 1});
+  int allowed = 0;
+  while (allowed < 1000 && b.acquire(retry_at(now())).allowed) ++allowed;
+  EXPECT_EQ(allowed, 10);  // the reserve: 1 retry a second over the 10 s window
+  EXPECT_EQ(b.acquire(retry_at(now())).reason, backoff::stop_reason::budget_exhausted);
+  // 100 first attempts, banked by the worker: 10 % of them may be retried.
+  for (int i = 0; i < 100; ++i) b.record({backoff::attempt_outcome::success, false, false, now()});
+  int more = 0;
+  ASSERT_TRUE(eventually([&] { return b.acquire(retry_at(now())).allowed; }));
+  ++more;
+  while (more < 1000 && b.acquire(retry_at(now())).allowed) ++more;
+  EXPECT_EQ(more, 10);
+}
+
 TEST(RedisFleet, ABreakerThatOpensInOneProcessOpensTheFleet) {
   backoff::testing::redis_server redis;
   fleet a(opts(redis)), b(opts(redis));
