@@ -65,6 +65,25 @@ class CurlClient : public ::testing::Test {
             .clock = &clock};
   }
 
+  // A download that only a stop request can end: `raw` sends 1000 bytes of a
+  // 100000-byte body, then nothing for a minute, and neither a stall timeout
+  // nor a download timeout is set.
+  backoff::curl::client_options stoppable(backoff::testing::raw_server& raw, const std::stop_source& stop) {
+    const std::string head = "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 100000\r\n\r\n";
+    raw.script({{head + std::string(1000, 'a'), 60s}});
+    auto o = opts();
+    o.stop_token = stop.get_token();
+    o.stall_timeout = 0ms;
+    o.download_timeout = 0ms;
+    return o;
+  }
+  // Waits (up to 30 s) until the part file of `name` holds `bytes`.
+  void wait_for_part(const std::string& name, std::uintmax_t bytes) const {
+    std::error_code ec;
+    for (int i = 0; i < 6000 && fs::file_size(dir / ("." + name + ".backoff-part"), ec) != bytes; ++i)
+      std::this_thread::sleep_for(5ms);
+  }
+
   std::size_t files_in_dir() const {
     return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
   }
@@ -356,19 +375,10 @@ TEST_F(CurlClient, AFailedDownloadKeepsItsPartForTheNextCallToResume) {
 
 TEST_F(CurlClient, AStopRequestEndsATransferInFlight) {
   backoff::testing::raw_server raw;
-  const std::string head = "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 100000\r\n\r\n";
-  raw.script({{head + std::string(1000, 'a'), 60s}});  // then silence for a minute
   std::stop_source stop;
-  auto o = opts();
-  o.stop_token = stop.get_token();
-  o.stall_timeout = 0ms;      // neither the stall nor a timeout may end it:
-  o.download_timeout = 0ms;   // only the stop request
-  backoff::curl::client http(o);
+  backoff::curl::client http(stoppable(raw, stop));
   std::thread canceller([&] {
-    // Stop once the client has written the 1000 bytes it was sent.
-    const fs::path part = dir / ".f.bin.backoff-part";
-    std::error_code ec;
-    for (int i = 0; i < 6000 && fs::file_size(part, ec) != 1000u; ++i) std::this_thread::sleep_for(5ms);
+    wait_for_part("f.bin", 1000);  // stop once the client has written the bytes it was sent
     stop.request_stop();
   });
   const auto started = std::chrono::steady_clock::now();
@@ -414,18 +424,12 @@ TEST_F(CurlClient, DownloadDoesNotReplaceAnExistingFileWhenItFails) {
 // second must not write into the part file the first is filling.
 TEST_F(CurlClient, ASecondDownloadToTheSameTargetIsRefusedWhileTheFirstRuns) {
   backoff::testing::raw_server raw;
-  const std::string head = "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 100000\r\n\r\n";
-  raw.script({{head + std::string(1000, 'a'), 60s}});  // then silence for a minute
   std::stop_source stop;
-  auto o = opts();
-  o.stop_token = stop.get_token();
-  o.stall_timeout = 0ms;
-  o.download_timeout = 0ms;
+  const auto o = stoppable(raw, stop);
   backoff::curl::download_result first;
   std::thread t([&] { first = backoff::curl::client(o).download(raw.url("/f"), dir / "f.bin"); });
+  wait_for_part("f.bin", 1000);
   const fs::path part = dir / ".f.bin.backoff-part";
-  std::error_code ec;
-  for (int i = 0; i < 6000 && fs::file_size(part, ec) != 1000u; ++i) std::this_thread::sleep_for(5ms);
   const auto second = backoff::curl::client(opts()).download(raw.url("/f"), dir / "f.bin");
   stop.request_stop();
   t.join();

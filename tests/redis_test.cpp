@@ -32,6 +32,12 @@ backoff::redis::fleet_options opts(const backoff::testing::redis_server& r, cons
 
 backoff::gate_request retry_at(backoff::time_point t) { return {true, t, false}; }
 
+// The URL of a Redis that is not there: a port that was open and is now closed.
+std::string unreachable_redis() {
+  backoff::testing::redis_server gone;
+  return "redis://127.0.0.1:" + std::to_string(gone.port());
+}
+
 }  // namespace
 
 TEST(RedisUrl, ParsesHostPortAndPrefix) {
@@ -175,16 +181,12 @@ TEST(RedisFleet, WithRedisGoneTheGatesAreLocalAndTheyRejoinWhenItIsBack) {
 }
 
 TEST(RedisFleet, AnUnreachableRedisIsReportedAtOnceAndFailClosedDeniesRetries) {
-  int closed_port = 0;
-  {
-    backoff::testing::redis_server gone;
-    closed_port = gone.port();
-  }
-  fleet open_fleet({.url = "redis://127.0.0.1:" + std::to_string(closed_port), .timeout = 200ms});
+  const std::string gone = unreachable_redis();
+  fleet open_fleet({.url = gone, .timeout = 200ms});
   EXPECT_TRUE(open_fleet.degraded());
   shared_budget open_budget(open_fleet, "k", {.ratio = 0.1, .min_per_second = 10, .window = 10s, .max_lease = 1});
   EXPECT_TRUE(open_budget.acquire(retry_at(now())).allowed);
-  fleet closed_fleet({.url = "redis://127.0.0.1:" + std::to_string(closed_port), .timeout = 200ms, .fail_closed = true});
+  fleet closed_fleet({.url = gone, .timeout = 200ms, .fail_closed = true});
   shared_budget closed_budget(closed_fleet, "k", {.ratio = 0.1, .min_per_second = 10, .window = 10s, .max_lease = 1});
   EXPECT_FALSE(closed_budget.acquire(retry_at(now())).allowed);
   EXPECT_TRUE(closed_budget.acquire({false, now(), false}).allowed);  // first attempts always go
@@ -193,12 +195,8 @@ TEST(RedisFleet, AnUnreachableRedisIsReportedAtOnceAndFailClosedDeniesRetries) {
 // Fail-open is not "no budget": with Redis away, the process's own budget
 // (the same rule over its own requests) takes over at once.
 TEST(RedisFleet, WithRedisAwayRetriesAreHeldToTheLocalBudget) {
-  int closed_port = 0;
-  {
-    backoff::testing::redis_server gone;
-    closed_port = gone.port();
-  }
-  fleet f({.url = "redis://127.0.0.1:" + std::to_string(closed_port), .timeout = 200ms});
+  const std::string gone = unreachable_redis();
+  fleet f({.url = gone, .timeout = 200ms});
   ASSERT_TRUE(f.degraded());
   shared_budget b(f, "k", {.ratio = 0.1, .min_per_second = 1, .window = 10s, .max_lease = 1});
   int allowed = 0;
