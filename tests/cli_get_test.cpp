@@ -384,6 +384,24 @@ TEST_F(Get, LeftoversOfAnotherUrlOrVersionAreNotReused) {
   EXPECT_EQ(names(), std::vector<std::string>{"out.bin"});
 }
 
+// A part file longer than the length its metadata recorded is not one
+// version of the file (something else wrote to it): it is discarded, and the
+// download starts over without asking for a range past the end.
+TEST_F(Get, APartLongerThanItsRecordedLengthStartsOver) {
+  const std::string v = bytes_of(10'000, 'k');
+  std::ofstream(dir / ".out.bin.backoff-part") << std::string(12'000, 'X');
+  std::ofstream(dir / ".out.bin.backoff-part.meta") << "backoff-part 1\nurl " << server.url("/f")
+                                                    << "\nvalidator \"v1\"\nlength 10000\n";
+  server.script({ok(v)});
+  const auto r = get({"-o", "out.bin"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "out.bin"), v);
+  ASSERT_EQ(server.requests().size(), 1u);
+  EXPECT_EQ(header_in(server.requests().front(), "range"), "");
+  EXPECT_EQ(header_in(server.requests().front(), "if-range"), "");
+  EXPECT_EQ(names(), std::vector<std::string>{"out.bin"});
+}
+
 TEST_F(Get, APlantedSymlinkAtThePartNameIsRefused) {
   std::ofstream(dir / "victim") << "precious";
   fs::create_symlink("victim", dir / ".out.bin.backoff-part");
