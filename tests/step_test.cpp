@@ -103,6 +103,26 @@ TEST(Step, AGateHoldWithinTheLimitIsAFloor) {
   EXPECT_GE(d.delay, 20s);
 }
 
+// The gate granted the retry, but its hold made the wait cross the limit: the
+// retry will not happen, so the budget gets its cost back.
+TEST(Step, ARetryTheDeadlineRefusesAfterTheGateGrantedItIsRefunded) {
+  backoff::host_backoff hosts;
+  hosts.hold("api", t0, 3600s);
+  backoff::host_backoff::key_gate host(hosts, "api");
+  auto budget = backoff::retry_budget::aws_standard({.capacity = 5});  // one retry's worth
+  backoff::gate_chain chain{&host, &budget};
+  const backoff::policy p{.schedule = backoff::constant{.delay = 1s},
+                          .jitter = backoff::jitter::none(),
+                          .stop = backoff::stop::before_elapsed(30s)};
+  backoff::fast_rng rng{1};
+  retry_step step(p, {.gate = &chain});
+  step.started_at(t0);
+  const auto d = step.after(failed(t0), rng);
+  EXPECT_TRUE(d.stop);
+  EXPECT_EQ(d.reason, stop_reason::deadline);
+  EXPECT_EQ(budget.milli_tokens(), 5000);
+}
+
 // 1b: in gate_chain{&breaker, &budget}, a budget denial after the breaker handed
 // out its half-open probe lost the probe: the breaker stayed half-open forever.
 TEST(Step, AProbeTheBudgetDeniedIsGivenBack) {
