@@ -710,6 +710,21 @@ TEST_F(Cli, GetSeveralUrlsExitsWithTheWorstAndNamesEachFailure) {
   EXPECT_NE(r.err.find(server.url("/busy") + ": exhausted: HTTP 503"), std::string::npos) << r.err;
 }
 
+// --max-time with several URLs: no transfer waits past it. Here the first
+// wait (30 s) would cross the 1 s limit, so each gives up after one attempt.
+TEST_F(Cli, GetSeveralUrlsGiveUpAtMaxTime) {
+  backoff::testing::fault_server server;
+  server.script("/a", std::vector<fault>(10, fault::status(503)));
+  server.script("/b", std::vector<fault>(10, fault::status(503)));
+  const auto r = cli({"get", "--max-time", "1s", "--initial", "30s", "--jitter", "none", server.url("/a"),
+                      server.url("/b")});
+  EXPECT_EQ(r.status, 3) << r.err;
+  EXPECT_EQ(server.hits("/a"), 1u);
+  EXPECT_EQ(server.hits("/b"), 1u);
+  EXPECT_NE(r.err.find(server.url("/a") + ": deadline: HTTP 503"), std::string::npos) << r.err;
+  EXPECT_LT(r.took, 20s);  // not the 30 s wait
+}
+
 TEST_F(Cli, GetSeveralUrlsRejectsWhatCannotApply) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"get", "http://h/a", "http://h/b", "-o", "x"}, "--output: one file for several URLs"},

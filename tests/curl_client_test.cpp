@@ -504,7 +504,21 @@ TEST_F(CurlClient, RetryAfterHoldsBackEveryRequestToTheHost) {
   const auto before = clock.now();
   ASSERT_TRUE(second.perform({.url = server.url("/b")}).ok());
   EXPECT_LT(clock.now() - before, 2s);
-  // But while a host is held, a new request waits before its first attempt.
+  // A request made while the host is held by that Retry-After waits for it
+  // too: here, one made (on the same virtual clock) right after the 503.
+  server.script("/a", {fault::status(503, "30")});
+  backoff::time_point answered{}, other_done{};
+  auto hooked = opts();
+  hooked.hosts = &hosts;
+  hooked.on_attempt = [&](const backoff::curl::attempt_log& a) {
+    if (a.status != 503) return;
+    answered = clock.now();
+    EXPECT_TRUE(second.perform({.url = server.url("/b")}).ok());
+    other_done = clock.now();
+  };
+  ASSERT_TRUE(backoff::curl::client(hooked).perform({.url = server.url("/a")}).ok());
+  EXPECT_GE(other_done - answered, 30s);
+  // And while a host is held, a new request waits before its first attempt.
   // The key is host:port: another port of the same machine is another server.
   EXPECT_EQ(backoff::curl::host_key(server.url("/c")), "127.0.0.1:" + std::to_string(server.port()));
   EXPECT_EQ(backoff::curl::host_key("https://Example.com/x"), "example.com:443");

@@ -204,14 +204,23 @@ TEST(Retry, HooksSeeEveryAttemptInOrder) {
                  {.before_retry = [&](const auto& a) { log.push_back("before_retry after #" + std::to_string(a.record.number)); },
                   .after_attempt = [&](const auto& a) {
                     log.push_back("attempt #" + std::to_string(a.record.number) + " " +
-                                  std::string(backoff::to_string(a.record.outcome)) + (a.error ? " threw" : ""));
+                                  std::string(backoff::to_string(a.record.outcome)) + (a.error ? " threw" : "") +
+                                  (a.last ? " last" : ""));
                   },
                   .on_give_up = [&](const auto&) { log.push_back("give up"); },
                   .on_success = [&](const auto& a) { log.push_back("success=" + std::to_string(*a.result)); },
                   .clock = &clock});
   const std::vector<std::string> want{"attempt #1 retryable threw", "before_retry after #1", "attempt #2 retryable threw",
-                                      "before_retry after #2", "attempt #3 success", "success=3"};
+                                      "before_retry after #2", "attempt #3 success last", "success=3"};
   EXPECT_EQ(log, want);
+  // Giving up: the attempt that ends the loop is the one marked last.
+  log.clear();
+  const auto r = backoff::try_retry(no_jitter(2), flaky{5}, {.after_attempt = [&](const auto& a) {
+                                                             log.push_back(a.last ? "last" : "retried");
+                                                           },
+                                                           .clock = &clock});
+  EXPECT_EQ(r.reason, backoff::stop_reason::exhausted);
+  EXPECT_EQ(log, (std::vector<std::string>{"retried", "last"}));
 }
 
 TEST(Retry, HookRecordsCarryElapsedTimeFromTheClock) {

@@ -30,21 +30,22 @@ if [[ ! -f $work/build/build.ninja ]]; then
     -DBACKOFF_BUILD_BENCH=OFF -DBACKOFF_BUILD_EXAMPLES=OFF -DBACKOFF_INSTALL=OFF > "$work/configure.log"
 fi
 
-# Splits the list into records of id|file|find|replace|tests|breaks (find and
-# replace may hold any character but a newline).
+# Splits the list into records of id|file|find|replace|tests|equivalent|breaks
+# (find and replace may hold any character but a newline).
 records=$(awk '
   /^#/ { next }
-  /^id: /      { id = substr($0, 5) }
+  /^id: /      { id = substr($0, 5); equiv = "" }
+  /^equivalent: / { equiv = substr($0, 13) }
   /^file: /    { file = substr($0, 7) }
   /^find: /    { find = substr($0, 7) }
   /^replace: / { repl = substr($0, 10) }
   /^tests: /   { tests = substr($0, 8) }
-  /^breaks: /  { printf "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\n", id, file, find, repl, tests, substr($0, 9) }
+  /^breaks: /  { printf "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\n", id, file, find, repl, tests, equiv, substr($0, 9) }
 ' "$list")
 
-total=0 killed=0 survived=0 broken=0
+total=0 killed=0 survived=0 broken=0 equivalent=0
 table=""
-while IFS=$'\x1f' read -r id file find repl tests breaks; do
+while IFS=$'\x1f' read -r id file find repl tests equiv breaks; do
   [[ $id =~ $only ]] || continue
   total=$((total + 1))
   cp "$file" "$work/src/$file"
@@ -60,23 +61,31 @@ while IFS=$'\x1f' read -r id file find repl tests breaks; do
       result="killed (does not compile)"
       killed=$((killed + 1))
     elif timeout 900 "$work/build/bin/$tests" --gtest_brief=1 > "$work/$id.test.log" 2>&1; then
-      result="SURVIVED"
-      survived=$((survived + 1))
+      if [[ -n $equiv ]]; then
+        result="equivalent (survived)"
+        equivalent=$((equivalent + 1))
+      else
+        result="SURVIVED"
+        survived=$((survived + 1))
+      fi
     else
       result="killed ($(grep -c '^\[  FAILED  \] [A-Za-z]' "$work/$id.test.log" || true) failing tests)"
+      [[ -n $equiv ]] && result+=" though listed as equivalent"
       killed=$((killed + 1))
     fi
   fi
   cp "$file" "$work/src/$file"
-  printf '%-28s %-34s %s\n' "$id" "$result" "$breaks"
-  table+="| $id | $result | $breaks |"$'\n'
+  printf '%-28s %-34s %s\n' "$id" "$result" "$breaks${equiv:+ (equivalent: $equiv)}"
+  table+="| $id | $result | $breaks${equiv:+ (equivalent: $equiv)} |"$'\n'
 done <<< "$records"
 
 # Rebuild what the last mutant touched, so the scratch build is clean for next time.
 cmake --build "$work/build" > /dev/null 2>&1 || true
-counted=$((total - broken))
+# Equivalent mutants (no test can tell them from the original; the list says
+# why) are left out of the score, like mutants that no longer apply.
+counted=$((total - broken - equivalent))
 score=0
 ((counted > 0)) && score=$((100 * killed / counted))
 printf '\n| mutant | result | what it breaks |\n|---|---|---|\n%s' "$table" > "$work/table.md"
 echo
-echo "mutants: $total, killed: $killed, survived: $survived, not applied: $broken; score $score % (table in $work/table.md)"
+echo "mutants: $total, killed: $killed, survived: $survived, equivalent: $equivalent, not applied: $broken; score $score % of $counted (table in $work/table.md)"
