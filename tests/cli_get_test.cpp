@@ -727,6 +727,33 @@ TEST_F(Cli, GetSeveralUrlsShareOneMaxTime) {
   EXPECT_NE(r.err.find("2 of 2 downloads failed"), std::string::npos) << r.err;
 }
 
+// A password in a URL is sent (curl makes it Basic auth) but never shown:
+// not in messages, not in --report, with one URL or several.
+TEST_F(Cli, APasswordInTheUrlIsSentButNeverShown) {
+  backoff::testing::fault_server server;
+  server.script("/a", std::vector<fault>(4, fault::status(503)));
+  server.script("/b", std::vector<fault>(4, fault::status(503)));
+  auto with_password = [&](const std::string& path) {
+    std::string url = server.url(path);
+    return url.insert(url.find("://") + 3, "alice:s3cret@");
+  };
+  for (const auto& urls : {std::vector<std::string>{with_password("/a")},
+                           std::vector<std::string>{with_password("/a"), with_password("/b")}}) {
+    std::vector<std::string> args{"get", "--initial", "1ms", "--max-attempts", "2", "--report", "r.json", "-O", "out"};
+    args.insert(args.end(), urls.begin(), urls.end());
+    const auto r = cli(args);
+    EXPECT_EQ(r.status, 3) << r.err;
+    EXPECT_EQ(r.err.find("s3cret"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("alice:***@127.0.0.1:"), std::string::npos) << r.err;
+    const std::string report = slurp(dir / "r.json");
+    EXPECT_EQ(report.find("s3cret"), std::string::npos) << report;
+    EXPECT_NE(report.find("alice:***@127.0.0.1:"), std::string::npos) << report;
+  }
+  const auto sent = server.requests("/a");
+  ASSERT_FALSE(sent.empty());
+  EXPECT_EQ(sent.front().headers.at("authorization"), "Basic YWxpY2U6czNjcmV0");  // alice:s3cret
+}
+
 TEST_F(Cli, GetSeveralUrlsRejectsWhatCannotApply) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"get", "http://h/a", "http://h/b", "-o", "x"}, "--output: one file for several URLs"},

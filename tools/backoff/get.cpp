@@ -69,6 +69,21 @@ std::string default_output(const std::string& url) {
   return last.empty() || last == "." || last == ".." ? "index.html" : last;
 }
 
+// The URL as messages and reports show it: the password of a URL that
+// carries one (scheme://user:password@host/...) becomes "***", as wget shows
+// it, so that terminals, logs and report files do not keep it.
+std::string shown_url(const std::string& url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  const auto start = scheme + 3;
+  const auto end = url.find_first_of("/?#", start);
+  const auto at = url.rfind('@', end);
+  if (at == std::string::npos || at < start) return url;
+  const auto colon = url.find(':', start);
+  if (colon == std::string::npos || colon > at) return url;  // a user name alone
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
 // A timeout flag: 0 turns it off; anything else must be at least 1 ms, the
 // resolution curl applies (a smaller value would silently mean "none").
 std::chrono::milliseconds timeout_flag(const std::string& text, const std::string& flag) {
@@ -212,7 +227,7 @@ std::string event_text(const curl::attempt_log& a, std::uint32_t max_attempts, c
                      : a.status      ? "HTTP " + std::to_string(a.status)
                                      : std::string(http::to_string(a.failure));
   if (a.hint) what += " (Retry-After: " + format_duration(*a.hint) + ")";
-  std::string line = "backoff: " + (url.empty() ? std::string() : url + ": ") + "attempt " + std::to_string(a.number) +
+  std::string line = "backoff: " + (url.empty() ? std::string() : shown_url(url) + ": ") + "attempt " + std::to_string(a.number) +
                      " failed: " + what;
   if (a.delay.count() > 0) {
     line += ". Will retry in " + format_duration(a.delay) + ".";
@@ -331,7 +346,7 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
     const auto& r = results[i];
     const bool started = i < next;
     const stop_reason reason = started ? r.reason : stop_reason::cancelled;
-    downloads.push_back({{"url", plan.many[i].url},
+    downloads.push_back({{"url", shown_url(plan.many[i].url)},
                          {"output", plan.many[i].output},
                          {"reason", std::string(to_string(reason))},
                          {"error", started ? r.error : "not started"},
@@ -353,7 +368,7 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
       std::cerr << "backoff: " << failed << " of " << n << " downloads failed:\n";
       for (std::size_t i = 0; i < n; ++i) {
         if (i < next && results[i].ok()) continue;
-        std::cerr << "  " << plan.many[i].url << ": "
+        std::cerr << "  " << shown_url(plan.many[i].url) << ": "
                   << (i < next ? std::string(to_string(results[i].reason)) + ": " + results[i].error : "not started")
                   << "\n";
       }
@@ -450,7 +465,7 @@ subcommand get_command(CLI::App& app) {
       std::string save_error;
       if (r.ok() || !r.body.empty()) save_error = save_body(plan.output, r.body);
       if (report)
-        report->write({{"url", plan.url},
+        report->write({{"url", shown_url(plan.url)},
                        {"method", plan.request.method},
                        {"output", plan.output},
                        {"reason", std::string(to_string(r.reason))},
@@ -461,7 +476,7 @@ subcommand get_command(CLI::App& app) {
         return exit_code::local_error;
       }
       if (r.ok()) return exit_code::ok;
-      if (!f->quiet) std::cerr << "backoff: giving up on " << plan.request.method << " " << plan.url << ": " << r.describe() << "\n";
+      if (!f->quiet) std::cerr << "backoff: giving up on " << plan.request.method << " " << shown_url(plan.url) << ": " << r.describe() << "\n";
       return exit_for(r.reason, false, signals.signal());
     }
 
@@ -469,7 +484,7 @@ subcommand get_command(CLI::App& app) {
                              : http.download(plan.url, plan.output, plan.request.headers);
     bar.finish();
     if (report)
-      report->write({{"url", plan.url},
+      report->write({{"url", shown_url(plan.url)},
                      {"output", plan.output},
                      {"reason", std::string(to_string(r.reason))},
                      {"error", r.error},
@@ -488,7 +503,7 @@ subcommand get_command(CLI::App& app) {
       return exit_code::ok;
     }
     if (!f->quiet) {
-      std::cerr << "backoff: giving up on " << plan.url << " (" << to_string(r.reason) << "): " << r.error << "\n";
+      std::cerr << "backoff: giving up on " << shown_url(plan.url) << " (" << to_string(r.reason) << "): " << r.error << "\n";
       if (!r.partial.empty())
         std::cerr << "backoff: kept " << human_bytes(static_cast<double>(r.bytes)) << " in " << r.partial.string()
                   << "; run the same command again to resume\n";
