@@ -462,6 +462,21 @@ TEST_F(Get, SigintEndsATransferAtOnceAndKeepsTheDataForResuming) {
   }
 }
 
+// Ctrl-C after a failed attempt (in the 30 s wait, or in the last moments of
+// the attempt): get stops at once, without another request.
+TEST_F(Get, SigintAfterAFailedAttemptEndsWithoutAnotherRequest) {
+  server.script({raw_reply::http(503, {}, "busy")});
+  const auto r = cli({"get", server.url("/f"), "-o", "out.bin", "--initial", "30s", "--jitter", "none"}, "",
+                     [&](pid_t pid) {
+                       for (int i = 0; i < 4000 && server.requests().empty(); ++i) std::this_thread::sleep_for(5ms);
+                       ::kill(pid, SIGINT);
+                     });
+  EXPECT_EQ(r.status, 130) << r.err;
+  EXPECT_LT(r.took, 20s);  // not the 30 s wait
+  EXPECT_EQ(server.requests().size(), 1u);
+  EXPECT_FALSE(fs::exists(dir / "out.bin"));
+}
+
 TEST_F(Get, AStalledTransferIsEndedAndResumed) {
   const std::string v = bytes_of(10'000, 'w');
   server.script({raw_reply{cut(v, 3000).bytes, 60s}, partial(v, 3000)});
