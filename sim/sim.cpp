@@ -531,6 +531,8 @@ fleet_result run_fleet(const fleet_options& o) {
   if (o.processes == 0) throw std::invalid_argument("--processes: must be >= 1 (got 0)");
   if (!(o.rate_per_process > 0)) throw std::invalid_argument("--rate: must be > 0");
   if (!(o.capacity > 0)) throw std::invalid_argument("--capacity: must be > 0");
+  if (!(o.release_spread >= 0 && o.release_spread <= 1))
+    throw std::invalid_argument("--release-spread: must be in [0, 1]");
   if (o.outage_end < o.outage_start || o.outage_end > o.length)
     throw std::invalid_argument("the outage must end after it starts and before the run ends");
   fleet_result result;
@@ -551,7 +553,7 @@ fleet_result run_fleet(const fleet_options& o) {
     // release time (shared). Local budgets are built when a process first retries.
     std::vector<std::unique_ptr<retry_budget>> budgets(shared ? 0 : o.processes);
     retry_budget fleet_budget = retry_budget::finagle({.ttl = std::chrono::seconds{10}, .min_retries_per_sec = 1, .percent_can_retry = 0.1});
-    host_backoff hosts({.schedule = constant{.delay = duration{0}}, .max_entries = 1});
+    host_backoff hosts({.schedule = constant{.delay = duration{0}}, .max_entries = 1, .release_spread = o.release_spread});
     auto host = hosts.for_key("server");
     gate_chain fleet_gates{&host, &fleet_budget};
 
@@ -622,7 +624,7 @@ fleet_result run_fleet(const fleet_options& o) {
         return;
       }
       std::int64_t next = now + d.delay.count();
-      if (shared) next = std::max(next, hosts.release_time("server", at(now)).time_since_epoch().count());
+      if (shared) next = std::max(next, hosts.admit_time("server", at(now)).time_since_epoch().count());
       q.push({next, seq++, id, 0});
     };
 

@@ -165,7 +165,9 @@ overload_result run_overload(const overload_options& o);
 //  - shared: one budget for the fleet (backoff::redis::shared_budget's rule:
 //    10 % of the fleet's requests plus 1 retry/s) and one release time (a
 //    Retry-After holds every process, first attempts included), as with
-//    backoff::redis. The Redis round trips are not modelled (they take
+//    backoff::redis; requests it held leave spread over release_spread of
+//    their wait after it (host_backoff::options::release_spread; 0 here by
+//    default, `backoff get --share` uses 0.2). The Redis round trips are not modelled (they take
 //    milliseconds; the waits here take seconds).
 // Work is linear in processes × rate × length: one event per attempt.
 
@@ -177,6 +179,7 @@ struct fleet_options {
   duration outage_end = std::chrono::seconds{30};
   duration retry_after = std::chrono::seconds{5};  // sent during the outage (0: none)
   double capacity = 1.2;                            // server capacity ÷ offered load
+  double release_spread = 0;                        // shared: [0, 1], see above
   std::vector<std::string> modes{"local", "shared"};
   std::uint64_t seed = 1;
 };

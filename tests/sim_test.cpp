@@ -210,6 +210,27 @@ TEST(SimFleet, ASharedReleaseTimeHoldsTheWholeFleetAndASharedBudgetCapsRetries) 
   EXPECT_LE(*shared.recovered_at_s, 32.0);
 }
 
+// release_spread: the requests a release time held leave over a fraction of
+// their wait after it, not all at its instant, so the highest wave is lower.
+TEST(SimFleet, ASpreadReleaseLowersTheHighestWave) {
+  backoff::sim::fleet_options o;
+  o.processes = 2000;
+  o.rate_per_process = 0.5;
+  o.capacity = 1.1;
+  o.modes = {"shared"};
+  auto peak = [](const backoff::sim::fleet_result& res) {
+    double most = 0;
+    for (const auto& r : res.rows) most = std::max(most, r.attempts_per_s);
+    return most;
+  };
+  const double at_once = peak(backoff::sim::run_fleet(o));
+  o.release_spread = 0.2;
+  const double spread = peak(backoff::sim::run_fleet(o));
+  EXPECT_LT(spread, 0.95 * at_once) << "at once " << at_once << ", spread " << spread;
+  o.release_spread = 1.5;
+  EXPECT_THROW(backoff::sim::run_fleet(o), std::invalid_argument);
+}
+
 TEST(SimFleet, DeterministicForASeedAndCheckedOptions) {
   backoff::sim::fleet_options o;
   o.processes = 300;

@@ -31,7 +31,7 @@ struct simulate_options {
   std::uint64_t seed = 1;
   bool gate_per_client = false;
   std::string outage = "10s-30s", retry_after = "5s";
-  std::optional<double> capacity;
+  std::optional<double> capacity, release_spread;
 };
 
 std::vector<std::string> split(const std::vector<std::string>& items) {
@@ -320,6 +320,10 @@ int fleet(const simulate_options& so) {
     if (!(*so.capacity > 0) || *so.capacity > 100) throw usage_error("--capacity: must be in (0, 100]");
     o.capacity = *so.capacity;
   }
+  if (so.release_spread) {
+    if (!(*so.release_spread >= 0 && *so.release_spread <= 1)) throw usage_error("--release-spread: must be in [0, 1]");
+    o.release_spread = *so.release_spread;
+  }
   if (static_cast<double>(o.processes) * o.rate_per_process * std::chrono::duration<double>(o.length).count() > max_events)
     throw usage_error("--clients × --rate × --duration: more than 2e9 requests");
   const auto res = sim::run_fleet(o);
@@ -340,8 +344,10 @@ int fleet(const simulate_options& so) {
                       {"goodput_share", s.goodput_share}, {"seconds", s.seconds}});
     std::cout << nlohmann::json{{"windows", rows}, {"summary", sums}}.dump(2) << "\n";
   } else {
-    std::printf("%u processes, %.3g requests/s each, outage %s, Retry-After %s, capacity %.2f× the offered load\n",
-                o.processes, o.rate_per_process, so.outage.c_str(), so.retry_after.c_str(), o.capacity);
+    std::printf("%u processes, %.3g requests/s each, outage %s, Retry-After %s, capacity %.2f× the offered load, "
+                "release spread %.2f\n",
+                o.processes, o.rate_per_process, so.outage.c_str(), so.retry_after.c_str(), o.capacity,
+                o.release_spread);
     std::printf("%-8s %22s %14s %14s %14s %10s\n", "mode", "amplification (outage)", "amplification", "recovered at",
                 "goodput share", "took");
     for (const auto& s : res.summaries)
@@ -389,6 +395,9 @@ subcommand simulate_command(CLI::App& app) {
   cmd->add_option("--outage", so->outage, "fleet: when the server is down, FROM-TO (default 10s-30s)");
   cmd->add_option("--retry-after", so->retry_after, "fleet: the Retry-After of the outage's 503s (default 5s; 0: none)");
   cmd->add_option("--capacity", so->capacity, "fleet: server capacity ÷ offered load after the outage (default 1.2)");
+  cmd->add_option("--release-spread", so->release_spread,
+                  "fleet: requests held by the shared release time leave spread over this fraction of their wait "
+                  "after it, 0..1 (default 0; get --share uses 0.2)");
   return {cmd, [so]() -> int {
     if (so->format != "table" && so->format != "csv" && so->format != "json")
       throw usage_error("--format: unknown format '" + so->format + "' (choose table, csv or json)");
