@@ -167,8 +167,8 @@ overload_result run_overload(const overload_options& o);
 //    Retry-After holds every process, first attempts included), as with
 //    backoff::redis; requests it held leave spread over release_spread of
 //    their wait after it (host_backoff::options::release_spread; 0 here by
-//    default, `backoff get --share` uses 0.2). The Redis round trips are not modelled (they take
-//    milliseconds; the waits here take seconds).
+//    default, `backoff get --share` uses 0.2). The Redis round trips are not
+//    modelled (they take milliseconds; the waits here take seconds).
 // Work is linear in processes × rate × length: one event per attempt.
 
 struct fleet_options {
