@@ -767,6 +767,11 @@ TEST_F(Cli, APasswordInTheUrlIsSentButNeverShown) {
   const auto sent = server.requests("/a");
   ASSERT_FALSE(sent.empty());
   EXPECT_EQ(sent.front().headers.at("authorization"), "Basic YWxpY2U6czNjcmV0");  // alice:s3cret
+  // Only the authority is looked at: a ':' and an '@' after the host (a path,
+  // a query) are shown as they are, and a URL without a password is unchanged.
+  const std::string plain = server.url("/b") + "?to=bob:x@example.org";
+  const auto r = cli({"get", "--initial", "1ms", "--max-attempts", "1", "-o", "b", plain});
+  EXPECT_NE(r.err.find(plain), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, GetSeveralUrlsRejectsWhatCannotApply) {
