@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSL-1.0
 # backoff — the two commands a newcomer needs:
 #   make demo   install what is missing, build, run the demo
 #   make test   install what is missing, build, run every test (also under ASan+UBSan)

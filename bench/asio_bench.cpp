@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Async retries on Asio (backoff/asio.hpp), on virtual time:
 //   BM_AsioTimerBaseline        three failed attempts and their three waits, written by hand on bare
 //                               manual timers (the floor for any async retry loop)

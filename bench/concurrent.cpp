@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // N downloads at once from one process, from nginx on loopback: memory per
 // transfer and CPU per MiB of backoff::curl::async_client, against one libcurl
 // multi handle driven by a bare epoll loop with the same transfers (each to

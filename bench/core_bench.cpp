@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Core benchmarks. Names are stable so results can be compared over time:
 //   BM_DirectCall          a non-inlined trivial callee, called directly (the baseline)
 //   BM_RetrySuccess        the same callee through retry() with a 3-attempt policy

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // HTTP benchmarks: small GETs over keep-alive on loopback against the fault
 // server, with no failures.
 //   BM_CurlDirect     plain libcurl: one easy handle, curl_easy_perform per request

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff::redis hot paths, against the local gates of core_bench.cpp: a
 // shared budget's acquire and record touch only atomics of this process.
 // A redis-server (Debian's) is started on a loopback port for the run.

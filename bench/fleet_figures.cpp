@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff::redis in figures, against a redis-server on loopback started for
 // the run (`make bench-fleet`):
 //  - Redis commands per process per second at 10^4 requests/s (20 % retries);

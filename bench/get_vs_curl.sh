@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # `backoff get` against `curl -o` on one large file served by nginx on loopback:
 # wall time of each, interleaved in one run, and the ratio. (`make bench-get`)
 #

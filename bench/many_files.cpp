@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // `backoff get -P 16 -i list -O dir` against `xargs -P 16 -n 1 curl --retry 5 -sS -O`
 // on the same list: N files of SIZE bytes from a fault server on loopback that
 // fails 30 % of first requests (503 with Retry-After: 1, 429, resets, cuts

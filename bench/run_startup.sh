@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # `backoff run -- true` against the shell retry loop it replaces and against
 # `true` alone: mean wall time per call over N calls, rounds interleaved, and
 # the ratios. (`make bench-run`)

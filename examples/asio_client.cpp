@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // A coroutine client that connects to a TCP server on loopback and exchanges a
 // line, retried with backoff::asio through the failures a real service shows:
 // the first attempt is refused (the server is not up yet), the second is reset

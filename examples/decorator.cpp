@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The classic retry decorator, with backoff::retrying: a wrapped function that
 // retries on its own. What it shows, each in a few lines:
 //   - at most 6 tries, and an is_success check of the result (status < 400);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The README's first example: retry a flaky call with exponential backoff and
 // full jitter, then inspect why a hopeless one gave up.
 #include <backoff/backoff.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Durations, sizes and code lists as the command line takes them. Properties:
 // a value is accepted or rejected with usage_error naming the flag (nothing
 // else is thrown); durations are never negative; sizes are above 0; codes stay

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Content-Range of 206 and 416 replies, and the whole resume decision, from
 // hostile servers. Properties: a parsed range is ordered and inside its
 // complete length and survives being written back; an append never moves

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Retry-After, RateLimit-Reset and HTTP dates from hostile servers. Properties:
 // a hint is never negative and never above max_hint; a date that parses,
 // written back as an IMF-fixdate, parses to the same instant.

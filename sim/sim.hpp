@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // sim/sim.hpp — a discrete-event simulator for retry strategies, driving the
 // library's own policy, schedule, stop-rule and gate objects on simulated time.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // testing/content.hpp — reproducible file contents for tests and benchmarks:
 // n bytes from a xorshift generator, different for each seed.
 #pragma once

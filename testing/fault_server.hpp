@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // testing/fault_server.hpp — an HTTP server on 127.0.0.1 that fails on purpose,
 // for backoff's tests and `backoff demo`. Built on cpp-httplib.
 //

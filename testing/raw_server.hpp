@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // testing/raw_server.hpp — a scripted HTTP server on 127.0.0.1 that says
 // exactly the bytes a test gives it, for replies no well-behaved server would
 // send: wrong lengths, a 206 of another version, statuses with bodies, endless

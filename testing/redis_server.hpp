@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // testing/redis_server.hpp — a real redis-server (Debian's) on 127.0.0.1 and
 // an ephemeral port, for backoff::redis's tests: started by the constructor,
 // stopped by the destructor, and stoppable and restartable in between (on the

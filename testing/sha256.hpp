@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // testing/sha256.hpp — the SHA-256 of a byte string as hex (OpenSSL), for the
 // tests and the demo that check downloads against their source.
 #pragma once

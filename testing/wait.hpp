@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // testing/wait.hpp — small helpers shared by the tests that talk to real
 // servers: a free loopback port, and waiting for an event instead of sleeping
 // for a guessed time.

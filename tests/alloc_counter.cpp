@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Replaces the global allocation functions of the test executable so that tests
 // can assert that the retry loop allocates nothing.
 #include <atomic>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff::asio on virtual time (manual_timer): every completion token, the
 // stop reasons, hooks, gates and cancellation, with no test sleeping.
 #include "backoff/asio.hpp"

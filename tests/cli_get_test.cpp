@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // `backoff get` against a hostile scripted server (testing/raw_server.hpp): the
 // integrity, stopping and messaging rules, each with the reply that broke it.
 #include <sys/resource.h>

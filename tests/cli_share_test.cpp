@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff get/run --share: several backoff processes, one redis-server (Debian's,
 // on an ephemeral loopback port), one fault server; what the fleet shares is
 // read from the server's log of requests.

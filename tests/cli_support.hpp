@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tests/cli_support.hpp — runs the real `backoff` binary (build/bin/backoff) the
 // way a user would, for the CLI test files.
 #pragma once

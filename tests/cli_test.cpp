@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Runs the real `backoff` binary (build/bin/backoff) the way a user would.
 #include "cli_support.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff::curl::async_client: many downloads at once on one io_context thread,
 // against the fault server and the raw scripted server on loopback.
 #include "backoff/curl/async_client.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Integration tests: real libcurl against the fault server on 127.0.0.1.
 // Waits between attempts use the manual clock (instant); transfers are real.
 #include "backoff/curl/client.hpp"

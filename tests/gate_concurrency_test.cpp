@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Every shared gate hammered from 8 threads × 10^6 operations, with invariants
 // checked. `make test` also runs these under ThreadSanitizer.
 #include <gtest/gtest.h>

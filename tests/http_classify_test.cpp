@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include "backoff/http/classify.hpp"
 
 #include <gtest/gtest.h>

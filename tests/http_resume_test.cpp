@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The download rules of backoff/http/content_range.hpp and resume.hpp, with no network.
 #include <gtest/gtest.h>
 

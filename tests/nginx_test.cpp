@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Integration tests against a real nginx on 127.0.0.1, started by the fixture
 // with the configuration in tests/nginx/nginx.conf.in.
 #include <curl/curl.h>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSL-1.0
 # Compiles every ```cpp block of README.md as its own translation unit
 # (-fsyntax-only): a snippet a newcomer copies must compile as written.
 #   cmake -DREADME=... -DCXX=... -DINCLUDES="a;b" -DWORK_DIR=... -P readme_snippets.cmake

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff::redis: gates shared through a real redis-server (Debian's), started
 // on an ephemeral loopback port by each test. Several fleet objects in one
 // process stand for several processes: each has its own connections and threads.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff run's retry loop in process, on the manual clock: what --max-time,
 // --attempt-timeout and a signal between attempts do, without sleeping.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include "backoff/schedule.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/step.hpp: the decision every loop shares, tested with no clock at all.
 #include "backoff/step.hpp"
 

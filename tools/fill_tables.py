@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSL-1.0
 """Rewrites the tables of docs/simulations.md from docs/simulations/*.csv.
 
 Each table sits between '<!-- table: NAME -->' and '<!-- end -->'; NAME is a

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # Installs the Debian packages backoff's build, tests, benchmarks and demo need,
 # but only those missing. Safe to run repeatedly; needs root (or sudo) to install.
+# (lintian checks the packages in the package test; openssl makes the TLS tests'
+# certificates; aria2 is the yardstick of the segmented-download benchmark.)
 set -euo pipefail
 
 packages=(
@@ -11,7 +14,7 @@ packages=(
   clang libclang-rt-14-dev
   curl bc libasio-dev
   libhiredis-dev redis-server
-  dpkg-dev groff-base
+  dpkg-dev groff-base lintian openssl aria2
 )
 
 missing=()

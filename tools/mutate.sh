@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # make mutate: mutation testing. Applies each mutant of tests/mutants.txt, one
 # at a time, to a scratch copy of the tree (build/mutate/src), rebuilds the
 # test executable it names (ccache keeps this short), runs it, and prints a

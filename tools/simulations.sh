@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # Regenerates the tables and figures of docs/simulations.md with build/bin/backoff.
 # Usage: tools/simulations.sh [build-dir]    (run `make` first)
 set -euo pipefail

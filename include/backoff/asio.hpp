@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/asio.hpp — retries that hold no thread: the retry loop as an Asio
 // composed operation (target backoff::asio, standalone Asio 1.22+).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/backoff.hpp — everything in the core library (standard library only).
 //
 //   #include <backoff/backoff.hpp>

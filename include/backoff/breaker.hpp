@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/breaker.hpp — a circuit breaker: stop calling a backend that keeps
 // failing, then let a few probes find out whether it has recovered.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/budget.hpp — retry budgets: a cap on how much of the traffic may be
 // retries, so that a long outage does not multiply the load on a server.
 //

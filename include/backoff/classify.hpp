@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/classify.hpp — what to retry: predicates on exceptions, error codes and
 // results, combinable with ||, && and !.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/clock.hpp — injectable time: what the retry loop reads and how it waits.
 //
 //   backoff::manual_clock clock;                 // starts at an arbitrary epoch

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/error.hpp — the exception thrown when the caller asks for one that
 // explains the stop (options::wrap_errors = true).
 //

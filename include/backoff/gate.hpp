@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/gate.hpp — "may I retry now?": the interface shared by retry budgets,
 // adaptive throttling, circuit breakers and per-host backoff.
 //

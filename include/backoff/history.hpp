@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/history.hpp — what happened: a bounded record of a loop's attempts
 // (why it stopped and how each attempt ended are in backoff/outcome.hpp).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/host_backoff.hpp — backoff shared by everything that talks to one
 // host, in the manner of Chromium's BackoffEntry: a release time per key.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/jitter.hpp — randomness added to a schedule's delay so that many
 // clients that failed together do not retry together.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/outcome.hpp — how an attempt ended and why a retry loop stopped.
 //
 //   auto r = backoff::try_retry(policy, fn);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/policy.hpp — how long to wait and when to stop, as one value.
 //
 //   backoff::policy p{

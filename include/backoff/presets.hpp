@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/presets.hpp — the documented retry policies of well-known clients, with
 // their numbers, so code can say "do what Google Cloud says" and mean it exactly.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/random.hpp — random numbers for jitter: a fast seedable generator and a
 // type-erased reference to any UniformRandomBitGenerator.
 //

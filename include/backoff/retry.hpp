@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/retry.hpp — the retry loop.
 //
 //   auto body = backoff::retry(policy, [&] { return fetch(url); });          // throws the real error

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/retrying.hpp — the C++ form of a retry decorator (tenacity's @retry,
 // Polly's policy.Execute): a callable with fn's signature that retries every call.
 //

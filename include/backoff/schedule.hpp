@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/schedule.hpp — how long to wait before each retry.
 //
 //   using namespace std::chrono_literals;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/step.hpp — the one decision every retry loop makes: told how an
 // attempt ended, "retry after d" or "stop, for this reason". Clock-free and
 // allocation-free; the sync loop (retry.hpp), the simulator and any async loop

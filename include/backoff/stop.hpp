@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/stop.hpp — when to give up.
 //
 //   namespace stop = backoff::stop;

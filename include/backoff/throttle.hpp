@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/throttle.hpp — adaptive client-side throttling (Google SRE book,
 // "Handling Overload"): when the backend accepts fewer requests than the client
 // sends, reject the excess locally instead of adding to the overload.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Where a download's bytes go (private to backoff::curl): a part file beside
 // the target that is renamed into place when complete, or a stream (standard
 // output, a FIFO, a device) written in order.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Pieces of backoff::curl shared by the blocking client (client.cpp) and the
 // asynchronous one (async_client.cpp). Private: not installed.
 #pragma once

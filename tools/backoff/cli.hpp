@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Shared pieces of the `backoff` command: flag parsing into a backoff::policy,
 // durations with units, exit codes and the JSON report.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff demo: the README's first command. Starts the fault server on
 // 127.0.0.1, downloads several files through scripted faults at once, checks
 // every SHA-256 and prints what happened.

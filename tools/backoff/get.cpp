@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff get: download a URL (or make an API call) with retries, Retry-After,
 // resume and atomic output.
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff — retry commands and downloads with exponential backoff and jitter.
 //
 // Two executables from this file: `backoff` (BACKOFF_LEAN: run, schedule,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Progress display for downloads: a bar on a terminal, one line per event otherwise.
 #pragma once
 

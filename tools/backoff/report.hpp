@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The JSON attempt report written by --report (nlohmann-json).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff run: retry a command until it succeeds.
 #include <fcntl.h>
 #include <poll.h>

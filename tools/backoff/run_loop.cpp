@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include "run_loop.hpp"
 
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The retry loop of `backoff run`, apart from processes, signals and the real
 // clock: flags become a typed run_plan (plan_run, pure), and run_loop drives
 // attempts through a run_context. The command uses the real clock and

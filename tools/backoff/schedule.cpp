@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff schedule: print the waits a policy would use.
 #include <algorithm>
 #include <cstdio>

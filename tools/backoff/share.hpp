@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // --share redis://HOST:PORT[/PREFIX]: the gates every backoff process of a
 // fleet shares through Redis (backoff/redis/fleet.hpp) for one key — the URL's
 // host:port for get, --share-key for run: one release time (Retry-After), one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff simulate: reproduce the backoff and retry-storm experiments with the
 // library's own objects (sim/sim.hpp), as a table, CSV or JSON, and plot them.
 #include <unistd.h>

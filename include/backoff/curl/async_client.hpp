@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/curl/async_client.hpp — many downloads at once on one thread: libcurl's
 // multi-socket API driven by an Asio executor (target backoff::curl, when Asio
 // is found).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/curl/client.hpp — HTTP requests and downloads over libcurl, retried
 // with backoff (target backoff::curl).
 //

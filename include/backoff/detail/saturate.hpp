@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/detail/saturate.hpp — duration arithmetic that saturates instead of
 // wrapping. Every delay the library computes goes through these helpers, so a
 // multiplier of 1e6 or a millionth retry yields the cap, never a negative wait.

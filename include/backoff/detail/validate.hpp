@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/detail/validate.hpp — the one way the library reports bad configuration:
 // std::invalid_argument naming the type, the field, the rule and the value given.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/http/classify.hpp — is an HTTP outcome worth retrying?
 //
 //   backoff::http::classifier c;                         // 408, 429, 500, 502, 503, 504

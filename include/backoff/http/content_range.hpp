@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/http/content_range.hpp — the Content-Range header of a 206 or a 416
 // (RFC 9110 §14.4), parsed strictly.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/http/header.hpp — response headers as name/value pairs, for the pure
 // HTTP rules in this directory.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/http/hint.hpp — turn response headers into the wait the server asked for.
 //
 //   backoff::http::hint_options o{.max_hint = 1h};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/http/idempotency.hpp — may this request be sent again?
 //
 //   backoff::http::may_resend({.method = "GET"}, transport::timeout);            // true

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/http/resume.hpp — what a download may do with a response: the
 // 200/206/416 rules of a resumable GET (RFC 9110 §13.1.5, §14, §15.3.7), with no
 // HTTP stack attached.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/http/retry_after.hpp — what the server asked for: Retry-After
 // (RFC 9110 §10.2.3) and RateLimit-Reset.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // backoff/redis/fleet.hpp — gates shared by every process of a fleet through
 // Redis: one release time per host (Retry-After), one retry budget and one
 // circuit breaker, without a network round trip on any request's path.
