@@ -19,6 +19,7 @@
 
 #include "backoff/curl/client.hpp"
 #include "backoff/stop.hpp"
+#include "https_nginx.hpp"
 #include "wait.hpp"
 
 #ifndef BACKOFF_NGINX_CONF
@@ -168,4 +169,41 @@ TEST_F(Nginx, BackoffClientGetsThroughTheRateLimit) {
     }
   }
   EXPECT_GE(retried, 1);
+}
+
+TEST(NginxTls, ClientOptionsTlsTrustsAPrivateCaAndACertificateErrorIsPermanent) {
+  backoff::testing::https_nginx tls(fs::temp_directory_path() / ("backoff-tls-lib-" + std::to_string(::getpid())));
+  const std::string content = file_content(100000);
+  tls.add_file("t.bin", content);
+  const backoff::policy policy{.schedule = backoff::constant{.delay = 1ms}, .stop = backoff::stop::after_attempts(3)};
+  const fs::path dir = fs::temp_directory_path() / ("backoff-tls-out-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+
+  backoff::curl::client untrusted({.policy = policy});
+  const auto refused = untrusted.download(tls.url("/t.bin"), dir / "a");
+  EXPECT_EQ(refused.reason, backoff::stop_reason::permanent);
+  ASSERT_EQ(refused.attempts.size(), 1u);
+  EXPECT_EQ(refused.attempts[0].failure, backoff::http::transport::tls);
+  EXPECT_FALSE(fs::exists(dir / "a"));
+
+  backoff::curl::client trusted({.policy = policy, .tls = {.ca_file = tls.ca()}});
+  const auto r = trusted.download(tls.url("/t.bin"), dir / "b");
+  ASSERT_TRUE(r.ok()) << r.error;
+  std::ifstream in(dir / "b", std::ios::binary);
+  EXPECT_TRUE(std::string(std::istreambuf_iterator<char>(in), {}) == content);
+  const auto api = trusted.perform({.url = tls.url("/t.bin")});
+  EXPECT_TRUE(api.ok()) << api.describe();
+
+  // Mutual TLS: the client certificate and key from client_options.
+  backoff::curl::client mutual(
+      {.policy = policy, .tls = {.ca_file = tls.ca(), .cert_file = tls.client_cert(), .key_file = tls.client_key()}});
+  const auto m = mutual.perform({.url = tls.mtls_url("/t.bin")});
+  EXPECT_TRUE(m.ok()) << m.describe();
+  EXPECT_EQ(m.body.size(), content.size());
+  const auto no_cert = trusted.perform({.url = tls.mtls_url("/t.bin")});
+  EXPECT_EQ(no_cert.status, 400) << "nginx answers 400 to a client without a certificate";
+
+  backoff::curl::client insecure({.policy = policy, .tls = {.insecure = true}});
+  EXPECT_TRUE(insecure.perform({.url = tls.url("/t.bin")}).ok());
+  fs::remove_all(dir);
 }

@@ -124,6 +124,17 @@ void set_timeouts(CURL* easy, const client_options& o, std::chrono::milliseconds
   if (o.connect_timeout.count() > 0) curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout.count()));
 }
 
+void set_tls(CURL* easy, const tls_options& t) {
+  if (!t.ca_file.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, t.ca_file.c_str());
+  if (!t.ca_path.empty()) curl_easy_setopt(easy, CURLOPT_CAPATH, t.ca_path.c_str());
+  if (!t.cert_file.empty()) curl_easy_setopt(easy, CURLOPT_SSLCERT, t.cert_file.c_str());
+  if (!t.key_file.empty()) curl_easy_setopt(easy, CURLOPT_SSLKEY, t.key_file.c_str());
+  if (t.insecure) {
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+}
+
 // Runs one transfer on `multi`. A stop request wakes the poll and ends the
 // transfer at once; so does `stall` without any activity (0 = never).
 CURLcode run_transfer(CURLM* multi, CURL* easy, const std::stop_token& token, std::chrono::milliseconds stall,
@@ -422,7 +433,9 @@ bool request_job::prepare(CURL* easy, std::uint32_t, attempt_result&) {
   // any response arrives. For a request that must not run twice, a fresh
   // connection rules that out.
   if (!http::may_resend(st.traits, http::transport::none)) curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+  if (st.options.compressed) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
   set_timeouts(easy, st.options, st.options.attempt_timeout);
+  set_tls(easy, st.options.tls);
   return true;
 }
 
@@ -654,6 +667,7 @@ bool download_job::prepare(CURL* easy, std::uint32_t n, attempt_result& early) {
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, &st.hs);
   set_timeouts(easy, st.options, st.options.download_timeout);
+  set_tls(easy, st.options.tls);
   return true;
 }
 

@@ -32,6 +32,8 @@ std::string host_of(const std::string& url);
 backoff::clock& clock_of(const client_options& o);
 // Timeouts for one attempt: `whole` (0 = none), cut to what is left before the deadline.
 void set_timeouts(CURL* easy, const client_options& o, std::chrono::milliseconds whole);
+// CA file and path, client certificate and key, and -k, on one easy handle.
+void set_tls(CURL* easy, const tls_options& t);
 
 // Why the client ended a transfer itself.
 enum class interruption : std::uint8_t { none, cancelled, stalled, too_big };

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -40,9 +42,13 @@ struct get_flags {
   bool per_transfer_retry_after = false;
   std::string share;  // redis://HOST:PORT[/PREFIX]
   std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
-  std::string max_filesize, checksum, method, data, idempotency_key, retry_on, no_retry_on;
+  std::string max_filesize, checksum, method, data, data_binary, data_raw, json, idempotency_key, retry_on, no_retry_on;
   std::vector<std::string> headers;
-  bool quiet = false;
+  std::string user_agent, user;
+  std::string cacert, capath, cert, key;
+  bool insecure = false, compressed = false;
+  bool quiet = false, show_error = false;
+  bool location = false, fail = false;  // curl's -L and -f: what get does anyway
 };
 
 // One URL of a multi-URL get, and where it goes.
@@ -95,13 +101,64 @@ std::chrono::milliseconds timeout_flag(const std::string& text, const std::strin
 }
 
 std::string read_data(const std::string& data) {
-  if (!data.starts_with("@")) return data;
+  if (!data.starts_with("@") || data == "@") return data;
   const std::string path = data.substr(1);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw usage_error("--data: cannot read '" + path + "': " + std::strerror(errno));
   std::ostringstream all;
   all << in.rdbuf();
   return all.str();
+}
+
+std::string base64(std::string_view in) {
+  static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 |
+                       static_cast<unsigned char>(in[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) out += digits[(v >> k) & 63];
+  }
+  if (const std::size_t left = in.size() - i; left > 0) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    if (left == 2) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    out += digits[(v >> 18) & 63];
+    out += digits[(v >> 12) & 63];
+    out += left == 2 ? digits[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool has_header(const std::vector<curl::header>& headers, std::string_view name) {
+  return std::any_of(headers.begin(), headers.end(), [&](const curl::header& h) {
+    return std::equal(h.first.begin(), h.first.end(), name.begin(), name.end(),
+                      [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b)); });
+  });
+}
+
+// What would help after a TLS failure, by curl's error code (empty: nothing to say).
+std::string tls_advice(int curl_code) {
+  switch (curl_code) {
+    case 60:  // CURLE_PEER_FAILED_VERIFICATION
+      return "the server's certificate is not trusted here: if it comes from a private CA, give that CA with "
+             "--cacert FILE (or --capath DIR); --insecure skips the check, unsafely";
+    case 77:  // CURLE_SSL_CACERT_BADFILE
+      return "the CA certificates cannot be read: check --cacert and --capath (or CURL_CA_BUNDLE, SSL_CERT_FILE, "
+             "SSL_CERT_DIR)";
+    case 58:  // CURLE_SSL_CERTPROBLEM
+      return "the client certificate or its key cannot be used: check --cert and --key";
+    case 35:  // CURLE_SSL_CONNECT_ERROR
+      return "the TLS handshake failed: if the server asks for a client certificate, give it with --cert FILE "
+             "--key FILE";
+    default: return {};
+  }
+}
+
+std::string with_tls_advice(std::string what, const std::vector<curl::attempt_log>& attempts) {
+  if (attempts.empty() || attempts.back().failure != http::transport::tls) return what;
+  const std::string advice = tls_advice(attempts.back().curl_code);
+  return advice.empty() ? what : what + " (" + advice + ")";
 }
 
 void check_url(const std::string& url, const std::string& where) {
@@ -145,7 +202,7 @@ get_plan plan_of(get_flags& f) {
   if (f.parallel < 1 || f.parallel > 1000) throw usage_error("--parallel: " + std::to_string(f.parallel) + " is not in 1..1000");
   if (many) {
     if (!f.output.empty()) throw usage_error("--output: one file for several URLs; use -O DIR (or names in -i FILE)");
-    if (!f.method.empty() || !f.data.empty()) throw usage_error("-X/--data: API calls take one URL");
+    if (!f.method.empty()) throw usage_error("-X/--request: API calls take one URL");
     if (!f.checksum.empty()) throw usage_error("--checksum: one digest for several URLs; download them one by one");
     for (const auto& u : f.urls) p.many.push_back({u, ""});
     if (!f.input_file.empty())
@@ -193,7 +250,9 @@ get_plan plan_of(get_flags& f) {
       std::erase(o.classifier.throttled_statuses, c);
     }
   }
-  for (const auto& h : f.headers) {
+  std::vector<std::string> headers = f.headers;
+  if (!f.user_agent.empty()) headers.push_back("User-Agent: " + f.user_agent);
+  for (const auto& h : headers) {
     const auto colon = h.find(':');
     if (colon == std::string::npos || colon == 0 || h.find_first_of(" \t") < colon)
       throw usage_error("--header: '" + h + "' is not 'Name: value'");
@@ -202,7 +261,27 @@ get_plan plan_of(get_flags& f) {
     value.erase(0, value.find_first_not_of(" \t"));
     p.request.headers.emplace_back(h.substr(0, colon), value);
   }
-  p.api = !f.method.empty() || !f.data.empty();
+  // The body: -d, --data-binary, --data-raw or --json, once. curl joins several
+  // with '&'; an API body is given once here, so that nothing is sent by surprise.
+  int bodies = 0;
+  std::string body_flag;
+  for (const auto& [flag, value] : {std::pair{"--data", &f.data}, std::pair{"--data-binary", &f.data_binary},
+                                    std::pair{"--data-raw", &f.data_raw}, std::pair{"--json", &f.json}})
+    if (!value->empty()) {
+      ++bodies;
+      body_flag = flag;
+    }
+  if (bodies > 1) throw usage_error("give the request body once (one of -d, --data-binary, --data-raw, --json)");
+  if (!f.user.empty()) {
+    if (f.user.find(':') == std::string::npos)
+      throw usage_error("--user: '" + f.user + "' has no password: give USER:PASSWORD (backoff does not prompt)");
+    if (has_header(p.request.headers, "Authorization"))
+      throw usage_error("--user: an Authorization header is given too (-H); give one of them");
+    p.request.headers.emplace_back("Authorization", "Basic " + base64(f.user));
+  }
+  const bool has_body = bodies > 0;
+  if (many && has_body) throw usage_error(body_flag + ": API calls take one URL");
+  p.api = !f.method.empty() || has_body;
   if (!f.idempotency_key.empty() && !p.api)
     throw usage_error("--idempotency-key: only for requests with -X or -d (downloads are GETs)");
   if (p.api) {
@@ -212,10 +291,34 @@ get_plan plan_of(get_flags& f) {
       if (!std::isupper(static_cast<unsigned char>(c)) && c != '-' && c != '_')
         throw usage_error("--request: '" + p.request.method + "' is not an HTTP method (GET, POST, PUT, PATCH, DELETE…)");
     if (!f.data.empty()) p.request.body = read_data(f.data);
+    if (!f.data_binary.empty()) p.request.body = read_data(f.data_binary);
+    if (!f.data_raw.empty()) p.request.body = f.data_raw;
+    if (!f.json.empty()) {
+      p.request.body = read_data(f.json);
+      if (!has_header(p.request.headers, "Content-Type")) p.request.headers.emplace_back("Content-Type", "application/json");
+      if (!has_header(p.request.headers, "Accept")) p.request.headers.emplace_back("Accept", "application/json");
+    }
     if (f.idempotency_key == "auto") p.request.add_idempotency_key = true;
     else if (!f.idempotency_key.empty()) p.request.headers.emplace_back("Idempotency-Key", f.idempotency_key);
     if (!f.checksum.empty()) throw usage_error("--checksum: only for downloads, not with -X or -d");
   }
+  // TLS as curl reads it: the flags, else CURL_CA_BUNDLE, else SSL_CERT_DIR and SSL_CERT_FILE.
+  o.tls = {.ca_file = f.cacert, .ca_path = f.capath, .cert_file = f.cert, .key_file = f.key, .insecure = f.insecure};
+  if (!f.key.empty() && f.cert.empty()) throw usage_error("--key: give the client certificate too (--cert FILE)");
+  if (o.tls.ca_file.empty() && o.tls.ca_path.empty() && !o.tls.insecure) {
+    if (const char* bundle = std::getenv("CURL_CA_BUNDLE"); bundle && *bundle) {
+      o.tls.ca_file = bundle;
+    } else {
+      if (const char* dir = std::getenv("SSL_CERT_DIR"); dir && *dir) o.tls.ca_path = dir;
+      if (const char* file = std::getenv("SSL_CERT_FILE"); file && *file) o.tls.ca_file = file;
+    }
+  }
+  for (const auto& [flag, path] : {std::pair{"--cacert", &f.cacert}, std::pair{"--cert", &f.cert}, std::pair{"--key", &f.key}})
+    if (!path->empty() && ::access(path->c_str(), R_OK) != 0)
+      throw usage_error(std::string(flag) + ": cannot read '" + *path + "': " + std::strerror(errno));
+  if (!f.capath.empty() && !std::filesystem::is_directory(f.capath))
+    throw usage_error("--capath: '" + f.capath + "' is not a directory");
+  o.compressed = f.compressed;
   p.output = !f.output.empty() ? f.output : p.api ? "-" : default_output(f.url);
   if (!many && f.output.empty() && !p.api && !f.output_dir.empty())
     p.output = (std::filesystem::path(f.output_dir) / p.output).string();
@@ -228,6 +331,7 @@ std::string event_text(const curl::attempt_log& a, std::uint32_t max_attempts, c
                      : a.status      ? "HTTP " + std::to_string(a.status)
                                      : std::string(http::to_string(a.failure));
   if (a.hint) what += " (Retry-After: " + format_duration(*a.hint) + ")";
+  what = with_tls_advice(what, {a});
   std::string line = "backoff: " + (url.empty() ? std::string() : shown_url(url) + ": ") + "attempt " + std::to_string(a.number) +
                      " failed: " + what;
   if (a.delay.count() > 0) {
@@ -362,7 +466,7 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
     worst = std::max(worst, code);
   }
   if (report) report->write({{"downloads", downloads}});
-  if (!f.quiet) {
+  if (!f.quiet || (f.show_error && failed > 0)) {
     if (failed == 0) {
       std::cerr << "backoff: saved " << n << (n == 1 ? " file" : " files") << "\n";
     } else {
@@ -370,7 +474,9 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
       for (std::size_t i = 0; i < n; ++i) {
         if (i < next && results[i].ok()) continue;
         std::cerr << "  " << shown_url(plan.many[i].url) << ": "
-                  << (i < next ? std::string(to_string(results[i].reason)) + ": " + results[i].error : "not started")
+                  << (i < next ? std::string(to_string(results[i].reason)) + ": " +
+                                     with_tls_advice(results[i].error, results[i].attempts)
+                               : "not started")
                   << "\n";
       }
     }
@@ -391,8 +497,11 @@ subcommand get_command(CLI::App& app) {
   f->policy.add_to(*cmd);
   cmd->add_option("url", f->urls, "The URL(s) to download");
   cmd->add_option("-i,--input-file", f->input_file, "Download the URLs listed in FILE ('URL [NAME]' per line; - for stdin)");
-  cmd->add_option("-P,--parallel", f->parallel, "Transfers at once with several URLs (default 4)");
-  cmd->add_option("-O,--output-dir", f->output_dir, "Save under DIR, each file under its URL's name");
+  cmd->add_option("-P,--parallel", f->parallel,
+                  "Transfers at once with several URLs (default 4). Not wget's -P DIR: that is -O DIR here");
+  cmd->add_option("-O,--output-dir", f->output_dir,
+                  "Save under DIR, each file under its URL's name. Not curl's -O (the URL's name is the default "
+                  "here) nor wget's -O FILE (that is -o FILE)");
 #ifdef BACKOFF_HAVE_REDIS
   cmd->add_option("--share", f->share,
                   "Share Retry-After, a retry budget and a circuit breaker for the URL's host with every backoff "
@@ -403,7 +512,26 @@ subcommand get_command(CLI::App& app) {
   cmd->add_option("-o,--output", f->output,
                   "Where to write it: a file (replaced only when complete), '-' for standard output "
                   "(default: the URL's file name; standard output with -X/-d)");
-  cmd->add_option("-H,--header", f->headers, "An extra request header, 'Name: value' (repeatable)");
+  // Options that repeat take one value each time, so that `-H 'K: v' URL`
+  // leaves the URL a URL (CLI11 would give a vector option every word up to the next flag).
+  cmd->add_option("-H,--header", f->headers, "An extra request header, 'Name: value' (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("-A,--user-agent", f->user_agent, "Send this User-Agent header");
+  cmd->add_option("-u,--user", f->user, "USER:PASSWORD for HTTP Basic authentication (never shown in messages)");
+  cmd->add_option("--cacert", f->cacert,
+                  "Trust the CAs in this PEM file instead of the system's (default: $CURL_CA_BUNDLE, else "
+                  "$SSL_CERT_FILE, as curl reads them)");
+  cmd->add_option("--capath", f->capath, "Trust the CAs in this directory of hashed certificates (default: $SSL_CERT_DIR)");
+  cmd->add_option("--cert", f->cert, "Client certificate (PEM) for servers that ask for one");
+  cmd->add_option("--key", f->key, "The client certificate's private key (PEM), when not in the --cert file");
+  cmd->add_flag("-k,--insecure", f->insecure,
+                "Do not verify the server's certificate or name (a warning is printed every time)");
+  cmd->add_flag("--compressed", f->compressed,
+                "API calls (-X, -d, --json): ask for a compressed response and save it decoded. Downloads always "
+                "fetch the file as stored, so that resume and checksums hold");
+  cmd->add_flag("-L,--location", f->location, "Follow redirects (always done; accepted for curl's habit)");
+  cmd->add_flag("-f,--fail", f->fail,
+                "Fail on HTTP errors (always done: an error page is never saved; accepted for curl's habit)");
   cmd->add_option("--stall-timeout", f->stall_timeout, "End an attempt that receives nothing for this long (default 30s)");
   cmd->add_option("--timeout", f->timeout, "Time limit for each whole attempt (default: none for downloads, 30s for -X/-d)");
   cmd->add_option("--connect-timeout", f->connect_timeout, "Time limit for connecting (default 10s)");
@@ -413,13 +541,22 @@ subcommand get_command(CLI::App& app) {
   cmd->add_option("--retry-on-http-error", f->retry_on, "Also retry these statuses, e.g. 404,520-527");
   cmd->add_option("--no-retry-on-http-error", f->no_retry_on, "Never retry these statuses, e.g. 503");
   cmd->add_option("-X,--request", f->method, "Make one API call with this method instead of a download");
-  cmd->add_option("-d,--data", f->data, "Request body: TEXT, or @FILE (implies POST)");
+  cmd->add_option("-d,--data", f->data,
+                  "Request body: TEXT, or @FILE sent unchanged (implies POST; unlike curl's -d, line breaks are kept)");
+  cmd->add_option("--data-binary", f->data_binary, "Request body: TEXT or @FILE, unchanged (as -d)");
+  cmd->add_option("--data-raw", f->data_raw, "Request body: TEXT as given, a leading @ included");
+  cmd->add_option("--json", f->json,
+                  "JSON request body: TEXT or @FILE, with Content-Type and Accept: application/json (implies POST)");
   cmd->add_option("--idempotency-key", f->idempotency_key,
                   "Send an Idempotency-Key ('auto' for a random one), the same on every attempt; lets a POST be retried");
   cmd->add_option("--report", f->report, "Write the attempt history as JSON to FILE");
-  cmd->add_flag("-q,--quiet", f->quiet, "No progress or retry messages");
+  cmd->add_flag("-q,--quiet,-s,--silent", f->quiet, "No progress, retry or error messages");
+  cmd->add_flag("-S,--show-error", f->show_error, "With -q or -s: still say why it failed (curl's -sS)");
   return {cmd, [f]() -> int {
     get_plan plan = plan_of(*f);
+    if (f->insecure)
+      std::cerr << "backoff: warning: --insecure: the server's certificate is not checked; anyone on the path can "
+                   "read and change this transfer\n";
     std::optional<report_file> report;
     if (!f->report.empty()) report.emplace(f->report);  // fails now, not after the download
     if (!f->output_dir.empty()) {
@@ -477,7 +614,9 @@ subcommand get_command(CLI::App& app) {
         return exit_code::local_error;
       }
       if (r.ok()) return exit_code::ok;
-      if (!f->quiet) std::cerr << "backoff: giving up on " << plan.request.method << " " << shown_url(plan.url) << ": " << r.describe() << "\n";
+      if (!f->quiet || f->show_error)
+        std::cerr << "backoff: giving up on " << plan.request.method << " " << shown_url(plan.url) << ": "
+                  << with_tls_advice(r.describe(), r.attempts) << "\n";
       return exit_for(r.reason, false, signals.signal());
     }
 
@@ -503,8 +642,9 @@ subcommand get_command(CLI::App& app) {
                   << (r.attempts.size() == 1 ? " attempt" : " attempts") << ")\n";
       return exit_code::ok;
     }
-    if (!f->quiet) {
-      std::cerr << "backoff: giving up on " << shown_url(plan.url) << " (" << to_string(r.reason) << "): " << r.error << "\n";
+    if (!f->quiet || f->show_error) {
+      std::cerr << "backoff: giving up on " << shown_url(plan.url) << " (" << to_string(r.reason)
+                << "): " << with_tls_advice(r.error, r.attempts) << "\n";
       if (!r.partial.empty())
         std::cerr << "backoff: kept " << human_bytes(static_cast<double>(r.bytes)) << " in " << r.partial.string()
                   << "; run the same command again to resume\n";

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli.hpp"
@@ -40,16 +41,85 @@ std::size_t distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-// The first --flag before "--" that `cmd` does not know, with the nearest one
-// it does ("unknown flag --max-atempts (did you mean --max-attempts?)"):
+// curl's and wget's flags that backoff does not have, and what to use instead.
+struct foreign_flag {
+  std::string_view name, from, advice;
+};
+constexpr foreign_flag foreign_flags[] = {
+    {"--retry", "curl", "use --max-attempts N (attempts in all: curl's --retry N is --max-attempts N+1)"},
+    {"--retry-delay", "curl", "use --initial DUR (the first wait) or --delays 5s,5s (fixed waits)"},
+    {"--retry-max-time", "curl", "use --max-time DUR"},
+    {"--retry-all-errors", "curl", "transient errors are retried by default; --retry-on-http-error adds statuses"},
+    {"--retry-connrefused", "curl", "refused connections are retried by default"},
+    {"-C", "curl", "resuming is automatic: run the same command again"},
+    {"--continue-at", "curl", "resuming is automatic: run the same command again"},
+    {"-c", "wget", "resuming is automatic: run the same command again"},
+    {"--continue", "wget", "resuming is automatic: run the same command again"},
+    {"-m", "curl", "use --timeout DUR (each attempt) or --max-time DUR (all attempts)"},
+    {"-w", "curl", "use --report FILE (the attempts as JSON)"},
+    {"--write-out", "curl", "use --report FILE (the attempts as JSON)"},
+    {"-v", "curl", "use --report FILE (the attempts as JSON); retries are reported on stderr"},
+    {"--verbose", "curl", "use --report FILE (the attempts as JSON); retries are reported on stderr"},
+    {"-I", "curl", "use -X HEAD"},
+    {"--head", "curl", "use -X HEAD"},
+    {"--remote-name", "curl", "drop it: without -o, get saves under the URL's name"},
+    {"--remote-name-all", "curl", "drop it: without -o, get saves under the URL's name"},
+    {"-J", "curl", "not supported: name the file with -o FILE"},
+    {"--remote-header-name", "curl", "not supported: name the file with -o FILE"},
+    {"-x", "curl", "set https_proxy / http_proxy in the environment (libcurl reads them)"},
+    {"--proxy", "curl", "set https_proxy / http_proxy in the environment (libcurl reads them)"},
+    {"-r", "curl", "not supported: get fetches whole files"},
+    {"--range", "curl", "not supported: get fetches whole files"},
+    {"--limit-rate", "curl", "not supported: get has no rate limit"},
+    {"-Z", "curl", "several URLs always run at once: -P N sets how many"},
+    {"--parallel", "curl", "several URLs always run at once: -P N sets how many"},
+    {"--parallel-max", "curl", "use -P N"},
+    {"-t", "wget", "use --max-attempts N"},
+    {"--tries", "wget", "use --max-attempts N"},
+    {"--waitretry", "wget", "use --max-delay DUR"},
+    {"-T", "wget", "use --timeout DUR"},
+    {"--no-check-certificate", "wget", "use --insecure (-k)"},
+    {"--ca-certificate", "wget", "use --cacert FILE"},
+    {"--ca-directory", "wget", "use --capath DIR"},
+    {"--certificate", "wget", "use --cert FILE"},
+    {"--private-key", "wget", "use --key FILE"},
+    {"-U", "wget", "use -A / --user-agent"},
+    {"--http-user", "wget", "use -u USER:PASSWORD"},
+    {"--http-password", "wget", "use -u USER:PASSWORD"},
+    {"--post-data", "wget", "use -d TEXT"},
+    {"--post-file", "wget", "use -d @FILE"},
+    {"--method", "wget", "use -X METHOD"},
+    {"--output-document", "wget", "use -o FILE"},
+    {"--directory-prefix", "wget", "use -O DIR"},
+};
+
+// The first flag before "--" that `cmd` does not know, with the nearest one
+// it does ("unknown flag --max-atempts (did you mean --max-attempts?)"), or
+// with what to use instead of a curl or wget flag backoff does not have:
 // CLI11 would otherwise take it for a positional and complain about another word.
 std::string unknown_flag(CLI::App& cmd, int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--") break;
+    const bool is_short = arg.size() >= 2 && arg[0] == '-' && arg[1] != '-';
+    if (is_short) {
+      // -x, or -xVALUE: known unless it names a foreign flag backoff lacks.
+      // Skipped after an option that takes a value (that word is the value).
+      const std::string name = arg.substr(0, 2);
+      if (i > 2) {
+        const CLI::Option* before = cmd.get_option_no_throw(std::string(argv[i - 1]).substr(0, std::string(argv[i - 1]).find('=')));
+        if (before != nullptr && before->get_type_size() != 0) continue;
+      }
+      if (cmd.get_option_no_throw(name) != nullptr) continue;
+      for (const auto& f : foreign_flags)
+        if (f.name == name) return "unknown flag " + name + " (" + std::string(f.from) + "'s " + name + ": " + std::string(f.advice) + ")";
+      continue;
+    }
     if (arg.rfind("--", 0) != 0 || arg.size() < 3) continue;
     const std::string name = arg.substr(0, arg.find('='));
     if (name == "--help" || cmd.get_option_no_throw(name) != nullptr) continue;
+    for (const auto& f : foreign_flags)
+      if (f.name == name) return "unknown flag " + name + " (" + std::string(f.from) + "'s " + name + ": " + std::string(f.advice) + ")";
     std::string best;
     std::size_t best_d = 4;  // suggest only what is close
     for (const CLI::Option* o : cmd.get_options())
@@ -95,7 +165,7 @@ int main(int argc, char** argv) {
 #ifdef BACKOFF_LEAN
   if (argc > 1 && (std::string(argv[1]) == "get" || std::string(argv[1]) == "demo")) return exec_http(argc, argv);
 #endif
-  CLI::App app{"backoff: retry what fails, with exponential backoff and jitter"};
+  CLI::App app{"backoff: retry what fails, with exponential backoff and jitter", "backoff"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "backoff 0.1.0");
 #ifdef BACKOFF_LEAN

@@ -121,8 +121,24 @@ struct checksum {
 // Throws std::invalid_argument naming what is wrong.
 checksum parse_checksum(std::string_view text);
 
+// TLS, as curl's options set it. Empty fields keep libcurl's defaults (the
+// system's CA store). A certificate that fails verification is a permanent
+// error: retrying cannot make it trusted.
+struct tls_options {
+  std::string ca_file{};    // PEM bundle of the CAs to trust instead of the system's (curl --cacert)
+  std::string ca_path{};    // directory of hashed CA certificates (curl --capath)
+  std::string cert_file{};  // client certificate, PEM (curl --cert)
+  std::string key_file{};   // its private key, PEM (curl --key); empty: in cert_file
+  bool insecure = false;    // skip verifying the server's certificate and name (curl -k): tests only
+};
+
 struct client_options {
   backoff::policy policy{};
+  tls_options tls{};
+  // perform(): ask for any content coding libcurl can decode and hand back the
+  // decoded body (curl --compressed). Downloads ignore it: they fetch the
+  // representation as stored, so that lengths, ranges and checksums hold.
+  bool compressed = false;
   // perform(): the whole attempt, 0 = none. Downloads use download_timeout.
   std::chrono::milliseconds attempt_timeout{std::chrono::seconds{30}};
   // download(): the whole attempt, 0 = none (the default: a slow but healthy
