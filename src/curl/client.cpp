@@ -11,6 +11,7 @@
 #include <system_error>
 #include <utility>
 
+#include "backoff/http/digest.hpp"
 #include "backoff/http/idempotency.hpp"
 #include "backoff/http/resume.hpp"
 #include "backoff/retry.hpp"
@@ -646,6 +647,7 @@ bool download_job::prepare(CURL* easy, std::uint32_t n, attempt_result& early) {
   st.offset_sent = file.size();
   st.validator_sent = file.validator();
   std::vector<header> h = st.user_headers;
+  if (!http::find_header(h, "Want-Repr-Digest")) h.emplace_back("Want-Repr-Digest", std::string(http::want_repr_digest));
   if (st.offset_sent > 0) {
     h.emplace_back("Range", "bytes=" + std::to_string(st.offset_sent) + "-");
     h.emplace_back("If-Range", st.validator_sent);
@@ -745,10 +747,40 @@ attempt_result download_job::classify(CURL* easy, CURLcode code) {
                                                 human_bytes(*file.length()) + "; asking for the rest");
     }
   }
-  if (sum) {
-    st.out.digest = file.digest(sum->algorithm);
-    if (st.out.digest != sum->hex) {
-      const std::string text = sum->algorithm + " mismatch: expected " + sum->hex + ", got " + st.out.digest;
+  // What must match: the user's checksum, then what the server's integrity
+  // fields say of the whole file (Repr-Digest, or the older Digest) and of this
+  // response's bytes (Content-Digest: the whole file on a 200, the rest on a 206).
+  struct expectation {
+    std::string what, algorithm, hex;
+    std::uint64_t from;
+  };
+  std::vector<expectation> expected;
+  if (sum) expected.push_back({"--checksum", sum->algorithm, sum->hex, 0});
+  const auto server_digest = [&](const char* name, auto parse) -> std::optional<http::digest> {
+    const std::string value = http::joined_header(st.headers, name);
+    if (value.empty()) return std::nullopt;
+    const auto members = parse(value);
+    return members ? http::strongest(*members) : std::nullopt;
+  };
+  auto repr = server_digest("Repr-Digest", http::parse_digest_field);
+  const char* repr_name = "Repr-Digest";
+  if (!repr) {
+    repr = server_digest("Digest", http::parse_legacy_digest);
+    repr_name = "Digest";
+  }
+  const auto openssl_name = [](const std::string& a) { return a == "sha-512" ? std::string("sha512") : std::string("sha256"); };
+  if (repr) expected.push_back({std::string(repr_name) + " " + repr->algorithm, openssl_name(repr->algorithm), repr->hex, 0});
+  if (const auto content = server_digest("Content-Digest", http::parse_digest_field))
+    expected.push_back({"Content-Digest " + content->algorithm, openssl_name(content->algorithm), content->hex,
+                        d.action == http::body_action::append ? st.offset_sent : 0});
+  st.out.verified.clear();
+  for (const auto& e : expected) {
+    if (file.is_stream() && e.what != "--checksum") continue;  // a stream cannot be re-read
+    const std::string got = file.digest(e.algorithm, e.from);
+    if (e.what == "--checksum") st.out.digest = got;
+    else if (got == e.hex) st.out.verified.push_back(e.what);
+    if (got != e.hex) {
+      const std::string text = (e.what == "--checksum" ? sum->algorithm : e.what) + " mismatch: expected " + e.hex + ", got " + got;
       r.progressed = false;
       if (st.checksum_retried || file.is_stream()) {
         st.out.checksum_mismatch = true;

@@ -295,11 +295,11 @@ void download_file::track_digest(const std::string& algorithm) {
   stream_algorithm_ = algorithm;
 }
 
-std::string download_file::digest(const std::string& algorithm) {
+std::string download_file::digest(const std::string& algorithm, std::uint64_t from) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned n = 0;
   if (stream_) {
-    if (!stream_digest_ || algorithm != stream_algorithm_) return {};
+    if (!stream_digest_ || algorithm != stream_algorithm_ || from != 0) return {};
     EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(stream_digest_), md, &n);
     return hex(md, n);
   }
@@ -308,7 +308,7 @@ std::string download_file::digest(const std::string& algorithm) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   EVP_DigestInit_ex(ctx, type, nullptr);
   std::vector<char> buf(1 << 20);
-  std::uint64_t at = 0;
+  std::uint64_t at = from;
   bool ok = true;
   while (at < size_) {
     const ssize_t r = ::pread(fd_, buf.data(), buf.size(), static_cast<off_t>(at));

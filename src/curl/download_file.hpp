@@ -56,9 +56,10 @@ class download_file {
   // Records what the held bytes belong to, in memory and in the metadata file.
   void describe(const std::string& validator, std::optional<std::uint64_t> length);
 
-  // Hex digest of the held bytes ("sha256" or "sha512"); empty on a read error.
-  // A stream cannot be re-read: call track_digest before the first write.
-  std::string digest(const std::string& algorithm);
+  // Hex digest of the held bytes from offset `from` on ("sha256" or "sha512");
+  // empty on a read error. A stream cannot be re-read: call track_digest
+  // before the first write (and `from` must be 0).
+  std::string digest(const std::string& algorithm, std::uint64_t from = 0);
   void track_digest(const std::string& algorithm);
 
   // Makes the download visible: fsync, rename over the target (keeping an

@@ -459,6 +459,7 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
                          {"resumes", r.resumes},
                          {"restarts", r.restarts},
                          {"partial", r.partial.string()},
+                         {"verified", r.verified},
                          {"attempts", attempts_json(r.attempts)}});
     if (started && r.ok()) continue;
     ++failed;
@@ -633,6 +634,7 @@ subcommand get_command(CLI::App& app) {
                      {"restarts", r.restarts},
                      {"partial", r.partial.string()},
                      {"digest", r.digest},
+                     {"verified", r.verified},
                      {"attempts", attempts_json(r.attempts)}});
 
     if (r.ok()) {

@@ -25,7 +25,10 @@
 //
 // download() promises: the target is replaced only by a complete body of a 200,
 // 203 or 206 (a resume), of the announced length and, when asked, the expected
-// checksum; bytes are appended only under the same strong validator (If-Range);
+// checksum; when the server sends Repr-Digest (or the older Digest) or
+// Content-Digest with SHA-256 or SHA-512, the bytes match it (a mismatch starts
+// over once, then fails with checksum_mismatch, as expected_checksum does), and
+// every request asks for it with Want-Repr-Digest; bytes are appended only under the same strong validator (If-Range);
 // a 201, 204, 304 or unfollowed redirect is a failure, never an empty file. Data
 // in progress lives in `.NAME.backoff-part` beside the target, with its URL and
 // validator in `.NAME.backoff-part.meta`: a download that fails (or is cancelled)
@@ -186,6 +189,9 @@ struct download_result {
   bool file_error = false;          // the failure was local: the file could not be created, written or moved
   bool checksum_mismatch = false;   // the body was complete twice but not what expected_checksum says
   std::string digest{};             // the body's digest, when expected_checksum was set
+  // What the server's integrity fields verified (RFC 9530): "Repr-Digest sha-256",
+  // "Digest sha-512" (RFC 3230), "Content-Digest sha-256"; empty when it sent none.
+  std::vector<std::string> verified{};
   std::filesystem::path partial{};  // where resumable data was kept on failure (empty: none)
 
   bool ok() const noexcept { return reason == stop_reason::success; }

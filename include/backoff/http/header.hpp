@@ -38,6 +38,18 @@ inline std::optional<std::string_view> find_header(const std::vector<header>& he
   return std::nullopt;
 }
 
+// Every value of a field that may come in several lines, joined with ", "
+// (RFC 9110 §5.3); empty when there is none.
+inline std::string joined_header(const std::vector<header>& headers, std::string_view name) {
+  std::string out;
+  for (const auto& [k, v] : headers) {
+    if (!iequals(k, name)) continue;
+    if (!out.empty()) out += ", ";
+    out += v;
+  }
+  return out;
+}
+
 // RFC 9110 §5.6.2 tchar.
 constexpr bool is_token_char(char c) noexcept {
   if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
