@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: BSL-1.0
+// backoff/http/segments.hpp — the rules of a segmented download, as values
+// and pure functions: which extents of a file are done, where the next
+// connection starts (work stealing), whether a first response allows
+// splitting at all, and whether a segment's response may be written.
+// No network, no files: the transfer code asks these what to fetch and tells
+// them what arrived (see docs/downloads.md, "Segmented downloads").
+//
+//   backoff::http::extent_map done(1000);
+//   done.add({0, 250});
+//   done.missing();                                  // {{250, 1000}}
+//   auto next = backoff::http::next_range(done, {{250, 1000}}, 100);
+//   // next->range == {625, 1000}, next->steal_from == 0: the busy connection stops at 625
+//   backoff::http::extent_map::parse(done.to_string(), 1000);   // what the metadata file keeps
+//
+// Extents are half-open byte ranges [begin, end). An extent_map never holds
+// an extent past its length: add() clamps nothing and refuses such input, and
+// parse() rejects a list that is unsorted, overlapping or too long (a stale
+// state file must start over, never resume into nonsense: axel#380).
+#pragma once
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backoff/http/content_range.hpp"
+#include "backoff/http/header.hpp"
+#include "backoff/http/resume.hpp"
+
+namespace backoff::http {
+
+struct extent {
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;  // exclusive
+
+  std::uint64_t size() const noexcept { return end > begin ? end - begin : 0; }
+  bool empty() const noexcept { return end <= begin; }
+  friend bool operator==(const extent&, const extent&) = default;
+};
+
+// Which bytes of a file of known length are written: sorted, disjoint,
+// non-adjacent extents (adjacent ones are merged).
+class extent_map {
+ public:
+  explicit extent_map(std::uint64_t length) : length_(length) {}
+
+  std::uint64_t length() const noexcept { return length_; }
+  const std::vector<extent>& done() const noexcept { return done_; }
+
+  // Marks [e.begin, e.end) as written. Throws std::out_of_range when the
+  // extent reaches past the length (a caller's bug: nothing from a server may
+  // get here unchecked). An empty extent is ignored.
+  void add(extent e) {
+    if (e.end > length_ || e.begin > e.end) throw std::out_of_range("extent_map::add: extent past the file's length");
+    if (e.empty()) return;
+    auto it = std::lower_bound(done_.begin(), done_.end(), e.begin,
+                               [](const extent& x, std::uint64_t b) { return x.end < b; });
+    // `it` is the first extent that ends at or after e.begin: it and the ones
+    // after it that start at or before e.end merge with e.
+    auto last = it;
+    while (last != done_.end() && last->begin <= e.end) {
+      e.begin = std::min(e.begin, last->begin);
+      e.end = std::max(e.end, last->end);
+      ++last;
+    }
+    it = done_.erase(it, last);
+    done_.insert(it, e);
+  }
+
+  std::uint64_t done_bytes() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& e : done_) n += e.size();
+    return n;
+  }
+  bool complete() const noexcept { return done_bytes() == length_; }
+  bool contains(std::uint64_t offset) const noexcept {
+    for (const auto& e : done_)
+      if (offset >= e.begin && offset < e.end) return true;
+    return false;
+  }
+
+  // The gaps, in order.
+  std::vector<extent> missing() const {
+    std::vector<extent> out;
+    std::uint64_t at = 0;
+    for (const auto& e : done_) {
+      if (e.begin > at) out.push_back({at, e.begin});
+      at = e.end;
+    }
+    if (at < length_) out.push_back({at, length_});
+    return out;
+  }
+
+  // "0-1048576,2097152-3000000" (half-open), "" when nothing is done.
+  std::string to_string() const {
+    std::string s;
+    for (const auto& e : done_) {
+      if (!s.empty()) s += ',';
+      s += std::to_string(e.begin) + '-' + std::to_string(e.end);
+    }
+    return s;
+  }
+
+  // The inverse of to_string for a file of `length`; nullopt for anything that
+  // is not sorted, disjoint, non-empty extents inside the length.
+  static std::optional<extent_map> parse(std::string_view text, std::uint64_t length) {
+    extent_map m(length);
+    std::uint64_t previous_end = 0;
+    bool first = true;
+    while (!text.empty()) {
+      const auto comma = text.find(',');
+      const std::string_view item = text.substr(0, comma);
+      text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+      if (comma != std::string_view::npos && text.empty()) return std::nullopt;
+      const auto dash = item.find('-');
+      if (dash == std::string_view::npos) return std::nullopt;
+      const auto b = detail::whole_number(item.substr(0, dash));
+      const auto e = detail::whole_number(item.substr(dash + 1));
+      if (!b || !e || *b >= *e || *e > length) return std::nullopt;
+      if (!first && *b <= previous_end) return std::nullopt;  // unsorted, overlapping or unmerged
+      m.done_.push_back({*b, *e});
+      previous_end = *e;
+      first = false;
+    }
+    return m;
+  }
+
+ private:
+  std::uint64_t length_;
+  std::vector<extent> done_;
+};
+
+// Where a connection that is new or has finished its range goes next.
+struct assignment {
+  extent range{};                           // what to request
+  std::optional<std::size_t> steal_from{};  // index into in_flight whose end becomes range.begin
+};
+
+// Picks the next range for a free connection, given what is done and what
+// the busy connections are fetching (in_flight[i] = [its next byte, its end)):
+//   1. the largest gap that no connection is fetching, whole;
+//   2. else, work stealing: the busy range with the most bytes left, split at
+//      its midpoint (its connection keeps the first half and stops at the
+//      split), when that leaves both halves at least min_split bytes;
+//   3. else nothing (nullopt): the rest is too small to be worth a connection.
+// Ties go to the lowest offset, so that a file tends to fill from the front.
+inline std::optional<assignment> next_range(const extent_map& done, std::span<const extent> in_flight,
+                                            std::uint64_t min_split) {
+  // The gaps minus what is being fetched.
+  std::vector<extent> free = done.missing();
+  for (const auto& busy : in_flight) {
+    std::vector<extent> rest;
+    for (const auto& g : free) {
+      if (busy.end <= g.begin || busy.begin >= g.end) {
+        rest.push_back(g);
+        continue;
+      }
+      if (g.begin < busy.begin) rest.push_back({g.begin, busy.begin});
+      if (busy.end < g.end) rest.push_back({busy.end, g.end});
+    }
+    free = std::move(rest);
+  }
+  const extent* best = nullptr;
+  for (const auto& g : free)
+    if (!g.empty() && (!best || g.size() > best->size())) best = &g;
+  if (best) return assignment{*best, std::nullopt};
+
+  std::optional<std::size_t> victim;
+  for (std::size_t i = 0; i < in_flight.size(); ++i)
+    if (!victim || in_flight[i].size() > in_flight[*victim].size()) victim = i;
+  if (!victim) return std::nullopt;
+  const extent v = in_flight[*victim];
+  if (v.size() < 2 * min_split || min_split == 0) return std::nullopt;
+  const std::uint64_t mid = v.begin + v.size() / 2;
+  return assignment{{mid, v.end}, victim};
+}
+
+// Whether a first response lets the download split into ranges, and what a
+// segment must then match. RFC 6249 §7 and Chromium's parallel download ask
+// the same: ranges proven (a 206, or Accept-Ranges: bytes), a known length, a
+// strong validator for If-Range, no content coding (ranges would address the
+// coded bytes), and a file of at least two minimum segments.
+struct split_decision {
+  bool split = false;
+  std::uint64_t length = 0;   // the representation's length
+  std::string validator{};    // for If-Range on every segment
+  std::string why_not{};      // when !split, for --report and tests
+};
+
+inline split_decision may_split(int status, const std::vector<header>& headers, std::uint64_t min_split) {
+  split_decision d;
+  std::optional<std::uint64_t> length;
+  if (status == 206) {
+    const auto cr = find_header(headers, "Content-Range");
+    const auto r = cr ? parse_content_range(*cr) : std::nullopt;
+    if (!r || !r->complete) {
+      d.why_not = "the 206 has no valid Content-Range with a complete length";
+      return d;
+    }
+    length = r->complete;
+  } else if (status == 200) {
+    const auto ar = find_header(headers, "Accept-Ranges");
+    if (!ar || !iequals(detail::trim_ows(*ar), "bytes")) {
+      d.why_not = "the server does not announce byte ranges";
+      return d;
+    }
+    length = announced_length(headers);
+  } else {
+    d.why_not = "HTTP " + std::to_string(status) + " is not a file";
+    return d;
+  }
+  if (!length) {
+    d.why_not = "the length is unknown";
+    return d;
+  }
+  if (const auto ce = find_header(headers, "Content-Encoding");
+      ce && !ce->empty() && !iequals(detail::trim_ows(*ce), "identity")) {
+    d.why_not = "the body has a content coding";
+    return d;
+  }
+  d.length = *length;
+  d.validator = if_range_validator(headers);
+  if (d.validator.empty()) {
+    d.why_not = "there is no strong validator for If-Range";
+    return d;
+  }
+  if (min_split == 0 || d.length / 2 < min_split) {
+    d.why_not = "the file is smaller than two segments";
+    return d;
+  }
+  d.split = true;
+  return d;
+}
+
+// What a segment's response means, for a request of `asked` under If-Range
+// `validator` of a file of `length`.
+enum class segment_verdict : std::uint8_t {
+  write,           // 206 with exactly the range asked, the same validator and length: write at asked.begin
+  changed,         // another validator (or a 200 with another one): the file changed; start over on one stream
+  ranges_refused,  // a 200 under the same validator: this server ignores Range; continue on one stream
+  lies,            // a wrong Content-Range, length or Content-Length: never write it; drop this source
+  not_a_body,      // any other status: the retry step classifies it
+};
+
+inline segment_verdict check_segment(int status, const std::vector<header>& headers, extent asked,
+                                     std::string_view validator, std::uint64_t length) {
+  if (status == 200) return carries_validator(headers, validator) ? segment_verdict::ranges_refused : segment_verdict::changed;
+  if (status != 206) return segment_verdict::not_a_body;
+  if (!carries_validator(headers, validator)) return segment_verdict::changed;
+  if (find_header(headers, "Content-Encoding")) return segment_verdict::lies;
+  const auto cr = find_header(headers, "Content-Range");
+  const auto r = cr ? parse_content_range(*cr) : std::nullopt;
+  if (!r || r->first != asked.begin || r->last + 1 != asked.end || r->complete != length) return segment_verdict::lies;
+  if (const auto n = announced_length(headers); n && *n != asked.size()) return segment_verdict::lies;
+  return segment_verdict::write;
+}
+
+}  // namespace backoff::http
