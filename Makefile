@@ -18,7 +18,7 @@ export CCACHE_NOHASHDIR := true
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-many bench-concurrent bench-fleet bench-run package fuzz mutate clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-many bench-concurrent bench-fleet bench-run package fuzz mutate clean
 
 all: build
 
@@ -67,6 +67,11 @@ bench: build
 # backoff get against curl -o on a 1 GiB file from nginx on loopback (SIZE_MB, ROUNDS).
 bench-get: build
 	bash bench/get_vs_curl.sh $(BUILD)/bin/backoff
+
+# One file from nginx capped per connection: backoff get against aria2c -x 8 and
+# curl; and a file replaced mid-download (what each saves).
+bench-segmented: build
+	bash bench/segmented.sh $(BUILD)/bin/backoff
 
 # backoff get -P 16 for 500 files of 1 MiB through faults, against xargs + curl --retry.
 bench-many: build

@@ -87,8 +87,13 @@ TEST_F(Cli, ShareHoldsFreshProcessesToOneRetryBudget) {
     return static_cast<double>(server.hits(path)) / 160.0;
   };
   const double local = amplification("/local", {});
+  const auto start = std::chrono::steady_clock::now();
   const double fleet = amplification("/fleet", {"--share", redis.url("/budget")});
-  EXPECT_LE(fleet, 1.25) << "without --share: " << local;
+  // The budget allows 10 % of the requests plus one retry a second: on a slow
+  // machine (the sanitizer build takes over a minute here) the second term
+  // grows with the time the 160 downloads take, so the bound does too.
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LE(fleet, 1.25 + seconds / 160.0) << "without --share: " << local << "; took " << seconds << " s";
   EXPECT_GT(local, fleet + 0.2) << "with --share: " << fleet;
   std::printf("amplification: %.3f without --share, %.3f with\n", local, fleet);
   RecordProperty("amplification_local", std::to_string(local));
