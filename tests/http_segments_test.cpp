@@ -190,6 +190,10 @@ TEST(CheckSegment, WritesOnlyTheExactRangeUnderTheSameValidator) {
   EXPECT_EQ(check_segment(206, reply("bytes 100-199/1001", "\"v1\""), asked, "\"v1\"", 1000), segment_verdict::lies);
   EXPECT_EQ(check_segment(206, reply("bytes 100-199/1000", "\"v1\"", "150"), asked, "\"v1\"", 1000), segment_verdict::lies);
   EXPECT_EQ(check_segment(206, {{"ETag", "\"v1\""}}, asked, "\"v1\"", 1000), segment_verdict::lies);
+  // Chunked, so no Content-Length to catch it: the range alone must be exact.
+  EXPECT_EQ(check_segment(206, {{"Content-Range", "bytes 100-149/1000"}, {"ETag", "\"v1\""}, {"Transfer-Encoding", "chunked"}},
+                          asked, "\"v1\"", 1000),
+            segment_verdict::lies);
   EXPECT_EQ(check_segment(200, {{"ETag", "\"v1\""}}, asked, "\"v1\"", 1000), segment_verdict::ranges_refused);
   EXPECT_EQ(check_segment(200, {{"ETag", "\"v2\""}}, asked, "\"v1\"", 1000), segment_verdict::changed);
   EXPECT_EQ(check_segment(200, {}, asked, "\"v1\"", 1000), segment_verdict::changed);
