@@ -66,6 +66,38 @@ TEST_F(Cli, UserAgentAndBasicAuthAreSentAndThePasswordIsNotShown) {
   EXPECT_EQ(server.hits("/f"), 2u);
 }
 
+TEST_F(Cli, UserAgentRefusesALineBreakAndYieldsToAHeader) {
+  backoff::testing::fault_server server;
+  server.add_file("/f", "x");
+  const auto injected = cli({"get", "-A", "ua\r\nX-Evil: 1", server.url("/f"), "-o", "f"});
+  EXPECT_EQ(injected.status, 2);
+  EXPECT_NE(injected.err.find("--user-agent"), std::string::npos) << injected.err;
+  // As in curl, -H 'User-Agent: …' wins over -A; and a value that starts with
+  // a dash is a value, not curl's -C.
+  ASSERT_EQ(cli({"get", "-A", "from-A", "-H", "User-Agent: from-H", server.url("/f"), "-o", "f"}).status, 0);
+  const auto dash = cli({"get", "-A", "-C", server.url("/f"), "-o", "g"});
+  ASSERT_EQ(dash.status, 0) << dash.err;
+  const auto requests = server.requests("/f");
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(header_of(requests[0], "user-agent"), "from-H");
+  EXPECT_EQ(requests[0].headers.count("user-agent"), 1u);
+  EXPECT_EQ(header_of(requests[1], "user-agent"), "-C");
+}
+
+TEST_F(Cli, CurlAdviceIsOnlyForGetNotForTheCommandsRunRetries) {
+  // run's command comes after "--"; a short flag before it is run's to judge,
+  // and sh's -c or grep's -v is not curl's -c or -v.
+  for (const char* flag : {"-c", "-v"}) {
+    const auto r = cli({"run", "-q", "sh", flag, "true"});
+    EXPECT_EQ(r.status, 2) << flag;
+    EXPECT_EQ(r.err.find("curl's"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("wget's"), std::string::npos) << r.err;
+  }
+  const auto ok = cli({"run", "-q", "--", "sh", "-c", "echo ran > out"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(slurp(dir / "out"), "ran\n");
+}
+
 TEST_F(Cli, RequestBodiesAsCurlSpellsThem) {
   backoff::testing::fault_server server;
   std::ofstream(dir / "body.txt", std::ios::binary) << "line one\nline two\n";

@@ -83,3 +83,21 @@ TEST(HttpDigest, LegacyDigestHeader) {
   EXPECT_FALSE(parse_legacy_digest("SHA-256=not base64!, UNIXsum=30637"));
   EXPECT_FALSE(parse_legacy_digest(""));
 }
+
+TEST(HttpDigest, Base64EncodeMatchesRfc4648AndRoundTrips) {
+  // RFC 4648 §10's test vectors.
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                                                         {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},   {"fooba", "Zm9vYmE="},
+                                                         {"foobar", "Zm9vYmFy"}};
+  for (const auto& [in, out] : vectors) EXPECT_EQ(backoff::http::base64_encode(in), out) << in;
+  const std::string all = [] {
+    std::string s;
+    for (int c = 0; c < 256; ++c) s.push_back(static_cast<char>(c));
+    return s;
+  }();
+  const auto back = parse_digest_field("x=:" + backoff::http::base64_encode(all) + ":");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->front().hex.size(), 512u);
+  EXPECT_EQ(back->front().hex.substr(0, 6), "000102");
+  EXPECT_EQ(back->front().hex.substr(506), "fdfeff");
+}

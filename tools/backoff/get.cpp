@@ -13,6 +13,8 @@
 #include <iostream>
 #include <sstream>
 
+#include <curl/curl.h>
+
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/io_context.hpp>
@@ -23,6 +25,7 @@
 
 #include "backoff/curl/async_client.hpp"
 #include "backoff/curl/client.hpp"
+#include "backoff/http/digest.hpp"
 #include "cli.hpp"
 #include "progress.hpp"
 #include "report.hpp"
@@ -48,7 +51,6 @@ struct get_flags {
   std::string cacert, capath, cert, key;
   bool insecure = false, compressed = false;
   bool quiet = false, show_error = false;
-  bool location = false, fail = false;  // curl's -L and -f: what get does anyway
 };
 
 // One URL of a multi-URL get, and where it goes.
@@ -110,55 +112,34 @@ std::string read_data(const std::string& data) {
   return all.str();
 }
 
-std::string base64(std::string_view in) {
-  static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 |
-                       static_cast<unsigned char>(in[i + 2]);
-    for (int k = 18; k >= 0; k -= 6) out += digits[(v >> k) & 63];
-  }
-  if (const std::size_t left = in.size() - i; left > 0) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (left == 2) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out += digits[(v >> 18) & 63];
-    out += digits[(v >> 12) & 63];
-    out += left == 2 ? digits[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-bool has_header(const std::vector<curl::header>& headers, std::string_view name) {
-  return std::any_of(headers.begin(), headers.end(), [&](const curl::header& h) {
-    return std::equal(h.first.begin(), h.first.end(), name.begin(), name.end(),
-                      [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b)); });
-  });
-}
-
 // What would help after a TLS failure, by curl's error code (empty: nothing to say).
 std::string tls_advice(int curl_code) {
   switch (curl_code) {
-    case 60:  // CURLE_PEER_FAILED_VERIFICATION
+    case CURLE_PEER_FAILED_VERIFICATION:
       return "the server's certificate is not trusted here: if it comes from a private CA, give that CA with "
              "--cacert FILE (or --capath DIR); --insecure skips the check, unsafely";
-    case 77:  // CURLE_SSL_CACERT_BADFILE
+    case CURLE_SSL_CACERT_BADFILE:
       return "the CA certificates cannot be read: check --cacert and --capath (or CURL_CA_BUNDLE, SSL_CERT_FILE, "
              "SSL_CERT_DIR)";
-    case 58:  // CURLE_SSL_CERTPROBLEM
+    case CURLE_SSL_CERTPROBLEM:
       return "the client certificate or its key cannot be used: check --cert and --key";
-    case 35:  // CURLE_SSL_CONNECT_ERROR
+    case CURLE_SSL_CONNECT_ERROR:
       return "the TLS handshake failed: if the server asks for a client certificate, give it with --cert FILE "
              "--key FILE";
     default: return {};
   }
 }
 
-std::string with_tls_advice(std::string what, const std::vector<curl::attempt_log>& attempts) {
-  if (attempts.empty() || attempts.back().failure != http::transport::tls) return what;
-  const std::string advice = tls_advice(attempts.back().curl_code);
+// `what` went wrong in attempt `a`; after a TLS failure, with what would help.
+std::string with_tls_advice(std::string what, const curl::attempt_log& a) {
+  if (a.failure != http::transport::tls) return what;
+  const std::string advice = tls_advice(a.curl_code);
   return advice.empty() ? what : what + " (" + advice + ")";
+}
+
+// The same for a request's last attempt.
+std::string with_tls_advice(std::string what, const std::vector<curl::attempt_log>& attempts) {
+  return attempts.empty() ? what : with_tls_advice(std::move(what), attempts.back());
 }
 
 void check_url(const std::string& url, const std::string& where) {
@@ -250,9 +231,7 @@ get_plan plan_of(get_flags& f) {
       std::erase(o.classifier.throttled_statuses, c);
     }
   }
-  std::vector<std::string> headers = f.headers;
-  if (!f.user_agent.empty()) headers.push_back("User-Agent: " + f.user_agent);
-  for (const auto& h : headers) {
+  for (const auto& h : f.headers) {
     const auto colon = h.find(':');
     if (colon == std::string::npos || colon == 0 || h.find_first_of(" \t") < colon)
       throw usage_error("--header: '" + h + "' is not 'Name: value'");
@@ -260,6 +239,12 @@ get_plan plan_of(get_flags& f) {
     std::string value = h.substr(colon + 1);
     value.erase(0, value.find_first_not_of(" \t"));
     p.request.headers.emplace_back(h.substr(0, colon), value);
+  }
+  if (!f.user_agent.empty()) {
+    if (f.user_agent.find_first_of("\r\n") != std::string::npos)
+      throw usage_error("--user-agent: '" + f.user_agent + "' has a line break");
+    // As in curl, a User-Agent given with -H wins over -A.
+    if (!http::find_header(p.request.headers, "User-Agent")) p.request.headers.emplace_back("User-Agent", f.user_agent);
   }
   // The body: -d, --data-binary, --data-raw or --json, once. curl joins several
   // with '&'; an API body is given once here, so that nothing is sent by surprise.
@@ -275,9 +260,9 @@ get_plan plan_of(get_flags& f) {
   if (!f.user.empty()) {
     if (f.user.find(':') == std::string::npos)
       throw usage_error("--user: '" + f.user + "' has no password: give USER:PASSWORD (backoff does not prompt)");
-    if (has_header(p.request.headers, "Authorization"))
+    if (http::find_header(p.request.headers, "Authorization"))
       throw usage_error("--user: an Authorization header is given too (-H); give one of them");
-    p.request.headers.emplace_back("Authorization", "Basic " + base64(f.user));
+    p.request.headers.emplace_back("Authorization", "Basic " + http::base64_encode(f.user));
   }
   const bool has_body = bodies > 0;
   if (many && has_body) throw usage_error(body_flag + ": API calls take one URL");
@@ -295,8 +280,8 @@ get_plan plan_of(get_flags& f) {
     if (!f.data_raw.empty()) p.request.body = f.data_raw;
     if (!f.json.empty()) {
       p.request.body = read_data(f.json);
-      if (!has_header(p.request.headers, "Content-Type")) p.request.headers.emplace_back("Content-Type", "application/json");
-      if (!has_header(p.request.headers, "Accept")) p.request.headers.emplace_back("Accept", "application/json");
+      if (!http::find_header(p.request.headers, "Content-Type")) p.request.headers.emplace_back("Content-Type", "application/json");
+      if (!http::find_header(p.request.headers, "Accept")) p.request.headers.emplace_back("Accept", "application/json");
     }
     if (f.idempotency_key == "auto") p.request.add_idempotency_key = true;
     else if (!f.idempotency_key.empty()) p.request.headers.emplace_back("Idempotency-Key", f.idempotency_key);
@@ -331,7 +316,7 @@ std::string event_text(const curl::attempt_log& a, std::uint32_t max_attempts, c
                      : a.status      ? "HTTP " + std::to_string(a.status)
                                      : std::string(http::to_string(a.failure));
   if (a.hint) what += " (Retry-After: " + format_duration(*a.hint) + ")";
-  what = with_tls_advice(what, {a});
+  what = with_tls_advice(std::move(what), a);
   std::string line = "backoff: " + (url.empty() ? std::string() : shown_url(url) + ": ") + "attempt " + std::to_string(a.number) +
                      " failed: " + what;
   if (a.delay.count() > 0) {
@@ -530,9 +515,10 @@ subcommand get_command(CLI::App& app) {
   cmd->add_flag("--compressed", f->compressed,
                 "API calls (-X, -d, --json): ask for a compressed response and save it decoded. Downloads always "
                 "fetch the file as stored, so that resume and checksums hold");
-  cmd->add_flag("-L,--location", f->location, "Follow redirects (always done; accepted for curl's habit)");
-  cmd->add_flag("-f,--fail", f->fail,
-                "Fail on HTTP errors (always done: an error page is never saved; accepted for curl's habit)");
+  // curl's -L and -f: what get does anyway, so they bind to nothing.
+  cmd->add_flag("-L,--location")->description("Follow redirects (always done; accepted for curl's habit)");
+  cmd->add_flag("-f,--fail")->description(
+      "Fail on HTTP errors (always done: an error page is never saved; accepted for curl's habit)");
   cmd->add_option("--stall-timeout", f->stall_timeout, "End an attempt that receives nothing for this long (default 30s)");
   cmd->add_option("--timeout", f->timeout, "Time limit for each whole attempt (default: none for downloads, 30s for -X/-d)");
   cmd->add_option("--connect-timeout", f->connect_timeout, "Time limit for connecting (default 10s)");

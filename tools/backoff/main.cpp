@@ -93,33 +93,42 @@ constexpr foreign_flag foreign_flags[] = {
     {"--directory-prefix", "wget", "use -O DIR"},
 };
 
+// "unknown flag -C (curl's -C: …)" when `name` is a curl or wget flag that
+// `backoff get` lacks; empty otherwise.
+std::string foreign_flag_advice(std::string_view name) {
+  for (const auto& f : foreign_flags)
+    if (f.name == name)
+      return "unknown flag " + std::string(name) + " (" + std::string(f.from) + "'s " + std::string(name) + ": " +
+             std::string(f.advice) + ")";
+  return {};
+}
+
 // The first flag before "--" that `cmd` does not know, with the nearest one
-// it does ("unknown flag --max-atempts (did you mean --max-attempts?)"), or
-// with what to use instead of a curl or wget flag backoff does not have:
+// it does ("unknown flag --max-atempts (did you mean --max-attempts?)"), or,
+// for `get`, with what to use instead of a curl or wget flag it does not have:
 // CLI11 would otherwise take it for a positional and complain about another word.
+// (Not for `run`: there a short flag may belong to the command, as in `run grep -v`.)
 std::string unknown_flag(CLI::App& cmd, int argc, char** argv) {
+  const bool curl_like = cmd.get_name() == "get";
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--") break;
-    const bool is_short = arg.size() >= 2 && arg[0] == '-' && arg[1] != '-';
-    if (is_short) {
-      // -x, or -xVALUE: known unless it names a foreign flag backoff lacks.
+    if (curl_like && arg.size() >= 2 && arg[0] == '-' && arg[1] != '-') {
+      // -x, or -xVALUE: known unless it names a foreign flag get lacks.
       // Skipped after an option that takes a value (that word is the value).
+      const std::string before = argv[i - 1];
+      const CLI::Option* owner = i > 2 ? cmd.get_option_no_throw(before.substr(0, before.find('='))) : nullptr;
+      if (owner != nullptr && owner->get_type_size() != 0) continue;
       const std::string name = arg.substr(0, 2);
-      if (i > 2) {
-        const CLI::Option* before = cmd.get_option_no_throw(std::string(argv[i - 1]).substr(0, std::string(argv[i - 1]).find('=')));
-        if (before != nullptr && before->get_type_size() != 0) continue;
-      }
       if (cmd.get_option_no_throw(name) != nullptr) continue;
-      for (const auto& f : foreign_flags)
-        if (f.name == name) return "unknown flag " + name + " (" + std::string(f.from) + "'s " + name + ": " + std::string(f.advice) + ")";
+      if (std::string advice = foreign_flag_advice(name); !advice.empty()) return advice;
       continue;
     }
     if (arg.rfind("--", 0) != 0 || arg.size() < 3) continue;
     const std::string name = arg.substr(0, arg.find('='));
     if (name == "--help" || cmd.get_option_no_throw(name) != nullptr) continue;
-    for (const auto& f : foreign_flags)
-      if (f.name == name) return "unknown flag " + name + " (" + std::string(f.from) + "'s " + name + ": " + std::string(f.advice) + ")";
+    if (curl_like)
+      if (std::string advice = foreign_flag_advice(name); !advice.empty()) return advice;
     std::string best;
     std::size_t best_d = 4;  // suggest only what is close
     for (const CLI::Option* o : cmd.get_options())

@@ -8,6 +8,7 @@
 //   d->front().algorithm == "sha-256";  d->front().hex == "5f8f04f6a3a892aaabbddb6cf273894493773960d4a325b105fee46eef4304f1"
 //   auto best = backoff::http::strongest(*d);               // sha-512 before sha-256; others ignored
 //   backoff::http::want_repr_digest == "sha-256=10, sha-512=3"   // what a client asks for
+//   backoff::http::base64_encode("foob") == "Zm9vYg=="
 //
 // Repr-Digest and Content-Digest are RFC 9651 dictionaries whose values are
 // byte sequences (":base64:"); parameters are allowed and ignored. Following
@@ -38,6 +39,21 @@ struct digest {
 // What a client sends to ask for Repr-Digest (RFC 9530 §4): SHA-256
 // preferred, SHA-512 accepted.
 inline constexpr std::string_view want_repr_digest = "sha-256=10, sha-512=3";
+
+// Standard base64 (RFC 4648 §4) with its padding: how digest fields carry
+// their bytes, and how Basic credentials are sent (RFC 7617).
+inline std::string base64_encode(std::string_view bytes) {
+  static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::size_t n = bytes.size() - i < 3 ? bytes.size() - i : 3;  // bytes in this group
+    std::uint32_t v = 0;
+    for (std::size_t k = 0; k < 3; ++k) v = v << 8 | (k < n ? static_cast<unsigned char>(bytes[i + k]) : 0u);
+    for (std::size_t k = 0; k < 4; ++k) out += k <= n ? digits[(v >> (18 - 6 * k)) & 63] : '=';
+  }
+  return out;
+}
 
 namespace detail {
 
