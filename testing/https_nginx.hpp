@@ -73,17 +73,6 @@ class https_nginx {
   std::string ca_dir() const { return (root_ / "certs").string(); }
 
  private:
-  static bool port_open(int port) {
-    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(s);
-    return ok;
-  }
-
   void sh(const std::string& command) const {
     const std::string full = "cd '" + root_.string() + "' && (" + command + ") > openssl.log 2>&1";
     if (std::system(full.c_str()) != 0)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <stdexcept>
 #include <thread>
@@ -27,6 +28,18 @@ inline int free_port() {
   if (fd >= 0) ::close(fd);
   if (!ok) throw std::runtime_error("free_port: cannot bind 127.0.0.1");
   return ntohs(a.sin_port);
+}
+
+// Whether something accepts connections on 127.0.0.1:port now.
+inline bool port_open(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  if (fd >= 0) ::close(fd);
+  return ok;
 }
 
 // Polls `ok` until it holds, for at most `limit`: what comes over the network

@@ -10,6 +10,7 @@
 
 #include "cli_support.hpp"
 #include "raw_server.hpp"
+#include "backoff/http/digest.hpp"
 #include "sha256.hpp"
 
 using namespace std::chrono_literals;
@@ -929,26 +930,9 @@ TEST_F(Cli, RunAndGetReportsShareTheAttemptSchema) {
 
 namespace {
 
-std::string b64_of_hex(const std::string& hex) {
-  static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string bytes;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) bytes.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16 | static_cast<unsigned char>(bytes[i + 1]) << 8 |
-                       static_cast<unsigned char>(bytes[i + 2]);
-    for (int k = 18; k >= 0; k -= 6) out += digits[(v >> k) & 63];
-  }
-  if (bytes.size() - i == 2) {  // 32-byte SHA-256: two bytes left
-    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16 | static_cast<unsigned char>(bytes[i + 1]) << 8;
-    out += std::string{digits[(v >> 18) & 63], digits[(v >> 12) & 63], digits[(v >> 6) & 63], '='};
-  }
-  return out;
-}
-
-std::string repr_digest(const std::string& body) {
-  return "sha-256=:" + b64_of_hex(backoff::testing::sha256_hex(body)) + ":";
+// "sha-256=:BASE64:", the digest field of `body`.
+std::string sha256_field(const std::string& body) {
+  return "sha-256=:" + backoff::http::base64_encode(backoff::testing::sha256_bytes(body)) + ":";
 }
 
 raw_reply with_header(raw_reply r, const std::string& name, const std::string& value) {
@@ -961,7 +945,7 @@ raw_reply with_header(raw_reply r, const std::string& name, const std::string& v
 
 TEST_F(Get, ReprDigestIsAskedForAndVerifiedBeforeTheFileIsSaved) {
   const std::string body = bytes_of(5000, 'r');
-  server.script({with_header(ok(body), "Repr-Digest", repr_digest(body))});
+  server.script({with_header(ok(body), "Repr-Digest", sha256_field(body))});
   const auto r = get({"-o", "out.bin", "--report", "r.json"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(slurp(dir / "out.bin"), body);
@@ -973,8 +957,8 @@ TEST_F(Get, ReprDigestIsAskedForAndVerifiedBeforeTheFileIsSaved) {
 TEST_F(Get, AReprDigestMismatchStartsOverOnceThenExits6) {
   const std::string body = bytes_of(5000, 's'), other = bytes_of(5000, 't');
   // Same length, other bytes: what a server that changed the file under one ETag sends.
-  server.script({with_header(ok(body), "Repr-Digest", repr_digest(other)),
-                 with_header(ok(body), "Repr-Digest", repr_digest(other))});
+  server.script({with_header(ok(body), "Repr-Digest", sha256_field(other)),
+                 with_header(ok(body), "Repr-Digest", sha256_field(other))});
   const auto r = get({"-o", "out.bin"});
   EXPECT_EQ(r.status, 6) << r.err;
   EXPECT_NE(r.err.find("Repr-Digest sha-256 mismatch"), std::string::npos) << r.err;
@@ -982,8 +966,8 @@ TEST_F(Get, AReprDigestMismatchStartsOverOnceThenExits6) {
   EXPECT_EQ(server.requests().size(), 2u);
 
   // Once wrong (a corrupting proxy), then right: saved.
-  server.script({with_header(ok(other), "Repr-Digest", repr_digest(body)),
-                 with_header(ok(body), "Repr-Digest", repr_digest(body))});
+  server.script({with_header(ok(other), "Repr-Digest", sha256_field(body)),
+                 with_header(ok(body), "Repr-Digest", sha256_field(body))});
   const auto again = get({"-o", "out.bin"});
   EXPECT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(slurp(dir / "out.bin"), body);
@@ -991,8 +975,8 @@ TEST_F(Get, AReprDigestMismatchStartsOverOnceThenExits6) {
 
 TEST_F(Get, TheLegacyDigestHeaderIsVerifiedToo) {
   const std::string body = bytes_of(3000, 'u'), other = bytes_of(3000, 'v');
-  server.script({with_header(ok(body), "Digest", "MD5=AAAAAAAAAAAAAAAAAAAAAA==, SHA-256=" + b64_of_hex(backoff::testing::sha256_hex(other))),
-                 with_header(ok(body), "Digest", "SHA-256=" + b64_of_hex(backoff::testing::sha256_hex(other)))});
+  server.script({with_header(ok(body), "Digest", "MD5=AAAAAAAAAAAAAAAAAAAAAA==, SHA-256=" + backoff::http::base64_encode(backoff::testing::sha256_bytes(other))),
+                 with_header(ok(body), "Digest", "SHA-256=" + backoff::http::base64_encode(backoff::testing::sha256_bytes(other)))});
   const auto r = get({"-o", "out.bin"});
   EXPECT_EQ(r.status, 6) << r.err;
   EXPECT_NE(r.err.find("Digest sha-256 mismatch"), std::string::npos) << r.err;
@@ -1001,8 +985,7 @@ TEST_F(Get, TheLegacyDigestHeaderIsVerifiedToo) {
 
 TEST_F(Get, ContentDigestOfAResumedPartCoversOnlyThatPart) {
   const std::string body = bytes_of(8000, 'w');
-  const std::string rest_digest = "sha-256=:" + b64_of_hex(backoff::testing::sha256_hex(body.substr(3000))) + ":";
-  server.script({cut(body, 3000), with_header(partial(body, 3000), "Content-Digest", rest_digest)});
+  server.script({cut(body, 3000), with_header(partial(body, 3000), "Content-Digest", sha256_field(body.substr(3000)))});
   const auto r = get({"-o", "out.bin", "--report", "r.json"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(slurp(dir / "out.bin"), body);
@@ -1011,8 +994,8 @@ TEST_F(Get, ContentDigestOfAResumedPartCoversOnlyThatPart) {
   EXPECT_EQ(report["verified"], nlohmann::json::array({"Content-Digest sha-256"}));
 
   // A Content-Digest of the whole file on a 206 is wrong for the part: refused.
-  server.script({cut(body, 3000), with_header(partial(body, 3000), "Content-Digest", repr_digest(body)),
-                 with_header(ok(body), "Content-Digest", repr_digest(body.substr(1)))});
+  server.script({cut(body, 3000), with_header(partial(body, 3000), "Content-Digest", sha256_field(body)),
+                 with_header(ok(body), "Content-Digest", sha256_field(body.substr(1)))});
   fs::remove(dir / "out.bin");
   const auto bad = get({"-o", "out.bin"});
   EXPECT_EQ(bad.status, 6) << bad.err;

@@ -32,22 +32,12 @@ namespace fs = std::filesystem;
 namespace {
 
 using backoff::testing::free_port;
+using backoff::testing::port_open;
 
 std::string nginx_binary() {
   for (const char* p : {"/usr/sbin/nginx", "/usr/bin/nginx"})
     if (fs::exists(p)) return p;
   return {};
-}
-
-bool port_open(int port) {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(s);
-  return ok;
 }
 
 std::string file_content(std::size_t n) {

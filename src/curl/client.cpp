@@ -751,47 +751,48 @@ attempt_result download_job::classify(CURL* easy, CURLcode code) {
   // fields say of the whole file (Repr-Digest, or the older Digest) and of this
   // response's bytes (Content-Digest: the whole file on a 200, the rest on a 206).
   struct expectation {
-    std::string what, algorithm, hex;
-    std::uint64_t from;
+    std::string label;      // in messages: "sha256" (--checksum), "Repr-Digest sha-256", …
+    std::string algorithm;  // OpenSSL's name: "sha256", "sha512"
+    std::string hex;
+    std::uint64_t from;     // the bytes it covers start here
+    bool from_server;
   };
   std::vector<expectation> expected;
-  if (sum) expected.push_back({"--checksum", sum->algorithm, sum->hex, 0});
+  if (sum) expected.push_back({sum->algorithm, sum->algorithm, sum->hex, 0, false});
   const auto server_digest = [&](const char* name, auto parse) -> std::optional<http::digest> {
     const std::string value = http::joined_header(st.headers, name);
     if (value.empty()) return std::nullopt;
     const auto members = parse(value);
     return members ? http::strongest(*members) : std::nullopt;
   };
-  auto repr = server_digest("Repr-Digest", http::parse_digest_field);
-  const char* repr_name = "Repr-Digest";
-  if (!repr) {
-    repr = server_digest("Digest", http::parse_legacy_digest);
-    repr_name = "Digest";
-  }
   const auto openssl_name = [](const std::string& a) { return a == "sha-512" ? std::string("sha512") : std::string("sha256"); };
-  if (repr) expected.push_back({std::string(repr_name) + " " + repr->algorithm, openssl_name(repr->algorithm), repr->hex, 0});
+  std::string repr_field = "Repr-Digest";
+  auto repr = server_digest("Repr-Digest", http::parse_digest_field);
+  if (!repr && (repr = server_digest("Digest", http::parse_legacy_digest))) repr_field = "Digest";
+  if (repr) expected.push_back({repr_field + " " + repr->algorithm, openssl_name(repr->algorithm), repr->hex, 0, true});
   if (const auto content = server_digest("Content-Digest", http::parse_digest_field))
     expected.push_back({"Content-Digest " + content->algorithm, openssl_name(content->algorithm), content->hex,
-                        d.action == http::body_action::append ? st.offset_sent : 0});
+                        d.action == http::body_action::append ? st.offset_sent : 0, true});
   st.out.verified.clear();
   for (const auto& e : expected) {
-    if (file.is_stream() && e.what != "--checksum") continue;  // a stream cannot be re-read
+    if (e.from_server && file.is_stream()) continue;  // a stream cannot be re-read
     const std::string got = file.digest(e.algorithm, e.from);
-    if (e.what == "--checksum") st.out.digest = got;
-    else if (got == e.hex) st.out.verified.push_back(e.what);
-    if (got != e.hex) {
-      const std::string text = (e.what == "--checksum" ? sum->algorithm : e.what) + " mismatch: expected " + e.hex + ", got " + got;
-      r.progressed = false;
-      if (st.checksum_retried || file.is_stream()) {
-        st.out.checksum_mismatch = true;
-        file.discard();
-        return fail(http::verdict::permanent, text);
-      }
-      st.checksum_retried = true;
-      if (!file.discard()) return fail(http::verdict::permanent, "cannot truncate '" + st.shown + "'");
-      ++st.restarts;
-      return fail(http::verdict::retryable, text + "; starting over");
+    if (!e.from_server) st.out.digest = got;
+    if (got == e.hex) {
+      if (e.from_server) st.out.verified.push_back(e.label);
+      continue;
     }
+    const std::string text = e.label + " mismatch: expected " + e.hex + ", got " + got;
+    r.progressed = false;
+    if (st.checksum_retried || file.is_stream()) {
+      st.out.checksum_mismatch = true;
+      file.discard();
+      return fail(http::verdict::permanent, text);
+    }
+    st.checksum_retried = true;
+    if (!file.discard()) return fail(http::verdict::permanent, "cannot truncate '" + st.shown + "'");
+    ++st.restarts;
+    return fail(http::verdict::retryable, text + "; starting over");
   }
   r.verdict = http::verdict::success;
   r.error.clear();
