@@ -1010,3 +1010,27 @@ TEST_F(Get, AGarbledDigestFieldIsIgnoredNotFatal) {
   EXPECT_EQ(slurp(dir / "out.bin"), body);
   EXPECT_EQ(nlohmann::json::parse(slurp(dir / "r.json"))["verified"], nlohmann::json::array());
 }
+
+TEST_F(Get, DigestsThroughASymlinkAndToStandardOutput) {
+  const std::string body = bytes_of(4000, 'y'), other = bytes_of(4000, 'z');
+  std::ofstream(dir / "real.bin") << "previous";
+  fs::create_symlink("real.bin", dir / "link.bin");
+  // A mismatch twice: the file behind the link keeps what it had, the link stays a link.
+  server.script({with_header(ok(body), "Repr-Digest", sha256_field(other)),
+                 with_header(ok(body), "Repr-Digest", sha256_field(other))});
+  const auto bad = get({"-o", "link.bin"});
+  EXPECT_EQ(bad.status, 6) << bad.err;
+  EXPECT_EQ(slurp(dir / "real.bin"), "previous");
+  EXPECT_TRUE(fs::is_symlink(dir / "link.bin"));
+  server.script({with_header(ok(body), "Repr-Digest", sha256_field(body))});
+  const auto good = get({"-o", "link.bin"});
+  EXPECT_EQ(good.status, 0) << good.err;
+  EXPECT_EQ(slurp(dir / "real.bin"), body);
+  EXPECT_TRUE(fs::is_symlink(dir / "link.bin"));
+  // Standard output cannot be read back: the bytes go out, nothing is claimed verified.
+  server.script({with_header(ok(body), "Repr-Digest", sha256_field(body))});
+  const auto out = get({"-o", "-", "--report", "r.json"});
+  EXPECT_EQ(out.status, 0) << out.err;
+  EXPECT_EQ(out.out, body);
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir / "r.json"))["verified"], nlohmann::json::array());
+}
