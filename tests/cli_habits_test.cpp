@@ -2,6 +2,8 @@
 // `backoff get` with curl's and wget's habits (docs/curl-wget.md): the flags
 // people type from memory, each against the real binary and a recording
 // server, and TLS options against a real nginx on HTTPS with a CA made here.
+#include <sys/stat.h>
+
 #include <cstdlib>
 
 #include "cli_support.hpp"
@@ -257,6 +259,15 @@ TEST_F(CliTls, CacertCapathAndTheEnvironmentAsCurlReadsIt) {
   const auto missing = cli({"get", tls->url("/f.bin"), "--cacert", (dir / "none.pem").string()});
   EXPECT_EQ(missing.status, 2);
   EXPECT_NE(missing.err.find("--cacert: cannot read"), std::string::npos) << missing.err;
+  // A device or a FIFO is not a certificate file (a FIFO would hang OpenSSL,
+  // /dev/zero fill memory): refused up front.
+  ASSERT_EQ(::mkfifo((dir / "fifo.pem").c_str(), 0600), 0);
+  for (const std::string& path : {std::string("/dev/null"), (dir / "fifo.pem").string()})
+    for (const char* flag : {"--cacert", "--cert"}) {
+      const auto r = cli({"get", tls->url("/f.bin"), flag, path});
+      EXPECT_EQ(r.status, 2) << flag << " " << path;
+      EXPECT_NE(r.err.find("is not a regular file"), std::string::npos) << r.err;
+    }
 }
 
 TEST_F(CliTls, InsecureDownloadsWithAWarningEveryTime) {

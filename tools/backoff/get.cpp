@@ -298,9 +298,15 @@ get_plan plan_of(get_flags& f) {
       if (const char* file = std::getenv("SSL_CERT_FILE"); file && *file) o.tls.ca_file = file;
     }
   }
-  for (const auto& [flag, path] : {std::pair{"--cacert", &f.cacert}, std::pair{"--cert", &f.cert}, std::pair{"--key", &f.key}})
-    if (!path->empty() && ::access(path->c_str(), R_OK) != 0)
+  // Files, not FIFOs or devices: OpenSSL would wait on a FIFO, or read
+  // /dev/zero until memory runs out, before the first request.
+  for (const auto& [flag, path] : {std::pair{"--cacert", &f.cacert}, std::pair{"--cert", &f.cert}, std::pair{"--key", &f.key}}) {
+    if (path->empty()) continue;
+    if (::access(path->c_str(), R_OK) != 0)
       throw usage_error(std::string(flag) + ": cannot read '" + *path + "': " + std::strerror(errno));
+    if (!std::filesystem::is_regular_file(*path))
+      throw usage_error(std::string(flag) + ": '" + *path + "' is not a regular file");
+  }
   if (!f.capath.empty() && !std::filesystem::is_directory(f.capath))
     throw usage_error("--capath: '" + f.capath + "' is not a directory");
   o.compressed = f.compressed;
