@@ -14,7 +14,6 @@ cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-build/bin/backoff}")
 SIZE_MB=${SIZE_MB:-1024}
 ROUNDS=${ROUNDS:-3}
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 root=$(mktemp -d /var/tmp/backoff-bench.XXXXXX)
 nginx_pid=""
@@ -25,13 +24,10 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$root/www/bulk" "$root/tmp" "$root/out"
 head -c "${SIZE_MB}M" /dev/urandom > "$root/www/bulk/big.bin"
-for p in $(shuf -i 20000-60000 -n 50); do
-  if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then port=$p; break; fi
-done
+source bench/nginx.sh
+port=$(bench_port)
 sed -e "s|@PORT@|$port|g" -e "s|@ROOT@|$root|g" tests/nginx/nginx.conf.in > "$root/nginx.conf"
-"$NGINX" -p "$root/" -c "$root/nginx.conf" &
-nginx_pid=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+bench_nginx "$root" "$root/nginx.conf" "$port"
 url="http://127.0.0.1:$port/bulk/big.bin"
 cat "$root/www/bulk/big.bin" > /dev/null  # served from the page cache for both
 

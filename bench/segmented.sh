@@ -23,7 +23,6 @@ SIZE_MB=${SIZE_MB:-128}
 RATE=${RATE:-4m}
 ROUNDS=${ROUNDS:-2}
 SWAP_AFTER=${SWAP_AFTER:-0.15}
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v aria2c > /dev/null || { echo "aria2c is not installed (tools/install-deps.sh installs aria2)" >&2; exit 1; }
 
 root=$(mktemp -d /var/tmp/backoff-seg.XXXXXX)
@@ -35,9 +34,8 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$root/www/capped" "$root/tmp" "$root/out"
 head -c "${SIZE_MB}M" /dev/urandom > "$root/www/capped/big.bin"
-for p in $(shuf -i 20000-60000 -n 50); do
-  if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then port=$p; break; fi
-done
+source bench/nginx.sh
+port=$(bench_port)
 cat > "$root/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1; user root;
 error_log $root/error.log warn; pid $root/nginx.pid;
@@ -49,9 +47,7 @@ http {
   server { listen 127.0.0.1:$port; root $root/www; location /capped/ { limit_rate $RATE; } }
 }
 CONF
-"$NGINX" -p "$root/" -c "$root/nginx.conf" &
-nginx_pid=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+bench_nginx "$root" "$root/nginx.conf" "$port"
 base="http://127.0.0.1:$port/capped"
 
 now() { date +%s.%N; }
