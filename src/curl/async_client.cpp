@@ -1,133 +1,13 @@
 // SPDX-License-Identifier: BSL-1.0
 #include "backoff/curl/async_client.hpp"
 
-#include <curl/curl.h>
-
-#include <asio/posix/stream_descriptor.hpp>
-#include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
-
-#include <unordered_map>
-
+#include "async_impl.hpp"
 #include "backoff/step.hpp"
 #include "download_file.hpp"
-#include "internal.hpp"
 
 namespace backoff::curl {
 
 using namespace detail;
-
-struct async_client::impl {
-  // What the client sees of a transfer, whatever it fetches.
-  struct transfer_base {
-    virtual ~transfer_base() = default;
-    virtual void transferred(CURLcode code) = 0;
-    virtual void abort() = 0;
-  };
-  template <class Work>
-  struct transfer;
-
-  // A socket curl asked us to watch: the descriptor is not ours (curl closes
-  // it), so it is released, never closed, when curl says it is done with it.
-  struct watched {
-    asio::posix::stream_descriptor sd;
-    int what = 0;  // CURL_POLL_IN / OUT / INOUT
-    bool reading = false, writing = false;
-    std::uint64_t generation = 0;
-  };
-
-  impl(asio::any_io_executor ex, client_options o, long max_host)
-      : executor(std::move(ex)), options(std::move(o)), curl_timer(executor) {
-    global_init();
-    multi = curl_multi_init();
-    if (!multi) throw std::runtime_error("backoff::curl::async_client: curl_multi_init failed");
-    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &impl::on_socket);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &impl::on_timer);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
-    if (max_host > 0) curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
-  }
-  ~impl();
-
-  asio::any_io_executor executor;
-  client_options options;
-  CURLM* multi = nullptr;
-  asio::steady_timer curl_timer;
-  std::unordered_map<curl_socket_t, std::unique_ptr<watched>> sockets;
-  std::unordered_map<transfer_base*, std::shared_ptr<transfer_base>> transfers;
-  std::uint64_t generation = 0;
-  // Handlers still queued when the client goes away find this expired.
-  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
-
-  static int on_socket(CURL*, curl_socket_t s, int what, void* userp, void*) {
-    auto* self = static_cast<impl*>(userp);
-    if (what == CURL_POLL_REMOVE) {
-      if (auto it = self->sockets.find(s); it != self->sockets.end()) {
-        asio::error_code ignored;
-        it->second->sd.cancel(ignored);
-        (void)it->second->sd.release();
-        self->sockets.erase(it);
-      }
-      return 0;
-    }
-    auto& w = self->sockets[s];
-    if (!w) {
-      w = std::make_unique<watched>(watched{asio::posix::stream_descriptor(self->executor, s), 0, false, false,
-                                            ++self->generation});
-    }
-    w->what = what;
-    self->arm(s, *w);
-    return 0;
-  }
-
-  void arm(curl_socket_t s, watched& w) {
-    if ((w.what & CURL_POLL_IN) && !w.reading) {
-      w.reading = true;
-      w.sd.async_wait(asio::posix::stream_descriptor::wait_read,
-                      [this, a = std::weak_ptr<bool>(alive), s, gen = w.generation](const asio::error_code& ec) {
-                        if (!a.expired()) ready(s, gen, CURL_CSELECT_IN, ec);
-                      });
-    }
-    if ((w.what & CURL_POLL_OUT) && !w.writing) {
-      w.writing = true;
-      w.sd.async_wait(asio::posix::stream_descriptor::wait_write,
-                      [this, a = std::weak_ptr<bool>(alive), s, gen = w.generation](const asio::error_code& ec) {
-                        if (!a.expired()) ready(s, gen, CURL_CSELECT_OUT, ec);
-                      });
-    }
-  }
-
-  void ready(curl_socket_t s, std::uint64_t gen, int direction, const asio::error_code& ec) {
-    auto it = sockets.find(s);
-    if (it == sockets.end() || it->second->generation != gen) return;  // curl is done with it
-    (direction == CURL_CSELECT_IN ? it->second->reading : it->second->writing) = false;
-    if (ec == asio::error::operation_aborted) return;
-    int running = 0;
-    curl_multi_socket_action(multi, s, ec ? CURL_CSELECT_ERR : direction, &running);
-    collect();
-    it = sockets.find(s);
-    if (it != sockets.end() && it->second->generation == gen) arm(s, *it->second);
-  }
-
-  static int on_timer(CURLM*, long timeout_ms, void* userp) {
-    auto* self = static_cast<impl*>(userp);
-    if (timeout_ms < 0) {
-      self->curl_timer.cancel();
-      return 0;
-    }
-    self->curl_timer.expires_after(std::chrono::milliseconds(timeout_ms));
-    self->curl_timer.async_wait([self, a = std::weak_ptr<bool>(self->alive)](const asio::error_code& ec) {
-      if (ec || a.expired()) return;
-      int running = 0;
-      curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-      self->collect();
-    });
-    return 0;
-  }
-
-  // Hands every finished transfer to its download.
-  void collect();
-};
 
 // A download: its file and its job.
 struct download_work {
@@ -135,6 +15,7 @@ struct download_work {
   using job_type = download_job;
   std::string url;
   std::string target;  // not a std::filesystem::path: see download_file
+  std::vector<header> headers;
   download_file file;
   std::unique_ptr<download_job> job;
 
@@ -142,7 +23,7 @@ struct download_work {
   std::optional<result_type> open(const client_options& o) {
     if (url.empty()) return failed("the URL is empty", false);
     if (auto err = file.open(target, url); !err.empty()) return failed(std::move(err), true);
-    job = std::make_unique<download_job>(o, url, file, std::vector<header>{});
+    job = std::make_unique<download_job>(o, url, file, headers);
     job->buffer_size = CURL_MAX_WRITE_SIZE;  // thousands at once: curl's default, not the sync client's 512 KiB
     return std::nullopt;
   }
@@ -275,9 +156,8 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
         if (auto t = weak.lock(); t && !t->finished) t->attempted(std::move(early));
       });
     }
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, static_cast<transfer_base*>(this));
     in_multi = true;
-    curl_multi_add_handle(owner.multi, easy);
+    owner.add(easy, this);
     watch_stall();
   }
 
@@ -300,7 +180,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
   void transferred(CURLcode code) override {
     stall.cancel();
     if (in_multi) {
-      curl_multi_remove_handle(owner.multi, easy);
+      owner.remove(easy, this);
       in_multi = false;
     }
     attempted(job().complete(easy, code));
@@ -364,7 +244,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
     finished = true;
     if (slot.is_connected()) slot.clear();
     if (in_multi) {
-      curl_multi_remove_handle(owner.multi, easy);
+      owner.remove(easy, this);
       in_multi = false;
     }
     if (easy) {
@@ -385,7 +265,7 @@ void async_client::impl::collect() {
     transfer_base* t = nullptr;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &t);
     const CURLcode code = m->data.result;
-    if (t && transfers.count(t)) t->transferred(code);
+    if (t && live.count(t)) t->transferred(code);
   }
 }
 
@@ -404,11 +284,14 @@ async_client::~async_client() = default;
 const client_options& async_client::options() const noexcept { return impl_->options; }
 std::size_t async_client::active() const noexcept { return impl_->transfers.size(); }
 
-void async_client::start_download(std::string url, std::filesystem::path target, asio::cancellation_slot slot,
-                                  completion<download_result> done) {
+void async_client::start_download(std::string url, std::filesystem::path target, std::vector<header> headers,
+                                  asio::cancellation_slot slot, completion<download_result> done) {
+  if (impl_->options.segments.connections > 1 && !url.empty())
+    return start_segmented(*impl_, std::move(url), target.string(), std::move(headers), slot, std::move(done));
   auto t = std::make_shared<impl::transfer<download_work>>(*impl_, std::move(done));
   t->work.url = std::move(url);
   t->work.target = target.string();
+  t->work.headers = std::move(headers);
   impl_->transfers.emplace(t.get(), t);
   t->begin(slot);
 }

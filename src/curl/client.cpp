@@ -218,6 +218,8 @@ void finish(attempt_result& r, CURL* easy, CURLcode code, const char* errbuf, co
         r.failure = http::transport::other;
         r.verdict = http::verdict::permanent;
         break;  // the caller words it
+      case interruption::split:
+        break;  // not a failure: the caller knows
       case interruption::none:
         if (code == CURLE_TOO_MANY_REDIRECTS) {
           r.verdict = http::verdict::permanent;
@@ -518,6 +520,56 @@ response perform_with_retry(CURL* easy, const client_options& options, http::req
 
 namespace detail {
 
+// The strongest digest a field names, if it parses.
+template <class Parse>
+std::optional<http::digest> server_digest(const std::vector<header>& headers, const char* name, Parse parse) {
+  const std::string value = http::joined_header(headers, name);
+  if (value.empty()) return std::nullopt;
+  const auto members = parse(value);
+  return members ? http::strongest(*members) : std::nullopt;
+}
+
+std::optional<std::pair<std::string, http::digest>> repr_digest_of(const std::vector<header>& headers) {
+  if (auto repr = server_digest(headers, "Repr-Digest", http::parse_digest_field)) return std::pair{std::string("Repr-Digest"), *repr};
+  if (auto legacy = server_digest(headers, "Digest", http::parse_legacy_digest)) return std::pair{std::string("Digest"), *legacy};
+  return std::nullopt;
+}
+
+// What must match: the user's checksum, then what the server's integrity
+// fields say of the whole file (Repr-Digest, or the older Digest) and of one
+// response's bytes (Content-Digest: the whole file on a 200, the rest on a 206).
+std::string check_digests(download_file& file, const client_options& options, const std::vector<header>& repr_headers,
+                          const std::vector<header>* content_headers, std::uint64_t content_from, download_result& out) {
+  struct expectation {
+    std::string label;      // in messages: "sha256" (--checksum), "Repr-Digest sha-256", …
+    std::string algorithm;  // OpenSSL's name: "sha256", "sha512"
+    std::string hex;
+    std::uint64_t from;     // the bytes it covers start here
+    bool from_server;
+  };
+  std::vector<expectation> expected;
+  if (const auto& sum = options.expected_checksum) expected.push_back({sum->algorithm, sum->algorithm, sum->hex, 0, false});
+  const auto openssl_name = [](const std::string& a) { return a == "sha-512" ? std::string("sha512") : std::string("sha256"); };
+  if (const auto repr = repr_digest_of(repr_headers))
+    expected.push_back({repr->first + " " + repr->second.algorithm, openssl_name(repr->second.algorithm), repr->second.hex, 0, true});
+  if (content_headers)
+    if (const auto content = server_digest(*content_headers, "Content-Digest", http::parse_digest_field))
+      expected.push_back({"Content-Digest " + content->algorithm, openssl_name(content->algorithm), content->hex,
+                          content_from, true});
+  out.verified.clear();
+  for (const auto& e : expected) {
+    if (e.from_server && file.is_stream()) continue;  // a stream cannot be re-read
+    const std::string got = file.digest(e.algorithm, e.from);
+    if (!e.from_server) out.digest = got;
+    if (got == e.hex) {
+      if (e.from_server) out.verified.push_back(e.label);
+      continue;
+    }
+    return e.label + " mismatch: expected " + e.hex + ", got " + got;
+  }
+  return {};
+}
+
 // One download attempt's view of the response, shared with the curl callbacks.
 struct download_job::state {
   const client_options& options;
@@ -526,6 +578,7 @@ struct download_job::state {
   std::vector<header> user_headers;
   activity* act = nullptr;
   interruption* why = nullptr;
+  download_job* job = nullptr;
   std::string shown;                 // the file's name in messages
   bool checksum_retried = false;
   download_result out;
@@ -567,6 +620,7 @@ struct download_job::state {
         body_end = decision.body_end;
         writing = true;
         if (decision.complete != file.length()) file.describe(file.validator(), decision.complete);
+        if (job->on_body_decided) job->on_body_decided(status, headers);
         return true;
       case http::body_action::start_over:
         if (file.size() > 0) {
@@ -580,6 +634,7 @@ struct download_job::state {
         file.describe(http::if_range_validator(headers), decision.complete);
         body_end = decision.body_end;
         writing = true;
+        if (job->on_body_decided) job->on_body_decided(status, headers);
         return true;
       case http::body_action::complete:
         return true;
@@ -602,12 +657,20 @@ struct download_job::state {
       *s->why = interruption::too_big;
       return 0;
     }
-    if (const int e = s->file.write(data, len); e != 0) {
+    // A segmented download gave the rest of the file to other connections.
+    const std::uint64_t stop = s->job->stop_at;
+    const std::size_t take = s->file.size() >= stop ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(len, stop - s->file.size()));
+    if (const int e = s->file.write(data, take); e != 0) {
       s->write_errno = e;
       return 0;
     }
-    s->attempt_bytes += len;
-    if (s->options.on_progress) s->options.on_progress(progress{s->url, s->attempt, s->file.size(), s->file.length()});
+    s->attempt_bytes += take;
+    if (take < len) {
+      *s->why = interruption::split;
+      return 0;
+    }
+    if (s->job->on_bytes) s->job->on_bytes();
+    else if (s->options.on_progress) s->options.on_progress(progress{s->url, s->attempt, s->file.size(), s->file.length()});
     return len;
   }
 };
@@ -617,10 +680,21 @@ download_job::download_job(const client_options& o, std::string url, download_fi
     : s_(std::make_unique<state>(o, std::move(url), file, user_headers)) {
   s_->act = &act;
   s_->why = &why;
+  s_->job = this;
   if (o.expected_checksum) file.track_digest(o.expected_checksum->algorithm);
 }
 
 download_job::~download_job() = default;
+
+std::uint64_t download_job::attempt_bytes() const noexcept { return s_->attempt_bytes; }
+const std::vector<header>& download_job::response_headers() const noexcept { return s_->headers; }
+const std::vector<header>& download_job::user_headers() const noexcept { return s_->user_headers; }
+
+void download_job::take_counts(download_result& out) {
+  out.resumes += s_->resumes;
+  out.restarts += s_->restarts;
+  s_->resumes = s_->restarts = 0;
+}
 
 bool download_job::prepare(CURL* easy, std::uint32_t n, attempt_result& early) {
   state& st = *s_;
@@ -635,6 +709,8 @@ bool download_job::prepare(CURL* easy, std::uint32_t n, attempt_result& early) {
   why = interruption::none;
   st.headers.clear();
   act.last = steady::now();
+  // Extents another run left for segments: one stream keeps only their prefix.
+  if (!file.segmented() && file.saved_extents()) file.end_segments();
   // Resume only what is known to be one version; anything else starts over.
   if (file.size() > 0 && file.validator().empty() && !file.discard()) {
     early = attempt_result{};
@@ -683,7 +759,6 @@ attempt_result download_job::classify(CURL* easy, CURLcode code) {
   state& st = *s_;
   download_file& file = st.file;
   const client_options& options = st.options;
-  const auto& sum = options.expected_checksum;
   const http::request_traits traits{"GET", false, false};
   attempt_result r;
   // An empty body never reaches on_body: decide now, so that a new version
@@ -747,52 +822,19 @@ attempt_result download_job::classify(CURL* easy, CURLcode code) {
                                                 human_bytes(*file.length()) + "; asking for the rest");
     }
   }
-  // What must match: the user's checksum, then what the server's integrity
-  // fields say of the whole file (Repr-Digest, or the older Digest) and of this
-  // response's bytes (Content-Digest: the whole file on a 200, the rest on a 206).
-  struct expectation {
-    std::string label;      // in messages: "sha256" (--checksum), "Repr-Digest sha-256", …
-    std::string algorithm;  // OpenSSL's name: "sha256", "sha512"
-    std::string hex;
-    std::uint64_t from;     // the bytes it covers start here
-    bool from_server;
-  };
-  std::vector<expectation> expected;
-  if (sum) expected.push_back({sum->algorithm, sum->algorithm, sum->hex, 0, false});
-  const auto server_digest = [&](const char* name, auto parse) -> std::optional<http::digest> {
-    const std::string value = http::joined_header(st.headers, name);
-    if (value.empty()) return std::nullopt;
-    const auto members = parse(value);
-    return members ? http::strongest(*members) : std::nullopt;
-  };
-  const auto openssl_name = [](const std::string& a) { return a == "sha-512" ? std::string("sha512") : std::string("sha256"); };
-  std::string repr_field = "Repr-Digest";
-  auto repr = server_digest("Repr-Digest", http::parse_digest_field);
-  if (!repr && (repr = server_digest("Digest", http::parse_legacy_digest))) repr_field = "Digest";
-  if (repr) expected.push_back({repr_field + " " + repr->algorithm, openssl_name(repr->algorithm), repr->hex, 0, true});
-  if (const auto content = server_digest("Content-Digest", http::parse_digest_field))
-    expected.push_back({"Content-Digest " + content->algorithm, openssl_name(content->algorithm), content->hex,
-                        d.action == http::body_action::append ? st.offset_sent : 0, true});
-  st.out.verified.clear();
-  for (const auto& e : expected) {
-    if (e.from_server && file.is_stream()) continue;  // a stream cannot be re-read
-    const std::string got = file.digest(e.algorithm, e.from);
-    if (!e.from_server) st.out.digest = got;
-    if (got == e.hex) {
-      if (e.from_server) st.out.verified.push_back(e.label);
-      continue;
-    }
-    const std::string text = e.label + " mismatch: expected " + e.hex + ", got " + got;
+  const std::string mismatch = check_digests(file, options, st.headers, &st.headers,
+                                             d.action == http::body_action::append ? st.offset_sent : 0, st.out);
+  if (!mismatch.empty()) {
     r.progressed = false;
     if (st.checksum_retried || file.is_stream()) {
       st.out.checksum_mismatch = true;
       file.discard();
-      return fail(http::verdict::permanent, text);
+      return fail(http::verdict::permanent, mismatch);
     }
     st.checksum_retried = true;
     if (!file.discard()) return fail(http::verdict::permanent, "cannot truncate '" + st.shown + "'");
     ++st.restarts;
-    return fail(http::verdict::retryable, text + "; starting over");
+    return fail(http::verdict::retryable, mismatch + "; starting over");
   }
   r.verdict = http::verdict::success;
   r.error.clear();

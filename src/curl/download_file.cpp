@@ -151,24 +151,41 @@ void download_file::load_meta(const std::string& url) {
   if (fd < 0) return;
   std::string text;
   char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0 && text.size() < 65536;) text.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0 && text.size() < (1u << 20);) text.append(buf, static_cast<std::size_t>(n));
   ::close(fd);
   std::istringstream in(text);
-  std::string line, got_url, validator, length;
+  std::string line, got_url, validator, length, extents;
+  bool has_extents = false;
   if (!std::getline(in, line) || line != meta_magic) return;
   while (std::getline(in, line)) {
     const auto space = line.find(' ');
-    if (space == std::string::npos) continue;
-    const std::string key = line.substr(0, space), value = line.substr(space + 1);
+    const std::string key = line.substr(0, space), value = space == std::string::npos ? "" : line.substr(space + 1);
     if (key == "url") got_url = value;
     else if (key == "validator") validator = value;
     else if (key == "length") length = value;
+    else if (key == "extents") {
+      extents = value;
+      has_extents = true;
+    }
   }
   if (got_url != url || validator.empty() || validator.starts_with("W/")) return;
   if (length != "-") {
     const auto n = std::strtoull(length.c_str(), nullptr, 10);
     if (length.empty() || length.find_first_not_of("0123456789") != std::string::npos || n < size_) return;
     length_ = n;
+  }
+  if (has_extents) {
+    // Extents are trusted only inside the length and inside what the part
+    // holds: anything else is a state file from another download (axel#380).
+    if (!length_) return;
+    auto done = http::extent_map::parse(extents, *length_);
+    if (!done || (!done->done().empty() && done->done().back().end > size_)) {
+      length_.reset();
+      return;
+    }
+    size_ = !done->done().empty() && done->done().front().begin == 0 ? done->done().front().end : 0;
+    checkpointed_ = done->done_bytes();
+    saved_ = std::move(done);
   }
   validator_ = validator;
   resumed_ = true;
@@ -179,21 +196,33 @@ void download_file::save_meta() {
   std::ostringstream text;
   text << meta_magic << "\nurl " << url_ << "\nvalidator " << validator_ << "\nlength "
        << (length_ ? std::to_string(*length_) : std::string("-")) << "\n";
-  int fd = open_trusted(meta_, O_WRONLY);
-  if (fd < 0 && errno == ENOENT) fd = ::open(meta_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return;  // without metadata the part is simply not resumed later
-  meta_current_ = true;
-  const std::string s = text.str();
-  if (::ftruncate(fd, 0) == 0) {
-    std::size_t done = 0;
-    while (done < s.size()) {
-      const ssize_t w = ::write(fd, s.data() + done, s.size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) break;
-      done += static_cast<std::size_t>(w);
-    }
+  if (extents_) {
+    // The extents it lists must be on disk before the list is.
+    if (::fdatasync(fd_) != 0) return;
+    text << "extents " << extents_->to_string() << "\n";
   }
+  // A new file renamed over the old one: a crash leaves the old list or the
+  // new one, never half of one.
+  const std::string temp = meta_ + ".new";
+  ::unlink(temp.c_str());
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return;  // without metadata the part is simply not resumed later
+  const std::string s = text.str();
+  std::size_t done = 0;
+  while (done < s.size()) {
+    const ssize_t w = ::write(fd, s.data() + done, s.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    done += static_cast<std::size_t>(w);
+  }
+  const bool ok = done == s.size() && (!extents_ || ::fsync(fd) == 0);
   ::close(fd);
+  if (!ok || ::rename(temp.c_str(), meta_.c_str()) != 0) {
+    ::unlink(temp.c_str());
+    return;
+  }
+  meta_current_ = true;
+  if (extents_) checkpointed_ = extents_->done_bytes();
 }
 
 int download_file::write(const char* data, std::size_t n) {
@@ -210,10 +239,63 @@ int download_file::write(const char* data, std::size_t n) {
     done += static_cast<std::size_t>(w);
   }
   if (stream_digest_) EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(stream_digest_), data, n);
+  if (extents_ && n > 0) {
+    extents_->add({size_, size_ + n});
+    meta_current_ = false;
+  }
   size_ += n;
-  if (!stream_ && size_ - synced_ >= writeback_chunk) start_writeback();
-  if (!meta_current_ && size_ >= meta_threshold) save_meta();
+  if (!stream_ && !extents_ && size_ - synced_ >= writeback_chunk) start_writeback();
+  if (extents_) {
+    if (extents_->done_bytes() - checkpointed_ >= segment_checkpoint) save_meta();
+  } else if (!meta_current_ && size_ >= meta_threshold) {
+    save_meta();
+  }
   return 0;
+}
+
+int download_file::write_at(std::uint64_t offset, const char* data, std::size_t n) {
+  std::size_t done = 0;
+  while (done < n) {
+    const ssize_t w = ::pwrite(fd_, data + done, n - done, static_cast<off_t>(offset + done));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    done += static_cast<std::size_t>(w);
+  }
+  return 0;
+}
+
+void download_file::mark_done(http::extent e) {
+  if (!extents_ || e.empty()) return;
+  extents_->add(e);
+  meta_current_ = false;
+  if (extents_->done_bytes() - checkpointed_ >= segment_checkpoint) save_meta();
+}
+
+void download_file::begin_segments(http::extent_map done) {
+  stop_writeback();  // writes now land anywhere; the final fsync covers them
+  saved_.reset();
+  extents_ = std::move(done);
+  checkpointed_ = 0;
+  meta_current_ = false;
+}
+
+void download_file::end_segments() {
+  saved_.reset();
+  if (!extents_ && !resumed_) return;
+  extents_.reset();
+  // Bytes past the stream's end belong to no stream: the metadata of one
+  // stream describes the part by its size.
+  if (!stream_ && fd_ >= 0) {
+    struct stat st{};
+    if (::fstat(fd_, &st) == 0 && static_cast<std::uint64_t>(st.st_size) > size_ &&
+        ::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      size_ = 0;  // cannot drop the stray bytes: keep nothing (the next write starts over)
+      validator_.clear();
+    }
+  }
+  meta_current_ = false;
 }
 
 // Hands what was written to the kernel's writeback now, so that the final fsync
@@ -259,6 +341,9 @@ bool download_file::discard() {
   stop_writeback();
   if (::ftruncate(fd_, 0) != 0) return false;
   size_ = synced_ = 0;
+  extents_.reset();
+  saved_.reset();
+  checkpointed_ = 0;
   validator_.clear();
   length_.reset();
   resumed_ = false;
@@ -283,7 +368,7 @@ void download_file::describe(const std::string& validator, std::optional<std::ui
 }
 
 void download_file::checkpoint() {
-  if (!meta_current_ && resumable()) save_meta();
+  if ((!meta_current_ || (extents_ && extents_->done_bytes() != checkpointed_)) && resumable()) save_meta();
 }
 
 void download_file::track_digest(const std::string& algorithm) {
@@ -295,7 +380,7 @@ void download_file::track_digest(const std::string& algorithm) {
   stream_algorithm_ = algorithm;
 }
 
-std::string download_file::digest(const std::string& algorithm, std::uint64_t from) {
+std::string download_file::digest(const std::string& algorithm, std::uint64_t from, std::optional<std::uint64_t> to) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned n = 0;
   if (stream_) {
@@ -309,9 +394,10 @@ std::string download_file::digest(const std::string& algorithm, std::uint64_t fr
   EVP_DigestInit_ex(ctx, type, nullptr);
   std::vector<char> buf(1 << 20);
   std::uint64_t at = from;
+  const std::uint64_t end = to ? *to : extents_ ? extents_->length() : size_;
   bool ok = true;
-  while (at < size_) {
-    const ssize_t r = ::pread(fd_, buf.data(), buf.size(), static_cast<off_t>(at));
+  while (at < end) {
+    const ssize_t r = ::pread(fd_, buf.data(), std::min<std::uint64_t>(buf.size(), end - at), static_cast<off_t>(at));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
       ok = false;

@@ -4,7 +4,8 @@
 // output, a FIFO, a device) written in order.
 //
 // The part file has a predictable name, `.NAME.backoff-part`, with its resume
-// metadata (URL, validator, length) in `.NAME.backoff-part.meta`, so that a later
+// metadata (URL, validator, length and, for a segmented download, the extents
+// that are complete) in `.NAME.backoff-part.meta`, so that a later
 // download of the same URL to the same target continues it. Because the name is
 // predictable it is opened with O_NOFOLLOW and used only when it is a regular
 // file owned by this user with a single link; an exclusive flock keeps two
@@ -21,6 +22,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+
+#include "backoff/http/segments.hpp"
 
 namespace backoff::curl::detail {
 
@@ -50,16 +53,35 @@ class download_file {
 
   // Appends; returns 0 or an errno.
   int write(const char* data, std::size_t n);
+
+  // Segmented downloads. The part then holds the extents of `extents()`,
+  // written at their offsets by any connection; size() stays the end of the
+  // extent that write() appends to (the first connection's stream).
+  // Enters segmented mode for a file of length() bytes, with `done` complete.
+  void begin_segments(http::extent_map done);
+  // Back to one stream: keeps the prefix that is complete, drops the rest.
+  void end_segments();
+  bool segmented() const noexcept { return extents_.has_value(); }
+  const http::extent_map& extents() const { return *extents_; }
+  // What the metadata of a segmented download listed as complete (when it
+  // was loaded and checked): resume these, fetch the gaps.
+  const std::optional<http::extent_map>& saved_extents() const noexcept { return saved_; }
+  // Writes at `offset` without marking anything complete; returns 0 or an errno.
+  int write_at(std::uint64_t offset, const char* data, std::size_t n);
+  // Marks bytes written with write_at complete (after whatever checked them).
+  void mark_done(http::extent e);
   // Drops everything held (a new version, or bytes that cannot be trusted).
   // False when the data cannot be taken back (a stream that was written to).
   bool discard();
   // Records what the held bytes belong to, in memory and in the metadata file.
   void describe(const std::string& validator, std::optional<std::uint64_t> length);
 
-  // Hex digest of the held bytes from offset `from` on ("sha256" or "sha512");
-  // empty on a read error. A stream cannot be re-read: call track_digest
-  // before the first write (and `from` must be 0).
-  std::string digest(const std::string& algorithm, std::uint64_t from = 0);
+  // Hex digest of the held bytes from offset `from` up to `to` (default: the
+  // end: size(), or length() when segmented) ("sha256" or "sha512"); empty on
+  // a read error. A stream cannot be re-read: call track_digest before the
+  // first write (and `from` must be 0).
+  std::string digest(const std::string& algorithm, std::uint64_t from = 0,
+                     std::optional<std::uint64_t> to = std::nullopt);
   void track_digest(const std::string& algorithm);
 
   // Makes the download visible: fsync, rename over the target (keeping an
@@ -69,7 +91,9 @@ class download_file {
   // `keep` and the data is resumable; otherwise removes them.
   void abandon(bool keep);
   // Whether abandon(true) keeps something a later run can resume.
-  bool resumable() const noexcept { return !stream_ && fd_ >= 0 && size_ > 0 && !validator_.empty(); }
+  bool resumable() const noexcept {
+    return !stream_ && fd_ >= 0 && !validator_.empty() && (size_ > 0 || (extents_ && extents_->done_bytes() > 0));
+  }
   // Writes the metadata now if the part is resumable and it is not written yet
   // (after an attempt that failed: the wait before the next may be long).
   void checkpoint();
@@ -78,6 +102,9 @@ class download_file {
   // fails, or at abandon): a download killed before that starts over, which
   // costs less than creating and removing a second file for every small one.
   static constexpr std::uint64_t meta_threshold = 256 * 1024;
+  // A segmented download's metadata is rewritten (data synced first) each
+  // time this much more is complete, so that a crash loses at most this much.
+  static constexpr std::uint64_t segment_checkpoint = 16u << 20;
 
  private:
   void load_meta(const std::string& url);
@@ -106,7 +133,10 @@ class download_file {
   std::uint64_t synced_ = 0;  // bytes handed to writeback so far
   std::string url_, validator_;
   std::optional<std::uint64_t> length_;
-  std::optional<mode_t> keep_mode_;  // the mode of the file being replaced
+  std::optional<mode_t> keep_mode_;
+  std::optional<http::extent_map> extents_;  // segmented: what is complete
+  std::optional<http::extent_map> saved_;    // what the loaded metadata listed
+  std::uint64_t checkpointed_ = 0;           // done bytes the metadata lists  // the mode of the file being replaced
   // Plain strings: a std::filesystem::path keeps a list of its components,
   // which thousands of concurrent downloads would pay for three times each.
   std::string final_, part_, meta_;

@@ -7,12 +7,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "backoff/curl/client.hpp"
+#include "backoff/http/digest.hpp"
 #include "backoff/http/resume.hpp"
 #include "backoff/retry.hpp"
 #include "download_file.hpp"
@@ -36,7 +38,8 @@ void set_timeouts(CURL* easy, const client_options& o, std::chrono::milliseconds
 void set_tls(CURL* easy, const tls_options& t);
 
 // Why the client ended a transfer itself.
-enum class interruption : std::uint8_t { none, cancelled, stalled, too_big };
+// (split: a segmented download's connection reached the end of its range.)
+enum class interruption : std::uint8_t { none, cancelled, stalled, too_big, split };
 
 // When a transfer last received anything (headers or body), for stall detection.
 struct activity {
@@ -166,6 +169,19 @@ class download_job {
 
   activity act;
   interruption why = interruption::none;
+  // Segmented downloads (async_client): called once a response's headers are
+  // decided to be the file's body (a 200, or a 206 that resumes), from inside
+  // curl's callback; and the body stops at stop_at (why = split).
+  std::function<void(long status, const std::vector<header>& headers)> on_body_decided;
+  std::uint64_t stop_at = UINT64_MAX;
+  std::function<void()> on_bytes;  // instead of options.on_progress, after bytes were written
+  std::uint64_t attempt_bytes() const noexcept;
+  const std::vector<header>& response_headers() const noexcept;
+  // Takes the user's headers (for segment requests made beside this job).
+  const std::vector<header>& user_headers() const noexcept;
+  // Moves counts and results kept across attempts into `out` (segmented
+  // downloads conclude themselves).
+  void take_counts(download_result& out);
   // curl's receive buffer: large for one transfer at a time (fewer, larger
   // reads); the async client, with thousands at once, keeps curl's 16 KiB.
   long buffer_size = receive_buffer;
@@ -175,6 +191,16 @@ class download_job {
   struct state;
   std::unique_ptr<state> s_;
 };
+
+// The whole-file digest the server names (Repr-Digest, else the older
+// Digest), with the field it came from.
+std::optional<std::pair<std::string, http::digest>> repr_digest_of(const std::vector<header>& headers);
+// Checks a finished file: the user's checksum, Repr-Digest (or Digest) in
+// `repr_headers`, Content-Digest in `content_headers` (null: none) covering the
+// bytes from `content_from`. Fills out.digest and out.verified; returns the
+// first mismatch, worded for people, or empty.
+std::string check_digests(download_file& file, const client_options& options, const std::vector<header>& repr_headers,
+                          const std::vector<header>* content_headers, std::uint64_t content_from, download_result& out);
 
 // One request (perform), attempt by attempt, like download_job: the body is
 // kept in memory (capped at max_filesize, or 1 GiB when unset).

@@ -42,6 +42,8 @@ struct get_flags {
   std::vector<std::string> urls;
   std::string input_file, output_dir;
   unsigned parallel = 4;
+  unsigned connections = 8;
+  std::string min_split_size = "1M";
   bool per_transfer_retry_after = false;
   std::string share;  // redis://HOST:PORT[/PREFIX]
   std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
@@ -181,6 +183,14 @@ get_plan plan_of(get_flags& f) {
   if (!many) f.url = f.urls.front();
   p.url = f.url;
   if (f.parallel < 1 || f.parallel > 1000) throw usage_error("--parallel: " + std::to_string(f.parallel) + " is not in 1..1000");
+  // aria2 caps at 16 and its maintainers refused more: servers ban clients
+  // that open many connections. 32 leaves room and keeps that promise.
+  if (f.connections < 1 || f.connections > 32)
+    throw usage_error("--connections: " + std::to_string(f.connections) + " is not in 1..32");
+  p.client.segments.connections = f.connections;
+  p.client.segments.min_split = parse_size(f.min_split_size, "--min-split-size");
+  if (p.client.segments.min_split < 64 * 1024)
+    throw usage_error("--min-split-size: '" + f.min_split_size + "' is below 64K, the smallest segment worth a request");
   if (many) {
     if (!f.output.empty()) throw usage_error("--output: one file for several URLs; use -O DIR (or names in -i FILE)");
     if (!f.method.empty()) throw usage_error("-X/--request: API calls take one URL");
@@ -346,7 +356,8 @@ nlohmann::json attempts_json(const std::vector<curl::attempt_log>& logs) {
                         {"error", a.error},
                         {"hint_s", a.hint ? nlohmann::json(seconds(*a.hint)) : nlohmann::json()},
                         {"delay_s", seconds(a.delay)},
-                        {"bytes", a.bytes}});
+                        {"bytes", a.bytes},
+                        {"range", a.range.empty() ? nlohmann::json() : nlohmann::json(a.range)}});
   return attempts;
 }
 
@@ -370,6 +381,22 @@ std::string save_body(const std::string& output, const std::string& body) {
     done += static_cast<std::size_t>(w);
   }
   return {};
+}
+
+// One file over several connections: the async client on this thread, its
+// download cancelled by the first signal.
+curl::download_result download_segmented(const get_plan& plan, const curl::client_options& o, signal_watch& signals) {
+  asio::io_context ctx;
+  asio::cancellation_signal cancel;
+  std::stop_callback on_signal(signals.token(), [&] {
+    asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
+  });
+  curl::async_client http(ctx.get_executor(), o, 0);
+  curl::download_result out;
+  http.async_download(plan.url, plan.output, plan.request.headers,
+                      asio::bind_cancellation_slot(cancel.slot(), [&](curl::download_result r) { out = std::move(r); }));
+  ctx.run();
+  return out;
 }
 
 // Several URLs on one thread: an async_client on an io_context, at most
@@ -451,6 +478,8 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
                          {"restarts", r.restarts},
                          {"partial", r.partial.string()},
                          {"verified", r.verified},
+                         {"connections", r.connections},
+                         {"single_stream_why", r.single_stream_why},
                          {"attempts", attempts_json(r.attempts)}});
     if (started && r.ok()) continue;
     ++failed;
@@ -491,6 +520,11 @@ subcommand get_command(CLI::App& app) {
   cmd->add_option("-i,--input-file", f->input_file, "Download the URLs listed in FILE ('URL [NAME]' per line; - for stdin)");
   cmd->add_option("-P,--parallel", f->parallel,
                   "Transfers at once with several URLs (default 4). Not wget's -P DIR: that is -O DIR here");
+  cmd->add_option("--connections", f->connections,
+                  "Connections per file, 1..32 (default 8): a file whose server supports ranges is fetched in "
+                  "segments, adding connections while they speed it up; 1 fetches it as one stream");
+  cmd->add_option("--min-split-size", f->min_split_size,
+                  "Smallest segment, e.g. 4M (default 1M); files under twice this use one connection");
   cmd->add_option("-O,--output-dir", f->output_dir,
                   "Save under DIR, each file under its URL's name. Not curl's -O (the URL's name is the default "
                   "here) nor wget's -O FILE (that is -o FILE)");
@@ -613,8 +647,12 @@ subcommand get_command(CLI::App& app) {
       return exit_for(r.reason, false, signals.signal());
     }
 
-    const auto r = to_stdout ? http.download(plan.url, 1, plan.request.headers)
-                             : http.download(plan.url, plan.output, plan.request.headers);
+    const bool segments = !to_stdout && o.segments.connections > 1;
+    if (segments)
+      o.on_progress = [&](const curl::progress& pr) { bar.update(pr.attempt, pr.bytes, pr.total, pr.connections); };
+    const auto r = to_stdout  ? http.download(plan.url, 1, plan.request.headers)
+                   : segments ? download_segmented(plan, o, signals)
+                              : http.download(plan.url, plan.output, plan.request.headers);
     bar.finish();
     if (report)
       report->write({{"url", shown_url(plan.url)},
@@ -627,6 +665,8 @@ subcommand get_command(CLI::App& app) {
                      {"partial", r.partial.string()},
                      {"digest", r.digest},
                      {"verified", r.verified},
+                     {"connections", r.connections},
+                     {"single_stream_why", r.single_stream_why},
                      {"attempts", attempts_json(r.attempts)}});
 
     if (r.ok()) {

@@ -29,7 +29,8 @@ class progress_bar {
   bool is_tty() const noexcept { return tty_; }
 
   // Called often; redraws at most 10 times a second.
-  void update(std::uint32_t attempt, std::uint64_t bytes, std::optional<std::uint64_t> total) {
+  // `connections` > 1: a segmented download, shown as "8 conns" instead of the attempt.
+  void update(std::uint32_t attempt, std::uint64_t bytes, std::optional<std::uint64_t> total, std::uint32_t connections = 1) {
     if (!tty_) return;
     const auto now = std::chrono::steady_clock::now();
     if (attempt != attempt_) {
@@ -43,17 +44,20 @@ class progress_bar {
     const double rate = secs > 0 ? static_cast<double>(bytes - std::min(bytes, attempt_bytes0_)) / secs : 0;
     std::string bar;
     char line[256];
+    char what[32];
+    if (connections > 1) std::snprintf(what, sizeof what, "%u conns", connections);
+    else std::snprintf(what, sizeof what, "attempt %u", attempt);
     if (total && *total > 0) {
       const double f = std::min(1.0, static_cast<double>(bytes) / static_cast<double>(*total));
       const int filled = static_cast<int>(f * 24);
       bar = "[" + std::string(static_cast<std::size_t>(filled), '=') + std::string(static_cast<std::size_t>(24 - filled), ' ') + "]";
       const double eta = rate > 0 ? static_cast<double>(*total - std::min(*total, bytes)) / rate : 0;
-      std::snprintf(line, sizeof line, "\r%s %s %3.0f%% %s/%s %s/s ETA %.0fs attempt %u\033[K", label_.c_str(),
+      std::snprintf(line, sizeof line, "\r%s %s %3.0f%% %s/%s %s/s ETA %.0fs %s\033[K", label_.c_str(),
                     bar.c_str(), f * 100, human_bytes(static_cast<double>(bytes)).c_str(),
-                    human_bytes(static_cast<double>(*total)).c_str(), human_bytes(rate).c_str(), eta, attempt);
+                    human_bytes(static_cast<double>(*total)).c_str(), human_bytes(rate).c_str(), eta, what);
     } else {
-      std::snprintf(line, sizeof line, "\r%s %s %s/s attempt %u\033[K", label_.c_str(),
-                    human_bytes(static_cast<double>(bytes)).c_str(), human_bytes(rate).c_str(), attempt);
+      std::snprintf(line, sizeof line, "\r%s %s %s/s %s\033[K", label_.c_str(),
+                    human_bytes(static_cast<double>(bytes)).c_str(), human_bytes(rate).c_str(), what);
     }
     std::lock_guard lock(mutex());
     std::fputs(line, stderr);

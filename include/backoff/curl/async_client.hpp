@@ -42,6 +42,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "backoff/curl/client.hpp"
 
@@ -49,6 +50,7 @@ namespace backoff::curl {
 
 class async_client {
  public:
+  struct impl;  // the inside (src/curl/async_impl.hpp)
   // max_host_connections: connections open at once to one host (0: no limit).
   explicit async_client(asio::any_io_executor ex, client_options options = {}, long max_host_connections = 0);
   ~async_client();
@@ -89,19 +91,25 @@ class async_client {
     std::unique_ptr<base> p_;
   };
 
-  // Downloads `url` to `target` (see client::download). Completes with
+  // Downloads `url` to `target` (see client::download), over several
+  // connections when options().segments allows it. Completes with
   // void(download_result).
   template <class Token>
   auto async_download(std::string url, std::filesystem::path target, Token&& token) {
+    return async_download(std::move(url), std::move(target), std::vector<header>{}, std::forward<Token>(token));
+  }
+  // The same with extra request headers (sent on every request of it).
+  template <class Token>
+  auto async_download(std::string url, std::filesystem::path target, std::vector<header> headers, Token&& token) {
     return asio::async_initiate<Token, void(download_result)>(
-        [this](auto handler, std::string u, std::filesystem::path t) {
+        [this](auto handler, std::string u, std::filesystem::path t, std::vector<header> h) {
           auto slot = asio::get_associated_cancellation_slot(handler);
           auto work = asio::prefer(asio::get_associated_executor(handler, executor_),
                                    asio::execution::outstanding_work.tracked);
-          start_download(std::move(u), std::move(t), slot,
+          start_download(std::move(u), std::move(t), std::move(h), slot,
                          completion<download_result>(std::move(handler), std::move(work)));
         },
-        token, std::move(url), std::move(target));
+        token, std::move(url), std::move(target), std::move(headers));
   }
 
   // One request under the retry policy (see client::perform: what may be
@@ -119,12 +127,11 @@ class async_client {
   }
 
  private:
-  void start_download(std::string url, std::filesystem::path target, asio::cancellation_slot slot,
-                      completion<download_result> done);
+  void start_download(std::string url, std::filesystem::path target, std::vector<header> headers,
+                      asio::cancellation_slot slot, completion<download_result> done);
   void start_perform(request r, asio::cancellation_slot slot, completion<response> done);
 
   asio::any_io_executor executor_;
-  struct impl;
   std::unique_ptr<impl> impl_;
 };
 

@@ -92,6 +92,8 @@ struct attempt_log {
   std::optional<duration> hint{};   // what the server asked for, after clamping
   duration delay{};                 // the wait that followed (0 for the last attempt)
   std::uint64_t bytes = 0;          // body bytes received in this attempt
+  std::string range{};              // a segment's request, "bytes=1048576-2097151"; empty: the file from
+                                    // where it stands (a whole download, or a resume)
   attempt_outcome outcome = attempt_outcome::success;  // as the retry loop classified it
 };
 
@@ -113,6 +115,7 @@ struct progress {
   std::uint32_t attempt;
   std::uint64_t bytes;              // of the whole file, including resumed bytes
   std::optional<std::uint64_t> total{};
+  std::uint32_t connections = 1;    // transferring now (a segmented download: several)
 };
 
 // An expected digest, "sha256:HEX" or "sha512:HEX".
@@ -135,8 +138,28 @@ struct tls_options {
   bool insecure = false;    // skip verifying the server's certificate and name (curl -k): tests only
 };
 
+// Segmented downloads (async_client): one file over several HTTP/1.1
+// connections, each fetching byte ranges, as aria2 -x N does.
+// The first response decides (backoff/http/segments.hpp, may_split): a file
+// splits only when the server proves ranges work (a 206, or Accept-Ranges:
+// bytes with a length), names a strong validator for If-Range, applies no
+// content coding, and the file is at least two min_split. Connections are then
+// added while the total throughput rises (doubling, RFC 6249 §7: keep a
+// connection only if it helps), up to `connections`; a 429, 503 or refused
+// connection halves them. Every segment's response must be a 206 with exactly
+// the range asked under the same validator: anything else never reaches the
+// file (a changed file starts over; a server that ignores ranges, or lies
+// about them three times, continues on one stream). The part file's metadata
+// lists the extents that are complete, so that a later run fetches only the
+// gaps. The blocking client always uses one stream.
+struct segment_options {
+  unsigned connections = 1;                  // per file; 1: one stream
+  std::uint64_t min_split = std::uint64_t{1} << 20;  // no segment smaller, except the end game's
+};
+
 struct client_options {
   backoff::policy policy{};
+  segment_options segments{};
   tls_options tls{};
   // perform(): ask for any content coding libcurl can decode and hand back the
   // decoded body (curl --compressed). Downloads ignore it: they fetch the
@@ -193,6 +216,8 @@ struct download_result {
   // "Digest sha-512" (RFC 3230), "Content-Digest sha-256"; empty when it sent none.
   std::vector<std::string> verified{};
   std::filesystem::path partial{};  // where resumable data was kept on failure (empty: none)
+  std::uint32_t connections = 1;    // the most connections that transferred at once
+  std::string single_stream_why{};  // a segmented download that stayed (or went back to) one stream: why
 
   bool ok() const noexcept { return reason == stop_reason::success; }
 };
