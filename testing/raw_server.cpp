@@ -55,7 +55,7 @@ raw_reply raw_reply::http(int status, const std::vector<std::pair<std::string, s
   return {out};
 }
 
-raw_server::raw_server() {
+raw_server::raw_server(bool concurrent) : concurrent_(concurrent) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -74,6 +74,7 @@ raw_server::~raw_server() {
   const char c = 'q';
   (void)!::write(stop_pipe_[1], &c, 1);
   thread_.join();
+  for (auto& w : workers_) w.join();
   ::close(listen_fd_);
   ::close(stop_pipe_[0]);
   ::close(stop_pipe_[1]);
@@ -101,7 +102,11 @@ void raw_server::serve() {
     if (fds[1].revents) return;
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    answer(fd);
+    if (!concurrent_) {
+      answer(fd);
+      continue;
+    }
+    workers_.emplace_back([this, fd] { answer(fd); });
   }
 }
 

@@ -11,6 +11,8 @@
 //   s.requests()[1];            // the raw request head of the second request
 //
 // Each connection carries one request: the server reads the request head,
+// (one connection at a time; raw_server(true) answers each on its own thread,
+// for clients that open several at once),
 // answers with the next reply of the script (the last one repeats), then
 // closes the connection — at once, after a stall (or when the client closes
 // first), or with a TCP reset.
@@ -41,7 +43,7 @@ struct raw_reply {
 
 class raw_server {
  public:
-  raw_server();
+  explicit raw_server(bool concurrent = false);
   ~raw_server();
   raw_server(const raw_server&) = delete;
   raw_server& operator=(const raw_server&) = delete;
@@ -61,6 +63,8 @@ class raw_server {
   int stop_pipe_[2] = {-1, -1};
   int port_ = 0;
   std::thread thread_;
+  bool concurrent_ = false;
+  std::vector<std::thread> workers_;
   mutable std::mutex mutex_;
   std::vector<raw_reply> script_;
   std::size_t next_ = 0;

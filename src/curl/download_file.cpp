@@ -246,7 +246,7 @@ int download_file::write(const char* data, std::size_t n) {
   size_ += n;
   if (!stream_ && !extents_ && size_ - synced_ >= writeback_chunk) start_writeback();
   if (extents_) {
-    if (extents_->done_bytes() - checkpointed_ >= segment_checkpoint) save_meta();
+    segment_progress();
   } else if (!meta_current_ && size_ >= meta_threshold) {
     save_meta();
   }
@@ -270,7 +270,15 @@ void download_file::mark_done(http::extent e) {
   if (!extents_ || e.empty()) return;
   extents_->add(e);
   meta_current_ = false;
-  if (extents_->done_bytes() - checkpointed_ >= segment_checkpoint) save_meta();
+  segment_progress();
+}
+
+void download_file::segment_progress() {
+  const auto now = std::chrono::steady_clock::now();
+  if (extents_->done_bytes() - checkpointed_ >= segment_checkpoint || now - checkpoint_time_ >= segment_interval) {
+    checkpoint_time_ = now;
+    save_meta();
+  }
 }
 
 void download_file::begin_segments(http::extent_map done) {
@@ -278,6 +286,7 @@ void download_file::begin_segments(http::extent_map done) {
   saved_.reset();
   extents_ = std::move(done);
   checkpointed_ = 0;
+  checkpoint_time_ = std::chrono::steady_clock::now();
   meta_current_ = false;
 }
 

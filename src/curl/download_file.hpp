@@ -14,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -105,10 +106,12 @@ class download_file {
   // A segmented download's metadata is rewritten (data synced first) each
   // time this much more is complete, so that a crash loses at most this much.
   static constexpr std::uint64_t segment_checkpoint = 16u << 20;
+  static constexpr std::chrono::seconds segment_interval{1};  // … or this long has passed
 
  private:
   void load_meta(const std::string& url);
   void save_meta();
+  void segment_progress();
   void start_writeback();
   void stop_writeback();
 
@@ -136,7 +139,8 @@ class download_file {
   std::optional<mode_t> keep_mode_;
   std::optional<http::extent_map> extents_;  // segmented: what is complete
   std::optional<http::extent_map> saved_;    // what the loaded metadata listed
-  std::uint64_t checkpointed_ = 0;           // done bytes the metadata lists  // the mode of the file being replaced
+  std::uint64_t checkpointed_ = 0;           // done bytes the metadata lists
+  std::chrono::steady_clock::time_point checkpoint_time_{};  // the mode of the file being replaced
   // Plain strings: a std::filesystem::path keeps a list of its components,
   // which thousands of concurrent downloads would pay for three times each.
   std::string final_, part_, meta_;

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: BSL-1.0
+// Segmented `backoff get` against a hostile scripted server: every segment
+// reply that must never reach the file, each with what the download does next.
+//
+// Every script starts the same way, so that the order of requests is fixed:
+// the first reply is a 200 of a 1 MiB file (ETag "v1", Accept-Ranges: bytes)
+// that sends one byte and then stalls. The download splits at that first byte,
+// so the second connection asks for the second half, bytes=524288-1048575,
+// and its reply is the hostile one. The stalled first connection ends on
+// --stall-timeout and is resumed from byte 1.
+#include <nlohmann/json.hpp>
+
+#include "cli_support.hpp"
+#include "raw_server.hpp"
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using backoff::testing::raw_reply;
+using backoff::testing::raw_server;
+using namespace cli_test;
+
+namespace {
+
+constexpr std::size_t L = 1u << 20;
+const std::string second_half = "bytes=524288-1048575";
+
+std::string content(char seed) {
+  std::string s(L, '\0');
+  std::uint64_t x = 0x9E3779B97F4A7C15ULL ^ static_cast<unsigned char>(seed);
+  for (auto& c : s) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  return s;
+}
+
+std::string range_header(std::size_t first, std::size_t last, std::size_t total = L) {
+  return "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" + std::to_string(total);
+}
+
+// The first reply: one byte of a 200 that may split, then a stall.
+raw_reply opening(const std::string& body, const std::string& etag = "\"v1\"") {
+  raw_reply r = raw_reply::http(200, {{"ETag", etag}, {"Accept-Ranges", "bytes"}}, body.substr(0, 1),
+                                static_cast<long long>(body.size()));
+  r.stall = 10s;
+  return r;
+}
+
+raw_reply segment(const std::string& body, std::size_t first, std::size_t last, const std::string& etag = "\"v1\"") {
+  return raw_reply::http(206, {{"ETag", etag}, {"Content-Range", range_header(first, last)}},
+                         body.substr(first, last - first + 1));
+}
+
+std::string header_in(const std::string& head, const std::string& name) {
+  std::istringstream in(head);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (key == name) return line.substr(line.find_first_not_of(' ', colon + 1));
+  }
+  return "";
+}
+
+class Segments : public Cli {
+ protected:
+  raw_server server{true};
+
+  cli_result get(std::vector<std::string> extra = {}) {
+    std::vector<std::string> all{"get",          server.url("/f"), "-o",        "out.bin", "--connections",
+                                 "2",            "--min-split-size", "256K",    "--stall-timeout", "300ms",
+                                 "--initial",    "1ms",            "--max-delay", "5ms",    "--report",
+                                 "r.json",       "--max-attempts", "8"};
+    all.insert(all.end(), extra.begin(), extra.end());
+    return cli(all);
+  }
+  nlohmann::json report() const { return nlohmann::json::parse(slurp(dir / "r.json")); }
+  std::vector<std::string> ranges() const {
+    std::vector<std::string> out;
+    for (const auto& head : server.requests()) out.push_back(header_in(head, "range"));
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_F(Segments, ARangeAnsweredWithTheWholeFileContinuesOnOneStream) {
+  const std::string body = content('a');
+  // The server ignores Range for the second connection: a 200 of the whole file, same ETag.
+  server.script({opening(body), raw_reply::http(200, {{"ETag", "\"v1\""}}, body), segment(body, 1, L - 1)});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  const auto rs = ranges();
+  ASSERT_GE(rs.size(), 3u);
+  EXPECT_EQ(rs[0], "");
+  EXPECT_EQ(rs[1], second_half);
+  EXPECT_EQ(header_in(server.requests()[1], "if-range"), "\"v1\"");
+  EXPECT_EQ(rs[2], "bytes=1-");  // one stream again, from where it stood
+  EXPECT_NE(report()["single_stream_why"].get<std::string>().find("whole file"), std::string::npos) << report();
+}
+
+TEST_F(Segments, AChangedValidatorOnOneSegmentStartsOverAndSavesOneVersion) {
+  const std::string v1 = content('b'), v2 = content('c');
+  // The second half comes from a new version; then the server serves v2 whole.
+  server.script({opening(v1), segment(v2, L / 2, L - 1, "\"v2\""), raw_reply::http(200, {{"ETag", "\"v2\""}}, v2)});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == v2) << "saved neither version whole";
+  EXPECT_EQ(ranges()[2], "");  // started over, with no Range
+  EXPECT_EQ(report()["restarts"], 1) << report();
+  EXPECT_NE(r.err.find("the file changed on the server"), std::string::npos) << r.err;
+}
+
+TEST_F(Segments, AWrongContentRangeIsNeverWrittenAndThreeOfThemEndSplitting) {
+  const std::string body = content('d');
+  // Three replies that name another range (the first half, with its bytes).
+  const raw_reply wrong = segment(content('x'), 0, L / 2 - 1);
+  server.script({opening(body), wrong, wrong, wrong, segment(body, 1, L - 1)});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body) << "bytes of a wrong range reached the file";
+  const auto rs = ranges();
+  ASSERT_EQ(rs.size(), 5u);
+  EXPECT_EQ(rs[1], second_half);
+  EXPECT_EQ(rs[2], second_half);
+  EXPECT_EQ(rs[3], second_half);
+  EXPECT_EQ(rs[4], "bytes=1-");
+  EXPECT_NE(r.err.find("is not that range (Content-Range: bytes 0-524287/1048576)"), std::string::npos) << r.err;
+  EXPECT_NE(report()["single_stream_why"].get<std::string>().find("continuing on one stream"), std::string::npos);
+}
+
+TEST_F(Segments, AShort206KeepsWhatCameAndAsksForTheRest) {
+  const std::string body = content('e');
+  // The second half announces 512 KiB but sends 100000 bytes and closes.
+  raw_reply short206 = raw_reply::http(206, {{"ETag", "\"v1\""}, {"Content-Range", range_header(L / 2, L - 1)}},
+                                       body.substr(L / 2, 100000), static_cast<long long>(L / 2));
+  const std::size_t rest = L / 2 + 100000;
+  // Then: the rest of that half; three steals from the stalled first
+  // connection, each half of what it has left (the end game stops at 128 KiB);
+  // and the first connection's gap once it stalls out.
+  server.script({opening(body), short206, segment(body, rest, L - 1), segment(body, 262144, 524287),
+                 segment(body, 131072, 262143), segment(body, 1, 131071)});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  const auto rs = ranges();
+  ASSERT_EQ(rs.size(), 6u) << r.err;
+  EXPECT_EQ(rs[2], "bytes=" + std::to_string(rest) + "-1048575");
+  EXPECT_EQ(rs[3], "bytes=262144-524287");
+  EXPECT_EQ(rs[4], "bytes=131072-262143");
+  EXPECT_EQ(rs[5], "bytes=1-131071");
+  for (const auto& head : server.requests()) EXPECT_EQ(header_in(head, "want-repr-digest"), "sha-256=10, sha-512=3");
+  std::uint64_t fetched = 0;
+  const auto rep = report();
+  for (const auto& a : rep["attempts"]) fetched += a["bytes"].get<std::uint64_t>();
+  EXPECT_EQ(fetched, L) << "every byte fetched once: " << report();
+  EXPECT_EQ(report()["connections"], 2);
+}
+
+TEST_F(Segments, AReprDigestMismatchOnTheAssembledFileStartsOverOnce) {
+  const std::string body = content('f');
+  const std::string bad = "sha-256=:" + std::string(43, 'A') + "=:";
+  auto with_digest = [&](raw_reply r) {
+    const auto end = r.bytes.find("\r\n");
+    r.bytes.insert(end + 2, "Repr-Digest: " + bad + "\r\n");
+    return r;
+  };
+  // The same steals as above, then (after the restart) the whole file on one stream, same digest.
+  server.script({with_digest(opening(body)), with_digest(segment(body, L / 2, L - 1)), segment(body, 262144, 524287),
+                 segment(body, 131072, 262143), segment(body, 1, 131071),
+                 with_digest(raw_reply::http(200, {{"ETag", "\"v1\""}}, body))});
+  const auto r = get();
+  EXPECT_EQ(r.status, 6) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out.bin"));
+  EXPECT_NE(r.err.find("Repr-Digest sha-256 mismatch"), std::string::npos) << r.err;
+}
+
+TEST_F(Segments, ConnectionsAndMinSplitSizeAreChecked) {
+  for (const auto& [flag, value, says] :
+       {std::tuple{"--connections", "0", "--connections: 0 is not in 1..32"},
+        std::tuple{"--connections", "33", "--connections: 33 is not in 1..32"},
+        std::tuple{"--min-split-size", "1K", "--min-split-size: '1K' is below 64K"},
+        std::tuple{"--min-split-size", "lots", "--min-split-size"}}) {
+    const auto r = cli({"get", server.url("/f"), flag, value});
+    EXPECT_EQ(r.status, 2) << flag << " " << value;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  }
+  EXPECT_TRUE(server.requests().empty());
+}
