@@ -17,8 +17,15 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+
 #include "backoff/curl/client.hpp"
 #include "backoff/stop.hpp"
+#ifdef BACKOFF_TEST_ASYNC
+#include <asio/io_context.hpp>
+
+#include "backoff/curl/async_client.hpp"
+#endif
 #include "https_nginx.hpp"
 #include "wait.hpp"
 
@@ -197,3 +204,113 @@ TEST(NginxTls, ClientOptionsTlsTrustsAPrivateCaAndACertificateErrorIsPermanent) 
   EXPECT_TRUE(insecure.perform({.url = tls.url("/t.bin")}).ok());
   fs::remove_all(dir);
 }
+
+#ifdef BACKOFF_TEST_ASYNC
+// --- segmented downloads ------------------------------------------------------------
+
+namespace {
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+backoff::curl::download_result segmented_get(const std::string& u, const fs::path& target, unsigned connections) {
+  asio::io_context ctx;
+  backoff::curl::async_client http(
+      ctx.get_executor(),
+      {.policy = {.schedule = backoff::constant{.delay = 10ms},
+                  .jitter = backoff::jitter::none(),
+                  .stop = backoff::stop::after_attempts(40)},
+       .segments = {.connections = connections, .min_split = 1u << 20}});
+  backoff::curl::download_result out;
+  http.async_download(u, target, [&](backoff::curl::download_result r) { out = std::move(r); });
+  ctx.run();
+  return out;
+}
+
+}  // namespace
+
+TEST_F(Nginx, SegmentedDownloadIsByteExactOverSeveralConnections) {
+  // 24 MiB at 8 MiB/s per connection: a second connection doubles the rate,
+  // so the download grows past one; each segment is a 206 of exactly its range.
+  const fs::path target = root / "seg.bin";
+  const auto r = segmented_get(url("/files/big.bin"), target, 4);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_TRUE(read_all(target) == big);
+  EXPECT_GE(r.connections, 2u);
+  std::size_t ranged = 0;
+  for (const auto& a : r.attempts) {
+    if (a.range.empty()) continue;
+    ++ranged;
+    EXPECT_EQ(a.status, 206) << a.range;
+  }
+  EXPECT_GE(ranged, 1u);
+  EXPECT_FALSE(fs::exists(root / ".seg.bin.backoff-part.meta"));
+  fs::remove(target);
+}
+
+TEST_F(Nginx, SegmentedDownloadBacksOffFromLimitConn) {
+  // nginx answers 503 past two connections: the download halves its
+  // connections and still ends byte-exact.
+  const fs::path target = root / "two.bin";
+  const auto r = segmented_get(url("/two/big.bin"), target, 8);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_TRUE(read_all(target) == big);
+  bool refused = false;
+  for (const auto& a : r.attempts) refused |= a.status == 503;
+  EXPECT_TRUE(refused) << "no connection met limit_conn";
+  fs::remove(target);
+}
+
+#ifdef BACKOFF_CLI
+TEST_F(Nginx, KilledSegmentedDownloadResumesOnlyTheGaps) {
+  // kill -9 once the metadata lists complete extents; the next run fetches
+  // the rest only and ends byte-exact.
+  const fs::path work = root / "kill";
+  fs::create_directories(work);
+  const std::string u = url("/slow/big.bin");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::chdir(work.c_str()) != 0) ::_exit(126);
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 2);
+    ::execl(BACKOFF_CLI, "backoff", "get", "-q", "--connections", "4", "-o", "out.bin", u.c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const fs::path meta = work / ".out.bin.backoff-part.meta";
+  std::uint64_t listed = 0;
+  for (int i = 0; i < 1000 && listed < (4u << 20); ++i) {
+    std::this_thread::sleep_for(10ms);
+    const std::string text = read_all(meta);
+    const auto at = text.find("\nextents ");
+    if (at == std::string::npos) continue;
+    listed = 0;
+    std::istringstream items(text.substr(at + 9, text.find('\n', at + 1) - at - 9));
+    std::string item;
+    while (std::getline(items, item, ',')) {
+      const auto dash = item.find('-');
+      if (dash != std::string::npos) listed += std::stoull(item.substr(dash + 1)) - std::stoull(item.substr(0, dash));
+    }
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_GE(listed, 4u << 20) << "the metadata never listed 4 MiB";
+  ASSERT_FALSE(fs::exists(work / "out.bin"));
+
+  const std::string cmd = "cd '" + work.string() + "' && '" BACKOFF_CLI "' get -q --connections 4 --report r.json -o out.bin '" +
+                          u + "'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_TRUE(read_all(work / "out.bin") == big);
+  const std::string report = read_all(work / "r.json");
+  std::uint64_t fetched = 0;
+  // Each attempt is {"attempt":N,"bytes":B,…} (keys sorted); the total follows "attempts":[…].
+  for (std::size_t at = 0; (at = report.find(",\"bytes\":", at)) != std::string::npos; at += 9)
+    if (at > 0 && std::isdigit(static_cast<unsigned char>(report[at - 1]))) fetched += std::stoull(report.substr(at + 9));
+  EXPECT_LE(fetched, big.size() - listed + big.size() / 100) << "fetched again what the metadata listed";
+  fs::remove_all(work);
+}
+#endif
+#endif
