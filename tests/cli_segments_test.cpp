@@ -191,3 +191,35 @@ TEST_F(Segments, ConnectionsAndMinSplitSizeAreChecked) {
   }
   EXPECT_TRUE(server.requests().empty());
 }
+
+TEST_F(Segments, MetadataThatListsMoreThanThePartHoldsStartsOver) {
+  const std::string body = content('g');
+  // A part of 1000 bytes whose metadata claims the second half too (a crash
+  // before those bytes reached the disk, or another download's state file).
+  std::ofstream(dir / ".out.bin.backoff-part", std::ios::binary) << body.substr(0, 1000);
+  std::ofstream(dir / ".out.bin.backoff-part.meta")
+      << "backoff-part 1\nurl " << server.url("/f") << "\nvalidator \"v1\"\nlength " << L
+      << "\nextents 0-1000,524288-1048576\n";
+  server.script({raw_reply::http(200, {{"ETag", "\"v1\""}}, body)});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  EXPECT_EQ(ranges().at(0), "") << "resumed from a state file it should not trust";
+}
+
+TEST_F(Segments, MetadataWithValidExtentsResumesOnlyTheGap) {
+  const std::string body = content('h');
+  // Complete: the first 1000 bytes and the second half; missing: 1000-524287.
+  std::string part = body.substr(0, 1000) + std::string(L / 2 - 1000, '\0') + body.substr(L / 2);
+  std::ofstream(dir / ".out.bin.backoff-part", std::ios::binary) << part;
+  std::ofstream(dir / ".out.bin.backoff-part.meta")
+      << "backoff-part 1\nurl " << server.url("/f") << "\nvalidator \"v1\"\nlength " << L
+      << "\nextents 0-1000,524288-1048576\n";
+  server.script({segment(body, 1000, L / 2 - 1)});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  ASSERT_EQ(ranges().size(), 1u);
+  EXPECT_EQ(ranges()[0], "bytes=1000-524287");
+  EXPECT_EQ(header_in(server.requests()[0], "if-range"), "\"v1\"");
+}

@@ -326,7 +326,11 @@ struct segmented_download final : async_client::impl::transfer_base,
       return;
     }
     ramp_rate = rate;
-    if (now_active >= options().segments.connections || file.extents().complete()) {
+    // New connections split ranges at min_split; smaller work is the end game's.
+    bool worth = false;
+    for (const auto& e : in_flight(nullptr).ranges) worth |= e.size() >= 2 * options().segments.min_split;
+    for (const auto& g : file.extents().missing()) worth |= g.size() >= 2 * options().segments.min_split;
+    if (!worth || now_active >= options().segments.connections || file.extents().complete()) {
       ramp_done = true;
       return;
     }
