@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace backoff::curl::detail {
@@ -191,34 +192,50 @@ void download_file::load_meta(const std::string& url) {
   resumed_ = true;
 }
 
-void download_file::save_meta() {
-  if (stream_ || meta_.empty()) return;
+std::string download_file::meta_text() const {
   std::ostringstream text;
   text << meta_magic << "\nurl " << url_ << "\nvalidator " << validator_ << "\nlength "
        << (length_ ? std::to_string(*length_) : std::string("-")) << "\n";
-  if (extents_) {
-    // The extents it lists must be on disk before the list is.
-    if (::fdatasync(fd_) != 0) return;
-    text << "extents " << extents_->to_string() << "\n";
-  }
+  if (extents_) text << "extents " << extents_->to_string() << "\n";
+  return text.str();
+}
+
+bool download_file::write_meta(int part_fd, const std::string& path, const std::string& text, bool durable) {
+  // The extents it lists must be on disk before the list is.
+  if (durable && ::fdatasync(part_fd) != 0) return false;
   // A new file renamed over the old one: a crash leaves the old list or the
   // new one, never half of one.
-  const std::string temp = meta_ + ".new";
+  const std::string temp = path + ".new";
   ::unlink(temp.c_str());
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return;  // without metadata the part is simply not resumed later
-  const std::string s = text.str();
+  if (fd < 0) return false;  // without metadata the part is simply not resumed later
   std::size_t done = 0;
-  while (done < s.size()) {
-    const ssize_t w = ::write(fd, s.data() + done, s.size() - done);
+  while (done < text.size()) {
+    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) break;
     done += static_cast<std::size_t>(w);
   }
-  const bool ok = done == s.size() && (!extents_ || ::fsync(fd) == 0);
+  const bool ok = done == text.size() && (!durable || ::fsync(fd) == 0);
   ::close(fd);
-  if (!ok || ::rename(temp.c_str(), meta_.c_str()) != 0) {
+  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
     ::unlink(temp.c_str());
+    return false;
+  }
+  return true;
+}
+
+void download_file::save_meta() {
+  if (stream_ || meta_.empty()) return;
+  if (extents_ && writeback_) {
+    // The helper thread syncs the data, then writes the list (in order with
+    // the writeback it was asked for).
+    {
+      std::lock_guard lock(writeback_->mutex);
+      writeback_->meta = meta_text();
+    }
+    writeback_->wake.notify_one();
+  } else if (!write_meta(fd_, meta_, meta_text(), extents_.has_value())) {
     return;
   }
   meta_current_ = true;
@@ -244,7 +261,7 @@ int download_file::write(const char* data, std::size_t n) {
     meta_current_ = false;
   }
   size_ += n;
-  if (!stream_ && !extents_ && size_ - synced_ >= writeback_chunk) start_writeback();
+  if (!stream_ && (extents_ ? (unsynced_ += n) >= writeback_chunk : size_ - synced_ >= writeback_chunk)) start_writeback();
   if (extents_) {
     segment_progress();
   } else if (!meta_current_ && size_ >= meta_threshold) {
@@ -263,6 +280,7 @@ int download_file::write_at(std::uint64_t offset, const char* data, std::size_t 
     }
     done += static_cast<std::size_t>(w);
   }
+  if ((unsynced_ += n) >= writeback_chunk) start_writeback();
   return 0;
 }
 
@@ -282,17 +300,18 @@ void download_file::segment_progress() {
 }
 
 void download_file::begin_segments(http::extent_map done) {
-  stop_writeback();  // writes now land anywhere; the final fsync covers them
   saved_.reset();
   extents_ = std::move(done);
   checkpointed_ = 0;
   checkpoint_time_ = std::chrono::steady_clock::now();
   meta_current_ = false;
+  start_writeback();  // the helper thread that takes the checkpoints
 }
 
 void download_file::end_segments() {
   saved_.reset();
   if (!extents_ && !resumed_) return;
+  stop_writeback();  // its checkpoints describe extents
   extents_.reset();
   // Bytes past the stream's end belong to no stream: the metadata of one
   // stream describes the part by its size.
@@ -308,28 +327,47 @@ void download_file::end_segments() {
 }
 
 // Hands what was written to the kernel's writeback now, so that the final fsync
-// finds little left to do and the download is not paid for twice at the end.
+// finds little left to do and the download is not paid for twice at the end:
+// the bytes appended since the last call, or (segmented: written anywhere) the
+// whole file.
 void download_file::start_writeback() {
-  synced_ = size_;
+  off_t from = 0, len = 0;  // len 0: to the end of the file
+  if (!extents_) {
+    from = static_cast<off_t>(synced_);
+    len = static_cast<off_t>(size_ - synced_);
+    synced_ = size_;
+  }
+  unsynced_ = 0;
   if (!writeback_) {
     writeback_ = std::make_unique<writeback>();
-    writeback_->thread = std::thread([w = writeback_.get(), fd = fd_] {
-      std::uint64_t done = 0;
+    writeback_->thread = std::thread([w = writeback_.get(), fd = fd_, path = meta_] {
       std::unique_lock lock(w->mutex);
       for (;;) {
-        w->wake.wait(lock, [&] { return w->stop || w->requested > done; });
-        if (w->stop) return;
-        const std::uint64_t upto = w->requested;
+        // Work asked for before a stop is done first: a checkpoint is not lost.
+        w->wake.wait(lock, [&] { return w->stop || w->pending || !w->meta.empty(); });
+        if (!w->pending && w->meta.empty()) return;
+        const bool flush = std::exchange(w->pending, false);
+        const off_t f = w->from, n = w->len;
+        const std::string meta = std::exchange(w->meta, std::string());
         lock.unlock();
-        ::sync_file_range(fd, static_cast<off_t>(done), static_cast<off_t>(upto - done), SYNC_FILE_RANGE_WRITE);
-        done = upto;
+        if (flush) ::sync_file_range(fd, f, n, SYNC_FILE_RANGE_WRITE);
+        if (!meta.empty()) write_meta(fd, path, meta, true);
         lock.lock();
       }
     });
   }
   {
     std::lock_guard lock(writeback_->mutex);
-    writeback_->requested = size_;
+    writeback& w = *writeback_;
+    if (w.pending) {  // not started yet: one request covering both
+      const off_t end = w.len == 0 || len == 0 ? 0 : std::max(w.from + w.len, from + len);
+      w.from = std::min(w.from, from);
+      w.len = end == 0 ? 0 : end - w.from;
+    } else {
+      w.from = from;
+      w.len = len;
+    }
+    w.pending = true;
   }
   writeback_->wake.notify_one();
 }
@@ -349,7 +387,7 @@ bool download_file::discard() {
   if (stream_) return size_ == 0;
   stop_writeback();
   if (::ftruncate(fd_, 0) != 0) return false;
-  size_ = synced_ = 0;
+  size_ = synced_ = unsynced_ = 0;
   extents_.reset();
   saved_.reset();
   checkpointed_ = 0;

@@ -111,6 +111,10 @@ class download_file {
  private:
   void load_meta(const std::string& url);
   void save_meta();
+  std::string meta_text() const;
+  // Writes `text` as the metadata: a new file, renamed over the old one;
+  // with `durable`, the part's data is synced first and the file too.
+  static bool write_meta(int part_fd, const std::string& path, const std::string& text, bool durable);
   void segment_progress();
   void start_writeback();
   void stop_writeback();
@@ -118,11 +122,15 @@ class download_file {
   // Write-behind: a helper thread hands written ranges to the kernel's
   // writeback (sync_file_range may block when the device queue is full, and
   // must not stall the transfer), so that the final fsync finds little to do.
+  // A segmented download's checkpoints (fdatasync, then the metadata) run
+  // there too, off the transfers' thread.
   struct writeback {
     std::thread thread;
     std::mutex mutex;
     std::condition_variable wake;
-    std::uint64_t requested = 0;  // flush up to here
+    bool pending = false;  // a range to flush: [from, from + len), len 0 = to the end
+    off_t from = 0, len = 0;
+    std::string meta;      // metadata to write once the data is synced (segmented)
     bool stop = false;
   };
   std::unique_ptr<writeback> writeback_;
@@ -133,7 +141,8 @@ class download_file {
   bool resumed_ = false;
   bool meta_current_ = true;  // what is on disk describes the part (or nothing needs describing)
   std::uint64_t size_ = 0;
-  std::uint64_t synced_ = 0;  // bytes handed to writeback so far
+  std::uint64_t synced_ = 0;    // one stream: bytes handed to writeback so far
+  std::uint64_t unsynced_ = 0;  // segmented: bytes written since the last writeback
   std::string url_, validator_;
   std::optional<std::uint64_t> length_;
   std::optional<mode_t> keep_mode_;
