@@ -200,3 +200,21 @@ TEST(CheckSegment, WritesOnlyTheExactRangeUnderTheSameValidator) {
   EXPECT_EQ(check_segment(503, {}, asked, "\"v1\"", 1000), segment_verdict::not_a_body);
   EXPECT_EQ(check_segment(416, {}, asked, "\"v1\"", 1000), segment_verdict::not_a_body);
 }
+
+TEST(Ramp, ConnectionsPayOffOnlyWhenTheTotalRateRisesEnough) {
+  using backoff::http::connections_paid_off;
+  // Capped at 4 MiB/s per connection: doubling doubles the total.
+  EXPECT_TRUE(connections_paid_off(4.0, 8.0, 1, 1));
+  EXPECT_TRUE(connections_paid_off(16.0, 32.0, 4, 4));
+  // A saturated link: the new ones only share it.
+  EXPECT_FALSE(connections_paid_off(100.0, 101.0, 1, 1));
+  EXPECT_FALSE(connections_paid_off(32.0, 30.0, 4, 4));
+  // The threshold: a quarter of the ideal gain, inclusive.
+  EXPECT_TRUE(connections_paid_off(8.0, 10.0, 2, 2));    // ideal +8, needed +2
+  EXPECT_FALSE(connections_paid_off(8.0, 9.99, 2, 2));
+  EXPECT_TRUE(connections_paid_off(8.0, 9.0, 4, 2));     // ideal +4 (2 at 2 each), needed +1
+  EXPECT_FALSE(connections_paid_off(8.0, 8.99, 4, 2));
+  // Nothing added, or nothing before: nothing to judge.
+  EXPECT_FALSE(connections_paid_off(8.0, 16.0, 2, 0));
+  EXPECT_FALSE(connections_paid_off(8.0, 16.0, 0, 2));
+}

@@ -122,7 +122,7 @@ struct segmented_download final : async_client::impl::transfer_base,
   // Ramp-up (and the wait before the first request).
   asio::steady_timer ramp, start_wait;
   bool ramp_done = false, ramp_measuring = false;
-  unsigned ramp_added = 0;
+  std::vector<conn*> ramp_new;  // the connections the last round added
   double ramp_rate = 0;
   steady::time_point ramp_mark{};
   std::uint64_t ramp_bytes = 0;
@@ -152,7 +152,7 @@ struct segmented_download final : async_client::impl::transfer_base,
   void begin(asio::cancellation_slot cancel_slot) {
     if (auto err = file.open(target, url); !err.empty()) return fail_early(std::move(err), true);
     job = std::make_unique<download_job>(options(), url, file, user_headers);
-    job->buffer_size = CURL_MAX_WRITE_SIZE;
+    job->buffer_size = receive_buffer;  // one file, at most 32 connections: the blocking client's larger reads
     job->on_body_decided = [this](long status, const std::vector<header>& h) { body_decided(status, h); };
     job->on_bytes = [this] { bytes_written(); };
     conns.push_back(std::make_unique<conn>(*this, owner.executor));
@@ -242,9 +242,9 @@ struct segmented_download final : async_client::impl::transfer_base,
     if (const auto r = repr_digest_of(headers)) digest.emplace_back(r->first, http::joined_header(headers, r->first.c_str()));
     enter_segments(std::move(have), d.validator, std::move(digest));
     job->stop_at = length;
-    // Not from inside curl's callback: add connections on the next turn.
+    // Measure this connection alone first; the ramp adds the next ones.
     asio::post(owner.executor, [weak = weak_from_this()] {
-      if (auto t = weak.lock(); t && !t->finished) t->grow(1);
+      if (auto t = weak.lock(); t && !t->finished) t->arm_ramp(first_byte_poll);
     });
   }
 
@@ -271,7 +271,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     const unsigned max = options().segments.connections;
     const unsigned before = active();
     cap = std::min(max, std::max(cap, before + k));
-    ramp_added = 0;
+    ramp_new.clear();
     for (unsigned i = 0; i < k && active() < cap; ++i) {
       conn* idle = nullptr;
       for (auto& c : conns)
@@ -286,7 +286,7 @@ struct segmented_download final : async_client::impl::transfer_base,
         }
       }
       if (!assign(*idle)) break;
-      ++ramp_added;
+      ramp_new.push_back(idle);
     }
     if (!ramp_done) arm_ramp(first_byte_poll);
   }
@@ -314,15 +314,16 @@ struct segmented_download final : async_client::impl::transfer_base,
     const double secs = std::chrono::duration<double>(t - ramp_mark).count();
     const double rate = secs > 0 ? static_cast<double>(moved() - ramp_bytes) / secs : 0;
     const unsigned now_active = transferring();
-    const unsigned before = now_active > ramp_added ? now_active - ramp_added : 1;
-    const bool first_measure = ramp_rate == 0;
-    const bool rose = first_measure ||
-                      rate >= ramp_rate * (1.0 + 0.25 * static_cast<double>(ramp_added) / static_cast<double>(before));
+    const unsigned added = static_cast<unsigned>(ramp_new.size());
+    const unsigned before = now_active > added ? now_active - added : 1;
+    const bool rose = ramp_rate == 0 || http::connections_paid_off(ramp_rate, rate, before, added);
     ramp_measuring = false;
     if (!rose) {
-      // The last ones did not help: let them go when their ranges end (RFC 6249 §7).
+      // The last ones did not help: close them now (RFC 6249 §7: keep a
+      // connection only if it raises the throughput).
       cap = std::max(1u, before);
       ramp_done = true;
+      for (conn* c : ramp_new) drop(*c);
       return;
     }
     ramp_rate = rate;
@@ -380,6 +381,20 @@ struct segmented_download final : async_client::impl::transfer_base,
     return false;
   }
 
+  // Ends `c`'s request early: its range's rest goes back to the pool. The
+  // first connection, asked for the whole rest of the file, runs on through
+  // it when it was to stop where `c` began.
+  void drop(conn& c) {
+    if (!c.in_multi || c.probe) return;
+    detach(c);
+    attempt_result closed;
+    curl_easy_getinfo(c.easy, CURLINFO_RESPONSE_CODE, &closed.status);
+    closed.bytes = c.bytes;
+    log_attempt(c, closed, range_text(c.asked));
+    conn& f = first();
+    if (f.in_multi && f.probe && job->stop_at == c.asked.begin) job->stop_at = c.end;
+  }
+
   void start_range(conn& c, http::extent r) {
     c.probe = false;
     c.n = ++attempts;
@@ -413,7 +428,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     // and a per-connection rate limit would apply to all of them.
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c.request->list);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, static_cast<long>(CURL_MAX_WRITE_SIZE));
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, receive_buffer);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &segmented_download::on_range_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &c);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

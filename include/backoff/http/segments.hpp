@@ -180,6 +180,17 @@ inline std::optional<assignment> next_range(const extent_map& done, std::span<co
   return assignment{{mid, v.end}, victim};
 }
 
+// Whether the connections a ramp-up round added paid off: `before`
+// connections moved `rate_before` bytes/s, and with `added` more the total is
+// `rate_after`. They did when the total rose by at least a quarter of what
+// they would add at the old per-connection rate (doubling 4 → 8 must gain
+// 25 %). RFC 6249 §7: add connections one step at a time and keep them only if
+// the aggregate throughput rises.
+inline bool connections_paid_off(double rate_before, double rate_after, unsigned before, unsigned added) {
+  if (before == 0 || added == 0) return false;
+  return rate_after >= rate_before * (1.0 + 0.25 * static_cast<double>(added) / static_cast<double>(before));
+}
+
 // Whether a first response lets the download split into ranges, and what a
 // segment must then match. RFC 6249 §7 and Chromium's parallel download ask
 // the same: ranges proven (a 206, or Accept-Ranges: bytes), a known length, a
