@@ -188,24 +188,10 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
 
   void attempted(attempt_result res) {
     const time_point t1 = now();
-    logs.push_back(log_of(n, res));
-    last = res;
+    last = std::move(res);
     has_last = true;
-    const attempt_outcome outcome = opts.classify(&last, nullptr);
-    attempt_record rec{n, outcome, false, t0 - start, t1 - t0, duration{0}, duration{-1}};
-    const backoff::attempt<attempt_result> seen{rec, &last, {}, stop_reason::success, false};
-    retry_step::report report{outcome, t1, std::nullopt, false, false};
-    if (opts.gate && opts.is_timeout) report.timed_out = opts.is_timeout(seen);
-    if (outcome == attempt_outcome::retryable && !cancelled) {
-      report.hint = opts.server_hint(seen);
-      report.made_progress = opts.made_progress(seen);
-    }
-    random_ref rng = opts.rng;
-    const retry_step::decision d = cancelled ? retry_step::decision{true, stop_reason::cancelled, duration{0}, duration{-1}}
-                                             : step->after(report, rng);
-    rec.hint = d.hint;
-    rec.delay = d.stop ? duration{0} : d.delay;
-    opts.after_attempt(backoff::attempt<attempt_result>{rec, &last, {}, d.reason, d.stop});
+    attempt_record rec = log_attempt(logs, opts, last, start, t0, t1);
+    const retry_step::decision d = decide_after(opts, *step, rec, last, t1, cancelled, last.progressed);
     if (d.stop) return conclude(d.reason);
     wait_then_attempt(d.delay);
   }

@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "backoff/curl/async_client.hpp"
+#include "backoff/step.hpp"
 #include "internal.hpp"
 
 namespace backoff::curl {
@@ -144,6 +145,44 @@ struct async_client::impl {
   void collect();
 };
 
+
+namespace detail {
+
+// The end of an attempt in an asynchronous loop (async_client.cpp's
+// transfers, segmented.cpp's downloads). `last` is the attempt's result, kept
+// by the caller; it is logged as the next attempt, numbered by `logs`.
+inline attempt_record log_attempt(std::vector<attempt_log>& logs, const backoff::options<attempt_result>& opts,
+                                  const attempt_result& last, time_point start, time_point t0, time_point t1,
+                                  std::string range = {}) {
+  logs.push_back(log_of(static_cast<std::uint32_t>(logs.size() + 1), last));
+  logs.back().range = std::move(range);
+  const attempt_outcome outcome =
+      last.verdict == http::verdict::success ? attempt_outcome::success : opts.classify(&last, nullptr);
+  return attempt_record{logs.back().number, outcome, false, t0 - start, t1 - t0, duration{0}, duration{-1}};
+}
+
+// Tells the step how the attempt `rec` ended (with the server's hint and
+// whether the work moved on) and runs the after_attempt hook with its wait.
+// A cancelled loop stops without asking the step.
+inline retry_step::decision decide_after(backoff::options<attempt_result>& opts, retry_step& step, attempt_record& rec,
+                                         const attempt_result& last, time_point t1, bool cancelled, bool progressed) {
+  const backoff::attempt<attempt_result> seen{rec, &last, {}, stop_reason::success, false};
+  retry_step::report report{rec.outcome, t1, std::nullopt, false, false};
+  if (opts.gate && opts.is_timeout) report.timed_out = opts.is_timeout(seen);
+  if (rec.outcome == attempt_outcome::retryable && !cancelled) {
+    report.hint = opts.server_hint(seen);
+    report.made_progress = progressed;
+  }
+  random_ref rng = opts.rng;
+  const retry_step::decision d = cancelled ? retry_step::decision{true, stop_reason::cancelled, duration{0}, duration{-1}}
+                                           : step.after(report, rng);
+  rec.hint = d.hint;
+  rec.delay = d.stop ? duration{0} : d.delay;
+  opts.after_attempt(backoff::attempt<attempt_result>{rec, &last, {}, d.reason, d.stop});
+  return d;
+}
+
+}  // namespace detail
 
 // Starts a download of `url` to `target` over up to
 // options.segments.connections connections (segmented.cpp).

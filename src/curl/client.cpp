@@ -687,8 +687,6 @@ download_job::download_job(const client_options& o, std::string url, download_fi
 download_job::~download_job() = default;
 
 std::uint64_t download_job::attempt_bytes() const noexcept { return s_->attempt_bytes; }
-const std::vector<header>& download_job::response_headers() const noexcept { return s_->headers; }
-const std::vector<header>& download_job::user_headers() const noexcept { return s_->user_headers; }
 
 void download_job::take_counts(download_result& out) {
   out.resumes += s_->resumes;

@@ -176,9 +176,6 @@ class download_job {
   std::uint64_t stop_at = UINT64_MAX;
   std::function<void()> on_bytes;  // instead of options.on_progress, after bytes were written
   std::uint64_t attempt_bytes() const noexcept;
-  const std::vector<header>& response_headers() const noexcept;
-  // Takes the user's headers (for segment requests made beside this job).
-  const std::vector<header>& user_headers() const noexcept;
   // Moves counts and results kept across attempts into `out` (segmented
   // downloads conclude themselves).
   void take_counts(download_result& out);

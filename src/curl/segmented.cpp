@@ -220,7 +220,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     attempt_result early;
     if (!job->prepare(c.easy, c.n, early)) {
       return asio::post(owner.executor, [weak = weak_from_this(), early]() mutable {
-        if (auto t = weak.lock(); t && !t->finished) t->one_stream_attempted(std::move(early));
+        if (auto t = weak.lock(); t && !t->finished) t->one_stream_attempted(t->first(), std::move(early));
       });
     }
     c.in_multi = true;
@@ -261,7 +261,6 @@ struct segmented_download final : async_client::impl::transfer_base,
     ramp_measuring = false;
     ramp_mark = steady::now();
     ramp_bytes = moved();
-    out.connections = std::max(out.connections, 1u);
   }
 
   // --- connections ------------------------------------------------------------------------
@@ -537,7 +536,7 @@ struct segmented_download final : async_client::impl::transfer_base,
 
   void probe_ended(conn& c, CURLcode code) {
     c.probe = false;
-    if (!segmented) return one_stream_attempted(job->complete(c.easy, code));
+    if (!segmented) return one_stream_attempted(c, job->complete(c.easy, code));
     // The first connection was a segment: it ended at its stop, or failed.
     const std::uint64_t stop = std::min(job->stop_at, length);
     if (job->why == interruption::split || (code == CURLE_OK && file.size() >= stop)) {
@@ -567,7 +566,6 @@ struct segmented_download final : async_client::impl::transfer_base,
       r.error = "cannot write '" + file.part_path().string() + "': " + std::strerror(c.write_errno);
       return failed(c, r, range);
     }
-    if (c.why == interruption::cancelled) return failed(c, r, range);
     const bool wrote = c.decided && c.verdict == http::segment_verdict::write && !c.overrun;
     if (wrote && (c.why == interruption::split || (code == CURLE_OK && c.next >= c.end))) {
       if (c.check_content) {
@@ -575,10 +573,7 @@ struct segmented_download final : async_client::impl::transfer_base,
         if (c.next < c.asked.end) {
           r.error.clear();
         } else {
-          download_result scratch;
-          const auto digest = http::joined_header(c.headers, "Content-Digest");
-          std::vector<header> only{{"Content-Digest", digest}};
-          const std::string bad = check_segment_digest(c, only);
+          const std::string bad = check_segment_digest(c);
           if (!bad.empty()) {
             r.verdict = http::verdict::retryable;
             r.failure = http::transport::other;
@@ -629,12 +624,12 @@ struct segmented_download final : async_client::impl::transfer_base,
     failed(c, r, range);
   }
 
-  std::string check_segment_digest(conn& c, const std::vector<header>& field) {
-    const auto members = http::parse_digest_field(http::joined_header(field, "Content-Digest"));
+  // The range's bytes against the response's Content-Digest: a mismatch, worded, or empty.
+  std::string check_segment_digest(const conn& c) {
+    const auto members = http::parse_digest_field(http::joined_header(c.headers, "Content-Digest"));
     const auto best = members ? http::strongest(*members) : std::nullopt;
     if (!best) return {};
-    const std::string alg = best->algorithm == "sha-512" ? "sha512" : "sha256";
-    const std::string got = file.digest(alg, c.asked.begin, c.asked.end);
+    const std::string got = file.digest(best->algorithm == "sha-512" ? "sha512" : "sha256", c.asked.begin, c.asked.end);
     return got == best->hex ? std::string() : "Content-Digest " + best->algorithm + " mismatch: expected " + best->hex + ", got " + got;
   }
 
@@ -645,54 +640,38 @@ struct segmented_download final : async_client::impl::transfer_base,
   }
 
   // --- decisions ----------------------------------------------------------------------------
-  void log_attempt(conn& c, const attempt_result& r, const std::string& range) {
-    logs.push_back(log_of(c.n, r));
-    logs.back().range = range;
-    logs.back().number = static_cast<std::uint32_t>(logs.size());
-    last = r;
+  // Logs how `c`'s request ended; `r` becomes the download's last result.
+  attempt_record record(conn& c, attempt_result r, const std::string& range) {
+    last = std::move(r);
     has_last = true;
-    attempt_record rec{logs.back().number, r.verdict == http::verdict::success ? attempt_outcome::success : opts.classify(&last, nullptr),
-                       false, c.t0 - start, now() - c.t0, duration{0}, duration{-1}};
+    return detail::log_attempt(logs, opts, last, start, c.t0, now(), range);
+  }
+
+  // A request that did its part: logged, no decision to make.
+  void log_attempt(conn& c, attempt_result r, const std::string& range) {
+    attempt_record rec = record(c, std::move(r), range);
     opts.after_attempt(backoff::attempt<attempt_result>{rec, &last, {}, stop_reason::success, false});
   }
 
   // A request failed: one decision for the download, then this connection
   // retries (or closes, when the connections were cut).
   void failed(conn& c, attempt_result r, const std::string& range) {
-    const time_point t1 = now();
-    logs.push_back(log_of(c.n, r));
-    logs.back().range = range;
-    logs.back().number = static_cast<std::uint32_t>(logs.size());
-    last = r;
-    has_last = true;
-    const attempt_outcome outcome = opts.classify(&last, nullptr);
-    attempt_record rec{logs.back().number, outcome, false, c.t0 - start, t1 - c.t0, duration{0}, duration{-1}};
-    const backoff::attempt<attempt_result> seen{rec, &last, {}, stop_reason::success, false};
+    attempt_record rec = record(c, std::move(r), range);
     const auto steady_now = steady::now();
-    if (outcome == attempt_outcome::retryable && !cancelled && segmented && steady_now < retry_at) {
+    if (rec.outcome == attempt_outcome::retryable && !cancelled && segmented && steady_now < retry_at) {
       // Another connection's failure already decided the wait: join it.
-      if (r.hint) opts.server_hint(seen);
+      if (last.hint) opts.server_hint(backoff::attempt<attempt_result>{rec, &last, {}, stop_reason::success, false});
       rec.delay = std::chrono::duration_cast<duration>(retry_at - steady_now);
       opts.after_attempt(backoff::attempt<attempt_result>{rec, &last, {}, stop_reason::success, false});
-      cut_connections(r);
+      cut_connections(last);
       return retry_later(c, rec.delay);
     }
-    retry_step::report report{outcome, t1, std::nullopt, false, false};
-    if (opts.gate && opts.is_timeout) report.timed_out = opts.is_timeout(seen);
-    if (outcome == attempt_outcome::retryable && !cancelled) {
-      report.hint = opts.server_hint(seen);
-      report.made_progress = moved() > moved_at_report || r.progressed;
-    }
+    const bool progressed = moved() > moved_at_report || last.progressed;
     moved_at_report = moved();
-    random_ref rng = opts.rng;
-    const retry_step::decision d = cancelled ? retry_step::decision{true, stop_reason::cancelled, duration{0}, duration{-1}}
-                                             : step->after(report, rng);
-    rec.hint = d.hint;
-    rec.delay = d.stop ? duration{0} : d.delay;
-    opts.after_attempt(backoff::attempt<attempt_result>{rec, &last, {}, d.reason, d.stop});
+    const retry_step::decision d = decide_after(opts, *step, rec, last, now(), cancelled, progressed);
     if (d.stop) return conclude(d.reason);
     retry_at = steady_now + std::chrono::duration_cast<steady::duration>(d.delay);
-    cut_connections(r);
+    cut_connections(last);
     retry_later(c, d.delay);
   }
 
@@ -724,31 +703,12 @@ struct segmented_download final : async_client::impl::transfer_base,
   }
 
   // One-stream attempts of the download job: as async_client's transfers.
-  void one_stream_attempted(attempt_result res) {
+  void one_stream_attempted(conn& c, attempt_result res, const std::string& range = {}) {
     if (segmented) return;  // a probe that split ended through probe_ended
-    conn& c = first();
-    const time_point t1 = now();
-    logs.push_back(log_of(c.n, res));
-    logs.back().number = static_cast<std::uint32_t>(logs.size());
-    last = res;
-    has_last = true;
-    const attempt_outcome outcome = opts.classify(&last, nullptr);
-    attempt_record rec{logs.back().number, outcome, false, c.t0 - start, t1 - c.t0, duration{0}, duration{-1}};
-    const backoff::attempt<attempt_result> seen{rec, &last, {}, stop_reason::success, false};
-    retry_step::report report{outcome, t1, std::nullopt, false, false};
-    if (opts.gate && opts.is_timeout) report.timed_out = opts.is_timeout(seen);
-    if (outcome == attempt_outcome::retryable && !cancelled) {
-      report.hint = opts.server_hint(seen);
-      report.made_progress = opts.made_progress(seen);
-    }
-    random_ref rng = opts.rng;
-    const retry_step::decision d = cancelled ? retry_step::decision{true, stop_reason::cancelled, duration{0}, duration{-1}}
-                                             : step->after(report, rng);
-    rec.hint = d.hint;
-    rec.delay = d.stop ? duration{0} : d.delay;
-    opts.after_attempt(backoff::attempt<attempt_result>{rec, &last, {}, d.reason, d.stop});
+    attempt_record rec = record(c, std::move(res), range);
+    const retry_step::decision d = decide_after(opts, *step, rec, last, now(), cancelled, last.progressed);
     if (d.stop) return conclude(d.reason);
-    retry_later(c, d.delay);
+    retry_later(first(), d.delay);
   }
 
   // Stops every connection but `keep` (null: all).
@@ -784,7 +744,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     r.progressed = false;
     moved_at_report = moved();
     retry_at = {};
-    one_stream_failed(c, std::move(r), range);
+    one_stream_attempted(c, std::move(r), range);
   }
 
   // Ranges refused or wrong: keep what is complete from the start, go on as one stream.
@@ -803,17 +763,7 @@ struct segmented_download final : async_client::impl::transfer_base,
       return;
     }
     r.progressed = true;  // not the server failing: no attempt is spent on the switch
-    one_stream_failed(c, std::move(r), range);
-  }
-
-  // `c`'s request failed and the download goes on as one stream: one decision,
-  // then the first connection makes the next attempt.
-  void one_stream_failed(conn& c, attempt_result r, const std::string& range) {
-    first().n = c.n;
-    first().t0 = c.t0;
-    const std::size_t at = logs.size();
-    one_stream_attempted(std::move(r));
-    if (logs.size() > at) logs[at].range = range;
+    one_stream_attempted(c, std::move(r), range);
   }
 
   // --- the end ----------------------------------------------------------------------------
@@ -832,15 +782,12 @@ struct segmented_download final : async_client::impl::transfer_base,
         file.discard();
         r.verdict = http::verdict::permanent;
         r.error = mismatch;
-        logs.push_back(log_of(++attempts, r));
-        logs.back().number = static_cast<std::uint32_t>(logs.size());
-        last = r;
-        has_last = true;
+        first().t0 = now();
+        record(first(), std::move(r), {});
         return conclude(stop_reason::permanent);
       }
       checksum_retried = true;
       r.error = mismatch + "; starting over";
-      first().n = ++attempts;
       first().t0 = now();
       return restart(first(), r, {});
     }
