@@ -45,20 +45,6 @@ raw_reply partial(const std::string& full, std::size_t from, const std::string& 
                          full.substr(from));
 }
 
-// The value of header `name` in a raw request head, or "" when absent.
-std::string header_in(const std::string& head, const std::string& name) {
-  std::istringstream in(head);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string key = line.substr(0, colon);
-    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (key == name) return line.substr(line.find_first_not_of(' ', colon + 1));
-  }
-  return "";
-}
 
 class Get : public Cli {
  protected:

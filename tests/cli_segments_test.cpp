@@ -51,19 +51,6 @@ raw_reply segment(const std::string& body, std::size_t first, std::size_t last, 
                          body.substr(first, last - first + 1));
 }
 
-std::string header_in(const std::string& head, const std::string& name) {
-  std::istringstream in(head);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string key = line.substr(0, colon);
-    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (key == name) return line.substr(line.find_first_not_of(' ', colon + 1));
-  }
-  return "";
-}
 
 class Segments : public Cli {
  protected:

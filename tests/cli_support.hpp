@@ -164,6 +164,21 @@ inline std::string run_cli_shell(const std::string& command) {
   return out;
 }
 
+// The value of header `name` (lower case) in a raw request head, or "" when absent.
+inline std::string header_in(const std::string& head, const std::string& name) {
+  std::istringstream in(head);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (key == name) return line.substr(line.find_first_not_of(' ', colon + 1));
+  }
+  return "";
+}
+
 inline std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
