@@ -361,6 +361,23 @@ nlohmann::json attempts_json(const std::vector<curl::attempt_log>& logs) {
   return attempts;
 }
 
+// One download in --report (docs/reports.md).
+nlohmann::json download_json(const std::string& url, const std::string& output, const curl::download_result& r,
+                             stop_reason reason, const std::string& error) {
+  return {{"url", shown_url(url)},
+          {"output", output},
+          {"reason", std::string(to_string(reason))},
+          {"error", error},
+          {"bytes", r.bytes},
+          {"resumes", r.resumes},
+          {"restarts", r.restarts},
+          {"partial", r.partial.string()},
+          {"verified", r.verified},
+          {"connections", r.connections},
+          {"single_stream_why", r.single_stream_why},
+          {"attempts", attempts_json(r.attempts)}};
+}
+
 int exit_for(stop_reason reason, bool file_error, int signal) {
   if (reason == stop_reason::success) return exit_code::ok;
   if (signal) return 128 + signal;
@@ -469,18 +486,7 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
     const auto& r = results[i];
     const bool started = i < next;
     const stop_reason reason = started ? r.reason : stop_reason::cancelled;
-    downloads.push_back({{"url", shown_url(plan.many[i].url)},
-                         {"output", plan.many[i].output},
-                         {"reason", std::string(to_string(reason))},
-                         {"error", started ? r.error : "not started"},
-                         {"bytes", r.bytes},
-                         {"resumes", r.resumes},
-                         {"restarts", r.restarts},
-                         {"partial", r.partial.string()},
-                         {"verified", r.verified},
-                         {"connections", r.connections},
-                         {"single_stream_why", r.single_stream_why},
-                         {"attempts", attempts_json(r.attempts)}});
+    downloads.push_back(download_json(plan.many[i].url, plan.many[i].output, r, reason, started ? r.error : "not started"));
     if (started && r.ok()) continue;
     ++failed;
     const int code = !started ? 128 + signals.signal() : exit_for(r.reason, r.file_error, signals.signal());
@@ -654,20 +660,11 @@ subcommand get_command(CLI::App& app) {
                    : segments ? download_segmented(plan, o, signals)
                               : http.download(plan.url, plan.output, plan.request.headers);
     bar.finish();
-    if (report)
-      report->write({{"url", shown_url(plan.url)},
-                     {"output", plan.output},
-                     {"reason", std::string(to_string(r.reason))},
-                     {"error", r.error},
-                     {"bytes", r.bytes},
-                     {"resumes", r.resumes},
-                     {"restarts", r.restarts},
-                     {"partial", r.partial.string()},
-                     {"digest", r.digest},
-                     {"verified", r.verified},
-                     {"connections", r.connections},
-                     {"single_stream_why", r.single_stream_why},
-                     {"attempts", attempts_json(r.attempts)}});
+    if (report) {
+      nlohmann::json one = download_json(plan.url, plan.output, r, r.reason, r.error);
+      one["digest"] = r.digest;
+      report->write(one);
+    }
 
     if (r.ok()) {
       if (!f->quiet)
