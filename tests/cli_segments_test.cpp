@@ -210,3 +210,43 @@ TEST_F(Segments, MetadataWithValidExtentsResumesOnlyTheGap) {
   EXPECT_EQ(ranges()[0], "bytes=1000-524287");
   EXPECT_EQ(header_in(server.requests()[0], "if-range"), "\"v1\"");
 }
+
+TEST_F(Segments, CtrlCKeepsTheExtentsAndTheNextRunFetchesOnlyTheGaps) {
+  const std::string body = content('i');
+  // The second half sends 100000 bytes and stalls: Ctrl-C comes then.
+  raw_reply stalled = raw_reply::http(206, {{"ETag", "\"v1\""}, {"Content-Range", range_header(L / 2, L - 1)}},
+                                      body.substr(L / 2, 100000), static_cast<long long>(L / 2));
+  stalled.stall = 10s;
+  server.script({opening(body), stalled});
+  const fs::path part = dir / ".out.bin.backoff-part";
+  const auto r = cli({"get", server.url("/f"), "-o", "out.bin", "--connections", "2", "--min-split-size", "256K"}, "",
+                     [&](pid_t pid) {
+    // pwrite at the segment's offset grows the part: its bytes are in the file.
+    for (int i = 0; i < 1000; ++i) {
+      std::error_code ec;
+      if (fs::file_size(part, ec) >= L / 2 + 100000 && !ec) break;
+      std::this_thread::sleep_for(5ms);
+    }
+    ::kill(pid, SIGINT);
+  });
+  EXPECT_EQ(r.status, 130) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out.bin"));
+  const std::string meta = slurp(dir / ".out.bin.backoff-part.meta");
+  EXPECT_NE(meta.find("\nextents 0-1,524288-624288\n"), std::string::npos) << meta;
+
+  // The next run asks for the two gaps only, the larger first, each under If-Range.
+  raw_server again(true);
+  again.script({segment(body, 1, L / 2 - 1), segment(body, L / 2 + 100000, L - 1)});
+  std::ofstream(dir / ".out.bin.backoff-part.meta") << std::string(meta).replace(meta.find(server.url("/f")),
+                                                                                  server.url("/f").size(), again.url("/f"));
+  const auto second = cli({"get", again.url("/f"), "-o", "out.bin", "--connections", "2", "--min-split-size", "256K",
+                           "--initial", "1ms"});
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  std::vector<std::string> asked;
+  for (const auto& head : again.requests()) {
+    asked.push_back(header_in(head, "range"));
+    EXPECT_EQ(header_in(head, "if-range"), "\"v1\"");
+  }
+  EXPECT_EQ(asked, (std::vector<std::string>{"bytes=1-524287", "bytes=624288-1048575"}));
+}
