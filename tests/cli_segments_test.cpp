@@ -250,3 +250,20 @@ TEST_F(Segments, CtrlCKeepsTheExtentsAndTheNextRunFetchesOnlyTheGaps) {
   }
   EXPECT_EQ(asked, (std::vector<std::string>{"bytes=1-524287", "bytes=624288-1048575"}));
 }
+
+TEST_F(Segments, AFifoTargetIsWrittenInOrderOnOneStream) {
+  const std::string body = content('j');
+  ASSERT_EQ(::mkfifo((dir / "out.bin").c_str(), 0600), 0);
+  std::string got;
+  std::thread reader([&] {
+    std::ifstream in(dir / "out.bin", std::ios::binary);
+    got.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  });
+  // A reply that splits a regular file; the stream resumes after the stall instead.
+  server.script({opening(body), segment(body, 1, L - 1)});
+  const auto r = get();
+  reader.join();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(got == body);
+  EXPECT_EQ(ranges(), (std::vector<std::string>{"", "bytes=1-"}));
+}

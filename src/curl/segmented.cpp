@@ -180,7 +180,8 @@ struct segmented_download final : async_client::impl::transfer_base,
 
   bool worth_splitting(std::uint64_t len) const {
     const auto min = options().segments.min_split;
-    return !no_split && options().segments.connections > 1 && min > 0 && len / 2 >= min;
+    // A FIFO or device is written in order: it cannot take segments.
+    return !no_split && !file.is_stream() && options().segments.connections > 1 && min > 0 && len / 2 >= min;
   }
 
   void fail_early(std::string error, bool file_error) {
