@@ -267,3 +267,19 @@ TEST_F(Segments, AFifoTargetIsWrittenInOrderOnOneStream) {
   EXPECT_TRUE(got == body);
   EXPECT_EQ(ranges(), (std::vector<std::string>{"", "bytes=1-"}));
 }
+
+TEST_F(Segments, ASymlinkedTargetGetsTheFileAndKeepsTheLink) {
+  const std::string body = content('k');
+  fs::create_directories(dir / "sub");
+  std::ofstream(dir / "sub" / "real.bin") << "old";
+  fs::create_symlink("sub/real.bin", dir / "out.bin");
+  // The second half, then three steals from the stalled first connection, then its gap.
+  server.script({opening(body), segment(body, L / 2, L - 1), segment(body, 262144, 524287),
+                 segment(body, 131072, 262143), segment(body, 1, 131071)});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(dir / "out.bin"));
+  EXPECT_TRUE(slurp(dir / "sub" / "real.bin") == body);
+  EXPECT_FALSE(fs::exists(dir / "sub" / ".real.bin.backoff-part"));
+  EXPECT_EQ(ranges().size(), 5u);
+}
