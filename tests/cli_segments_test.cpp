@@ -10,8 +10,10 @@
 // --stall-timeout and is resumed from byte 1.
 #include <nlohmann/json.hpp>
 
+#include "backoff/http/digest.hpp"
 #include "cli_support.hpp"
 #include "raw_server.hpp"
+#include "sha256.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -32,6 +34,17 @@ std::string content(char seed) {
     c = static_cast<char>(x);
   }
   return s;
+}
+
+// A structured-field sha-256 digest of `bytes` (RFC 9530).
+std::string sha256_field(const std::string& bytes) {
+  return "sha-256=:" + backoff::http::base64_encode(backoff::testing::sha256_bytes(bytes)) + ":";
+}
+
+// `r` with one more header line.
+raw_reply with_header(raw_reply r, const std::string& name, const std::string& value) {
+  r.bytes.insert(r.bytes.find("\r\n") + 2, name + ": " + value + "\r\n");
+  return r;
 }
 
 std::string range_header(std::size_t first, std::size_t last, std::size_t total = L) {
@@ -151,11 +164,7 @@ TEST_F(Segments, AShort206KeepsWhatCameAndAsksForTheRest) {
 TEST_F(Segments, AReprDigestMismatchOnTheAssembledFileStartsOverOnce) {
   const std::string body = content('f');
   const std::string bad = "sha-256=:" + std::string(43, 'A') + "=:";
-  auto with_digest = [&](raw_reply r) {
-    const auto end = r.bytes.find("\r\n");
-    r.bytes.insert(end + 2, "Repr-Digest: " + bad + "\r\n");
-    return r;
-  };
+  auto with_digest = [&](raw_reply r) { return with_header(std::move(r), "Repr-Digest", bad); };
   // The same steals as above, then (after the restart) the whole file on one stream, same digest.
   server.script({with_digest(opening(body)), with_digest(segment(body, L / 2, L - 1)), segment(body, 262144, 524287),
                  segment(body, 131072, 262143), segment(body, 1, 131071),
@@ -282,4 +291,34 @@ TEST_F(Segments, ASymlinkedTargetGetsTheFileAndKeepsTheLink) {
   EXPECT_TRUE(slurp(dir / "sub" / "real.bin") == body);
   EXPECT_FALSE(fs::exists(dir / "sub" / ".real.bin.backoff-part"));
   EXPECT_EQ(ranges().size(), 5u);
+}
+
+TEST_F(Segments, ASegmentThatFailsItsContentDigestIsFetchedAgain) {
+  const std::string body = content('l');
+  const std::string half = body.substr(L / 2);
+  // The second half first with a Content-Digest of other bytes, then with its own.
+  server.script({opening(body), with_header(segment(body, L / 2, L - 1), "Content-Digest", sha256_field("other")),
+                 with_header(segment(body, L / 2, L - 1), "Content-Digest", sha256_field(half)),
+                 segment(body, 262144, 524287), segment(body, 131072, 262143), segment(body, 1, 131071)});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  EXPECT_NE(r.err.find("Content-Digest sha-256 mismatch"), std::string::npos) << r.err;
+  EXPECT_EQ(ranges().at(2), second_half);  // asked again
+  const auto rep = report();
+  EXPECT_NE(rep["verified"].dump().find("Content-Digest (each segment)"), std::string::npos) << rep;
+}
+
+TEST_F(Segments, AReprDigestThatChangesBetweenSegmentsStartsOver) {
+  const std::string v1 = content('m'), v2 = content('n');
+  // The same ETag, but the second half names another Repr-Digest: another version.
+  server.script({with_header(opening(v1), "Repr-Digest", sha256_field(v1)),
+                 with_header(segment(v2, L / 2, L - 1), "Repr-Digest", sha256_field(v2)),
+                 with_header(raw_reply::http(200, {{"ETag", "\"v1\""}}, v2), "Repr-Digest", sha256_field(v2))});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == v2);
+  EXPECT_EQ(ranges().at(2), "");  // started over
+  EXPECT_NE(r.err.find("the file changed on the server"), std::string::npos) << r.err;
+  EXPECT_EQ(report()["verified"], nlohmann::json::array({"Repr-Digest sha-256"}));
 }
