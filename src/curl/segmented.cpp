@@ -37,6 +37,8 @@ constexpr auto first_byte_poll = std::chrono::milliseconds(20);
 constexpr std::uint64_t end_game_floor = 64 * 1024;
 // A server that answers this many ranges wrongly is left for one stream.
 constexpr int max_lies = 3;
+// Up to this many downloads at once, each connection reads with large buffers.
+constexpr std::size_t few_downloads = 16;
 // An error page to a segment is read up to this much (the connection can be kept).
 constexpr std::uint64_t error_page_cap = 64 * 1024;
 
@@ -128,6 +130,10 @@ struct segmented_download final : async_client::impl::transfer_base,
   std::uint64_t ramp_bytes = 0;
 
   static time_point now() { return real_clock::instance().now(); }
+  // curl's receive buffer: the blocking client's 512 KiB (fewer, larger reads)
+  // while the client runs a few downloads; curl's 16 KiB when it runs many at
+  // once (get -P 1000), as async_client's one-stream transfers always do.
+  long buffer_size() const { return owner.transfers.size() <= few_downloads ? receive_buffer : CURL_MAX_WRITE_SIZE; }
   const client_options& options() const { return owner.options; }
   conn& first() { return *conns.front(); }
 
@@ -152,7 +158,6 @@ struct segmented_download final : async_client::impl::transfer_base,
   void begin(asio::cancellation_slot cancel_slot) {
     if (auto err = file.open(target, url); !err.empty()) return fail_early(std::move(err), true);
     job = std::make_unique<download_job>(options(), url, file, user_headers);
-    job->buffer_size = receive_buffer;  // one file, at most 32 connections: the blocking client's larger reads
     job->on_body_decided = [this](long status, const std::vector<header>& h) { body_decided(status, h); };
     job->on_bytes = [this] { bytes_written(); };
     conns.push_back(std::make_unique<conn>(*this, owner.executor));
@@ -218,6 +223,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     c.n = ++attempts;
     c.t0 = now();
     job->stop_at = UINT64_MAX;
+    job->buffer_size = buffer_size();
     attempt_result early;
     if (!job->prepare(c.easy, c.n, early)) {
       return asio::post(owner.executor, [weak = weak_from_this(), early]() mutable {
@@ -428,7 +434,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     // and a per-connection rate limit would apply to all of them.
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c.request->list);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, receive_buffer);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, buffer_size());
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &segmented_download::on_range_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &c);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
