@@ -72,9 +72,10 @@ class Segments : public Cli {
  protected:
   raw_server server{true};
 
-  cli_result get(std::vector<std::string> extra = {}) {
+  cli_result get(std::vector<std::string> extra = {}, const std::string& connections = "2",
+                 const std::string& min_split = "256K") {
     std::vector<std::string> all{"get",          server.url("/f"), "-o",        "out.bin", "--connections",
-                                 "2",            "--min-split-size", "256K",    "--stall-timeout", "1500ms",
+                                 connections,    "--min-split-size", min_split,    "--stall-timeout", "1500ms",
                                  "--initial",    "1ms",            "--max-delay", "5ms",    "--report",
                                  "r.json",       "--max-attempts", "8"};
     all.insert(all.end(), extra.begin(), extra.end());
@@ -324,4 +325,198 @@ TEST_F(Segments, AReprDigestThatChangesBetweenSegmentsStartsOver) {
   EXPECT_EQ(ranges().at(2), "");  // started over
   EXPECT_NE(r.err.find("the file changed on the server"), std::string::npos) << r.err;
   EXPECT_EQ(report()["verified"], nlohmann::json::array({"Repr-Digest sha-256"}));
+}
+
+// --- mirrors ---------------------------------------------------------------------------------
+// With --connections 1 the URL keeps its one (stalled) connection and the
+// mirror's one connection takes, in order, the ranges a second connection
+// would: the second half, then bytes 262144-524287 and 131072-262143 (the end
+// game). The URL's connection, resumed after its stall, fetches bytes 1-131071.
+
+class Mirrors : public Segments {
+ protected:
+  raw_server mirror{true};
+  std::vector<std::string> mirror_ranges() const {
+    std::vector<std::string> out;
+    for (const auto& head : mirror.requests()) out.push_back(header_in(head, "range"));
+    return out;
+  }
+};
+
+TEST_F(Mirrors, AMirrorTakesRangesUnderItsOwnValidator) {
+  const std::string body = content('p');
+  server.script({opening(body), segment(body, 1, 131071)});
+  mirror.script({segment(body, L / 2, L - 1, "\"m1\""), segment(body, 262144, 524287, "\"m1\""),
+                 segment(body, 131072, 262143, "\"m1\"")});
+  const auto r = get({"--mirror", mirror.url("/copy")}, "1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  const auto m = mirror_ranges();
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0], second_half);
+  EXPECT_EQ(m[1], "bytes=262144-524287");
+  EXPECT_EQ(m[2], "bytes=131072-262143");
+  // Never the URL's ETag: the mirror's first range goes without If-Range, the next ones carry its own.
+  EXPECT_EQ(header_in(mirror.requests()[0], "if-range"), "");
+  EXPECT_EQ(header_in(mirror.requests()[1], "if-range"), "\"m1\"");
+  EXPECT_EQ(header_in(mirror.requests()[2], "if-range"), "\"m1\"");
+  ASSERT_EQ(ranges().size(), 2u);
+  EXPECT_EQ(ranges()[1], "bytes=1-131071");
+  EXPECT_EQ(header_in(server.requests()[1], "if-range"), "\"v1\"");
+  const auto rep = report();
+  ASSERT_EQ(rep["sources"].size(), 2u) << rep;
+  EXPECT_EQ(rep["sources"][1]["bytes"], L - 131072) << rep;
+  EXPECT_TRUE(rep["sources"][1]["dropped"].is_null()) << rep;
+  EXPECT_EQ(rep["sources"][0]["bytes"], 131072) << rep;
+  bool mirror_attempt = false;
+  for (const auto& a : rep["attempts"]) mirror_attempt |= a["url"] == mirror.url("/copy");
+  EXPECT_TRUE(mirror_attempt) << rep;
+}
+
+TEST_F(Mirrors, AMirrorWithAnotherLengthIsLeftAndTheUrlFetchesItsRange) {
+  const std::string body = content('q');
+  server.script({opening(body), segment(body, 1, L - 1)});
+  mirror.script({raw_reply::http(206, {{"ETag", "\"m1\""}, {"Content-Range", range_header(L / 2, L - 1, 2 * L)}},
+                                 content('r').substr(0, L / 2))});
+  const auto r = get({"--mirror", mirror.url("/copy")}, "1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  EXPECT_EQ(mirror.requests().size(), 1u);
+  EXPECT_EQ(ranges().at(1), "bytes=1-1048575");  // the mirror's range went back to the URL
+  EXPECT_NE(r.err.find(mirror.url("/copy") + ": attempt"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("left this mirror: its length is 2097152 bytes, not 1048576"), std::string::npos) << r.err;
+  EXPECT_EQ(report()["sources"][1]["dropped"], "its length is 2097152 bytes, not 1048576") << report();
+}
+
+TEST_F(Mirrors, AMirrorWithAnotherReprDigestIsLeft) {
+  const std::string body = content('s'), other = content('t');
+  server.script({with_header(opening(body), "Repr-Digest", sha256_field(body)), segment(body, 1, L - 1)});
+  mirror.script({with_header(segment(other, L / 2, L - 1, "\"m1\""), "Repr-Digest", sha256_field(other))});
+  const auto r = get({"--mirror", mirror.url("/copy")}, "1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body) << "the mirror's bytes reached the file";
+  EXPECT_NE(r.err.find("its Repr-Digest differs from the first source's"), std::string::npos) << r.err;
+  EXPECT_EQ(report()["verified"], nlohmann::json::array({"Repr-Digest sha-256"}));
+}
+
+TEST_F(Mirrors, AFileThatFailsItsChecksumAfterMirrorsStartsOverFromTheUrlAlone) {
+  const std::string body = content('u'), wrong = content('v');
+  // The mirror agrees on the length but serves other bytes; only --checksum can tell.
+  server.script({opening(body), segment(body, 1, 131071),
+                 raw_reply::http(200, {{"ETag", "\"v1\""}, {"Accept-Ranges", "bytes"}}, body)});
+  mirror.script({segment(wrong, L / 2, L - 1, "\"m1\""), segment(wrong, 262144, 524287, "\"m1\""),
+                 segment(wrong, 131072, 262143, "\"m1\"")});
+  const auto r = get({"--mirror", mirror.url("/copy"), "--checksum", "sha256:" + backoff::testing::sha256_hex(body)}, "1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  EXPECT_NE(r.err.find("from the first source alone"), std::string::npos) << r.err;
+  EXPECT_EQ(mirror.requests().size(), 3u);  // not asked again
+  EXPECT_EQ(ranges().at(2), "");            // the URL, from the start
+  EXPECT_EQ(report()["sources"][1]["dropped"], "the assembled file failed its digest") << report();
+}
+
+TEST_F(Mirrors, WhenTheUrlIsDownTheMirrorServesTheFile) {
+  std::string down;
+  {
+    raw_server gone;
+    down = gone.url("/f");
+  }  // nothing listens there now
+  const std::string body = content('w');
+  backoff::testing::fault_server copy;
+  copy.add_file("/f", body);
+  const auto r = cli({"get", down, "--mirror", copy.url("/f"), "-o", "out.bin", "--initial", "1ms", "--report",
+                      "r.json", "--min-split-size", "256K"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  EXPECT_NE(r.err.find("left this source"), std::string::npos) << r.err;
+  const auto rep = report();
+  EXPECT_FALSE(rep["sources"][0]["dropped"].is_null()) << rep;
+  EXPECT_EQ(rep["sources"][1]["bytes"], L) << rep;
+}
+
+TEST_F(Mirrors, LinkDuplicateAddsAMirrorWhenADigestIsKnown) {
+  const std::string body = content('x');
+  server.script({with_header(with_header(opening(body), "Repr-Digest", sha256_field(body)), "Link",
+                             "<" + mirror.url("/dup") + ">; rel=duplicate; pri=1"),
+                 segment(body, 1, 131071)});
+  mirror.script({segment(body, L / 2, L - 1, "\"m1\""), segment(body, 262144, 524287, "\"m1\""),
+                 segment(body, 131072, 262143, "\"m1\"")});
+  // Link mirrors join segmented downloads (--connections above 1). No range
+  // here reaches twice 512K, so the URL never gets a second connection and the
+  // mirror's requests come in the order above.
+  const auto r = get({}, "2", "512K");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  EXPECT_EQ(mirror.requests().size(), 3u);
+  EXPECT_EQ(report()["sources"][1]["url"], mirror.url("/dup")) << report();
+}
+
+TEST_F(Mirrors, LinkDuplicateIsIgnoredWithoutADigest) {
+  const std::string body = content('y');
+  server.script({with_header(opening(body), "Link", "<" + mirror.url("/dup") + ">; rel=duplicate"),
+                 segment(body, 1, L - 1)});
+  mirror.script({segment(body, L / 2, L - 1, "\"m1\"")});
+  const auto r = get({}, "2", "512K");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  EXPECT_EQ(mirror.requests().size(), 0u);
+  EXPECT_TRUE(report()["sources"].empty()) << report();
+}
+
+TEST_F(Mirrors, InputFileLinesListMirrorsAndAMissingUrlFallsToThem) {
+  const std::string body = content('z');
+  backoff::testing::fault_server origin, copy;
+  origin.script("/f", {backoff::testing::fault::status(404)});
+  copy.add_file("/f", body);
+  std::ofstream(dir / "list.txt") << origin.url("/f") << " " << copy.url("/f") << " saved.bin\n";
+  const auto r = cli({"get", "-i", "list.txt", "-H", "X-Token: t1", "--initial", "1ms", "--min-split-size", "256K"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "saved.bin") == body);
+  ASSERT_GE(copy.requests("/f").size(), 1u);
+  EXPECT_EQ(copy.requests("/f")[0].headers.at("x-token"), "t1");  // -H reaches every file of -i, and its mirrors
+  EXPECT_EQ(origin.requests("/f")[0].headers.at("x-token"), "t1");
+}
+
+TEST_F(Mirrors, MirrorFlagsAreChecked) {
+  std::ofstream(dir / "bad.txt") << "http://h/a http://h/b name extra\n";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"get", "http://h/a", "http://h/b", "--mirror", "http://m/a"}, "--mirror: the mirrors of one URL"},
+      {{"get", "http://h/a", "--mirror", "m/a"}, "--mirror: 'm/a' has no scheme"},
+      {{"get", "http://h/a", "--mirror", "http://m/a", "-o", "-"}, "--mirror: standard output is written in order"},
+      {{"get", "http://h/a", "--mirror", "http://m/a", "-X", "POST"}, "--mirror: an API call"},
+      {{"get", "-i", "bad.txt"}, "bad.txt:1: expected 'URL [MIRROR...] [OUTPUT]'"},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = cli(args);
+    EXPECT_EQ(r.status, 2) << message;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+}
+
+TEST_F(Mirrors, WhenTheUrlFailsForGoodMidwayTheMirrorFinishes) {
+  const std::string body = content('A');
+  // The URL's second request gets a 404: its retries stop, the mirror takes its range.
+  server.script({opening(body), raw_reply::http(404, {}, "gone")});
+  mirror.script({segment(body, L / 2, L - 1, "\"m1\""), segment(body, 262144, 524287, "\"m1\""),
+                 segment(body, 131072, 262143, "\"m1\""), segment(body, 1, 131071, "\"m1\"")});
+  const auto r = get({"--mirror", mirror.url("/copy")}, "1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  ASSERT_EQ(mirror_ranges().size(), 4u);
+  EXPECT_EQ(mirror_ranges()[3], "bytes=1-131071");
+  EXPECT_EQ(header_in(mirror.requests()[3], "if-range"), "\"m1\"");
+  const auto rep = report();
+  EXPECT_NE(rep["sources"][0]["dropped"].get<std::string>().find("gave up"), std::string::npos) << rep;
+}
+
+TEST_F(Mirrors, WhenEverySourceFailsTheDownloadFails) {
+  const std::string body = content('B');
+  server.script({opening(body), raw_reply::http(404, {}, "gone")});
+  mirror.script({segment(body, L / 2, L - 1, "\"m1\""), raw_reply::http(503, {}, "busy")});
+  const auto r = get({"--mirror", mirror.url("/copy")}, "1");
+  EXPECT_EQ(r.status, 4) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out.bin"));
+  const auto rep = report();
+  EXPECT_EQ(rep["sources"][1]["dropped"], "HTTP 503") << rep;
+  EXPECT_FALSE(rep["sources"][0]["dropped"].is_null()) << rep;
 }

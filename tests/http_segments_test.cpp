@@ -218,3 +218,73 @@ TEST(Ramp, ConnectionsPayOffOnlyWhenTheTotalRateRisesEnough) {
   EXPECT_FALSE(connections_paid_off(8.0, 16.0, 2, 0));
   EXPECT_FALSE(connections_paid_off(8.0, 16.0, 0, 2));
 }
+
+TEST(Mirrors, AFirstReplyTeachesTheMirrorsOwnValidator) {
+  using backoff::http::check_mirror_segment;
+  const extent asked{500, 1000};
+  const auto m = check_mirror_segment(206, {{"ETag", "\"m7\""}, {"Content-Range", "bytes 500-999/1000"}}, asked, "", 1000);
+  EXPECT_EQ(m.verdict, segment_verdict::write);
+  EXPECT_EQ(m.validator, "\"m7\"");
+  EXPECT_EQ(m.why, "");
+  // Later replies must carry it.
+  const auto same = check_mirror_segment(206, {{"ETag", "\"m7\""}, {"Content-Range", "bytes 500-999/1000"}}, asked, "\"m7\"", 1000);
+  EXPECT_EQ(same.verdict, segment_verdict::write);
+  const auto changed = check_mirror_segment(206, {{"ETag", "\"m8\""}, {"Content-Range", "bytes 500-999/1000"}}, asked, "\"m7\"", 1000);
+  EXPECT_EQ(changed.verdict, segment_verdict::changed);
+  EXPECT_NE(changed.why.find("changed"), std::string::npos);
+  // No validator at all: written, with nothing learnt (the caller decides).
+  const auto none = check_mirror_segment(206, {{"Content-Range", "bytes 500-999/1000"}}, asked, "", 1000);
+  EXPECT_EQ(none.verdict, segment_verdict::write);
+  EXPECT_EQ(none.validator, "");
+}
+
+TEST(Mirrors, AMirrorThatDisagreesIsToldApartByWhy) {
+  using backoff::http::check_mirror_segment;
+  const extent asked{500, 1000};
+  const auto longer = check_mirror_segment(206, {{"ETag", "\"m\""}, {"Content-Range", "bytes 500-999/2000"}}, asked, "", 1000);
+  EXPECT_EQ(longer.verdict, segment_verdict::lies);
+  EXPECT_EQ(longer.why, "its length is 2000 bytes, not 1000");
+  const auto other = check_mirror_segment(206, {{"ETag", "\"m\""}, {"Content-Range", "bytes 0-499/1000"}}, asked, "", 1000);
+  EXPECT_EQ(other.verdict, segment_verdict::lies);
+  EXPECT_EQ(other.why, "its Content-Range is not the range asked");
+  const auto unknown = check_mirror_segment(206, {{"ETag", "\"m\""}, {"Content-Range", "bytes 500-999/*"}}, asked, "", 1000);
+  EXPECT_EQ(unknown.verdict, segment_verdict::lies);
+  const auto cl = check_mirror_segment(206, {{"Content-Range", "bytes 500-999/1000"}, {"Content-Length", "499"}}, asked, "", 1000);
+  EXPECT_EQ(cl.verdict, segment_verdict::lies);
+  EXPECT_EQ(cl.why, "its Content-Length is not the range's");
+  const auto coded = check_mirror_segment(206, {{"Content-Range", "bytes 500-999/1000"}, {"Content-Encoding", "gzip"}}, asked, "", 1000);
+  EXPECT_EQ(coded.verdict, segment_verdict::lies);
+  const auto whole = check_mirror_segment(200, {{"ETag", "\"m\""}}, asked, "", 1000);
+  EXPECT_EQ(whole.verdict, segment_verdict::lies);
+  EXPECT_EQ(whole.why, "it answered a range with the whole file");
+  const auto error = check_mirror_segment(503, {}, asked, "", 1000);
+  EXPECT_EQ(error.verdict, segment_verdict::not_a_body);
+  EXPECT_EQ(error.why, "HTTP 503");
+}
+
+TEST(Mirrors, DuplicateLinksAreAbsoluteHttpByPriority) {
+  using backoff::http::duplicate_links;
+  const std::vector<backoff::http::header> h{
+      {"Link", "<http://b.example/f>; rel=duplicate; pri=2, <http://a.example/f>; rel=\"duplicate\"; pri=1"},
+      {"Link", "<https://c.example/f>; rel=\"describedby duplicate\""},
+      {"Link", "<http://d.example/f>; rel=describedby; pri=0"},     // another relation
+      {"Link", "</relative/f>; rel=duplicate; pri=0"},               // not absolute
+      {"Link", "<ftp://e.example/f>; rel=duplicate"},                // not http
+      {"Link", "<http://f.example/a,b>; rel=duplicate; title=\"x, y\"; pri=3"},  // commas inside <> and quotes
+      {"Link", "<http://broken.example/f; rel=duplicate"},           // no closing >
+  };
+  const auto got = duplicate_links(h);
+  const std::vector<std::string> want{"http://a.example/f", "http://b.example/f", "http://f.example/a,b",
+                                      "https://c.example/f"};
+  EXPECT_EQ(got, want);
+  EXPECT_TRUE(duplicate_links({{"Content-Type", "text/plain"}}).empty());
+}
+
+TEST(Mirrors, ASlowerSourceDoesNotStealFromAFasterConnection) {
+  using backoff::http::worth_stealing;
+  EXPECT_TRUE(worth_stealing(0, 1e9));      // not measured yet
+  EXPECT_TRUE(worth_stealing(5.0, 10.0));   // half as fast: still worth it (inclusive)
+  EXPECT_FALSE(worth_stealing(4.99, 10.0));
+  EXPECT_TRUE(worth_stealing(10.0, 1.0));
+  EXPECT_TRUE(worth_stealing(1.0, 0.0));    // the busy one is stalled
+}

@@ -270,10 +270,12 @@ async_client::~async_client() = default;
 const client_options& async_client::options() const noexcept { return impl_->options; }
 std::size_t async_client::active() const noexcept { return impl_->transfers.size(); }
 
-void async_client::start_download(std::string url, std::filesystem::path target, std::vector<header> headers,
-                                  asio::cancellation_slot slot, completion<download_result> done) {
-  if (impl_->options.segments.connections > 1 && !url.empty())
-    return start_segmented(*impl_, std::move(url), target.string(), std::move(headers), slot, std::move(done));
+void async_client::start_download(std::string url, std::vector<std::string> mirrors, std::filesystem::path target,
+                                  std::vector<header> headers, asio::cancellation_slot slot,
+                                  completion<download_result> done) {
+  if ((impl_->options.segments.connections > 1 || !mirrors.empty()) && !url.empty())
+    return start_segmented(*impl_, std::move(url), std::move(mirrors), target.string(), std::move(headers), slot,
+                           std::move(done));
   auto t = std::make_shared<impl::transfer<download_work>>(*impl_, std::move(done));
   t->work.url = std::move(url);
   t->work.target = target.string();

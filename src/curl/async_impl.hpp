@@ -185,8 +185,9 @@ inline retry_step::decision decide_after(backoff::options<attempt_result>& opts,
 }  // namespace detail
 
 // Starts a download of `url` to `target` over up to
-// options.segments.connections connections (segmented.cpp).
-void start_segmented(async_client::impl& owner, std::string url, std::string target, std::vector<header> headers,
+// options.segments.connections connections, and one more per mirror (segmented.cpp).
+void start_segmented(async_client::impl& owner, std::string url, std::vector<std::string> mirrors, std::string target,
+                     std::vector<header> headers,
                      asio::cancellation_slot slot, async_client::completion<download_result> done);
 
 }  // namespace backoff::curl

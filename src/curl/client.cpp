@@ -688,6 +688,10 @@ download_job::~download_job() = default;
 
 std::uint64_t download_job::attempt_bytes() const noexcept { return s_->attempt_bytes; }
 
+void download_job::retarget(std::string url) { s_->url = std::move(url); }
+
+bool download_job::local_failure() const noexcept { return s_->write_errno != 0 || s_->cannot_restart; }
+
 void download_job::take_counts(download_result& out) {
   out.resumes += s_->resumes;
   out.restarts += s_->restarts;

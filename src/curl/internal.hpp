@@ -98,6 +98,7 @@ struct wiring {
 
   const client_options& options;
   std::string url;
+  std::string log_url;  // what attempt logs name when not `url` (a mirror)
   backoff::policy policy;
   std::string host;
   std::optional<host_backoff::key_gate> host_gate;
@@ -124,7 +125,7 @@ backoff::options<R> loop_options(wiring& w, std::vector<attempt_log>& logs, Get 
           [&o, &w, &logs](const attempt<R>& a) {
             if (logs.size() < a.record.number) return;
             auto& log = logs[a.record.number - 1];
-            log.url = w.url;
+            log.url = w.log_url.empty() ? w.url : w.log_url;
             log.start = a.record.start;
             log.took = a.record.took;
             log.delay = a.record.delay;
@@ -176,6 +177,10 @@ class download_job {
   std::uint64_t stop_at = UINT64_MAX;
   std::function<void()> on_bytes;  // instead of options.on_progress, after bytes were written
   std::uint64_t attempt_bytes() const noexcept;
+  // The URL of the next attempts (a download with mirrors moves on to another source).
+  void retarget(std::string url);
+  // The last attempt failed here, not at the server (a write, a truncate).
+  bool local_failure() const noexcept;
   // Moves counts and results kept across attempts into `out` (segmented
   // downloads conclude themselves).
   void take_counts(download_result& out);

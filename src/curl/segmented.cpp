@@ -41,6 +41,10 @@ constexpr int max_lies = 3;
 constexpr std::size_t few_downloads = 16;
 // An error page to a segment is read up to this much (the connection can be kept).
 constexpr std::uint64_t error_page_cap = 64 * 1024;
+// Link: rel=duplicate adds mirrors up to this many sources in all.
+constexpr std::size_t max_sources = 8;
+
+double seconds_between(time_point a, time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 std::string range_text(http::extent e) {
   return "bytes=" + std::to_string(e.begin) + "-" + std::to_string(e.end - 1);
@@ -61,6 +65,8 @@ struct segmented_download final : async_client::impl::transfer_base,
     }
     segmented_download& owner;
     CURL* easy = nullptr;
+    std::size_t src = 0;     // its source: index into sources
+    std::string reject;      // a mirror's reply that drops it: why
     bool probe = false;      // this request is the download job's
     bool in_multi = false;
     bool waiting = false;    // for a retry
@@ -88,9 +94,24 @@ struct segmented_download final : async_client::impl::transfer_base,
   segmented_download(impl& o, async_client::completion<download_result> d)
       : owner(o), done(std::move(d)), ramp(o.executor), start_wait(o.executor) {}
 
+  // Where the file comes from: the URL, then the mirrors (RFC 6249).
+  struct source {
+    std::string url;
+    std::string validator;  // a mirror's own, learnt from its first reply (home: `validator`)
+    std::string dropped;    // why it was left for this download; empty: in use
+    std::uint64_t bytes = 0;
+    double busy = 0;        // seconds its requests ran, summed over its connections
+    double rate() const { return busy > 0 ? static_cast<double>(bytes) / busy : 0; }
+  };
+
   impl& owner;
   async_client::completion<download_result> done;
   std::string url, target;
+  std::vector<std::string> mirrors;
+  std::vector<source> sources;
+  std::size_t home = 0;              // the first connection's source, whose connections ramp up
+  std::uint64_t mirror_moved = 0;    // bytes written from other sources than home
+  std::optional<stop_reason> home_gave_up;  // the step stopped home's retries while mirrors worked
   std::vector<header> user_headers;
   download_file file;
   std::unique_ptr<download_job> job;
@@ -137,9 +158,15 @@ struct segmented_download final : async_client::impl::transfer_base,
   const client_options& options() const { return owner.options; }
   conn& first() { return *conns.front(); }
 
+  // Home's connections that transfer or wait to retry (the ramp's cap counts these).
   unsigned active() const {
     unsigned k = 0;
-    for (const auto& c : conns) k += c->in_multi || c->waiting;
+    for (const auto& c : conns) k += c->src == home && (c->in_multi || c->waiting);
+    return k;
+  }
+  unsigned transferring_home() const {
+    unsigned k = 0;
+    for (const auto& c : conns) k += c->src == home && c->in_multi;
     return k;
   }
   unsigned transferring() const {
@@ -147,16 +174,31 @@ struct segmented_download final : async_client::impl::transfer_base,
     for (const auto& c : conns) k += c->in_multi;
     return k;
   }
+  bool mirror_alive() const {
+    for (std::size_t k = 0; k < sources.size(); ++k)
+      if (k != home && sources[k].dropped.empty()) return true;
+    return false;
+  }
+  // A digest the assembled file must match: what lets mirrors found in Link
+  // headers take part (RFC 6249 §6).
+  bool digest_known() const { return !repr.empty() || options().expected_checksum.has_value(); }
   std::uint64_t done_bytes() const { return segmented ? file.extents().done_bytes() : file.size(); }
   // Bytes written by every connection so far (for the ramp and for progress).
   std::uint64_t moved() const {
     const conn& f = *conns.front();
     return moved_ranges + moved_probe_base + (f.probe && f.in_multi ? job->attempt_bytes() : 0);
   }
+  std::uint64_t moved_home() const { return moved() - mirror_moved; }
 
   // --- start -----------------------------------------------------------------------------
   void begin(asio::cancellation_slot cancel_slot) {
     if (auto err = file.open(target, url); !err.empty()) return fail_early(std::move(err), true);
+    sources.push_back({url, {}, {}, 0, 0});
+    for (auto& m : mirrors) {
+      bool seen = false;
+      for (const auto& s : sources) seen |= s.url == m;
+      if (!seen && !m.empty()) sources.push_back({std::move(m), {}, {}, 0, 0});
+    }
     job = std::make_unique<download_job>(options(), url, file, user_headers);
     job->on_body_decided = [this](long status, const std::vector<header>& h) { body_decided(status, h); };
     job->on_bytes = [this] { bytes_written(); };
@@ -178,7 +220,10 @@ struct segmented_download final : async_client::impl::transfer_base,
     // A segmented download that a previous run left: fetch only its gaps.
     if (const auto& saved = file.saved_extents(); saved && file.length() && worth_splitting(*file.length())) {
       enter_segments(*saved, file.validator(), {});
-      return after(go.not_before - start, [this] { grow(1); });
+      return after(go.not_before - start, [this] {
+        grow(1);
+        start_mirrors();
+      });
     }
     after(go.not_before - start, [this] { start_probe(first()); });
   }
@@ -186,7 +231,8 @@ struct segmented_download final : async_client::impl::transfer_base,
   bool worth_splitting(std::uint64_t len) const {
     const auto min = options().segments.min_split;
     // A FIFO or device is written in order: it cannot take segments.
-    return !no_split && !file.is_stream() && options().segments.connections > 1 && min > 0 && len / 2 >= min;
+    return !no_split && !file.is_stream() && (options().segments.connections > 1 || mirror_alive()) && min > 0 &&
+           len / 2 >= min;
   }
 
   void fail_early(std::string error, bool file_error) {
@@ -237,6 +283,14 @@ struct segmented_download final : async_client::impl::transfer_base,
 
   // The job's response is the file's body: split it when it may.
   void body_decided(long status, const std::vector<header>& headers) {
+    if (!segmented && (repr_digest_of(headers) || options().expected_checksum)) {
+      // The server's own mirrors, now that the bytes can be checked whoever sends them.
+      for (auto& m : http::duplicate_links(headers)) {
+        bool seen = false;
+        for (const auto& s : sources) seen |= s.url == m;
+        if (!seen && sources.size() < max_sources) sources.push_back({std::move(m), {}, {}, 0, 0});
+      }
+    }
     if (segmented || !file.length() || !worth_splitting(*file.length())) return;
     const auto d = http::may_split(static_cast<int>(status), headers, options().segments.min_split);
     if (!d.split) {
@@ -249,9 +303,13 @@ struct segmented_download final : async_client::impl::transfer_base,
     if (const auto r = repr_digest_of(headers)) digest.emplace_back(r->first, http::joined_header(headers, r->first.c_str()));
     enter_segments(std::move(have), d.validator, std::move(digest));
     job->stop_at = length;
-    // Measure this connection alone first; the ramp adds the next ones.
+    // Measure this connection alone first; the ramp adds the next ones. Each
+    // mirror starts its one connection at once: it is another host.
     asio::post(owner.executor, [weak = weak_from_this()] {
-      if (auto t = weak.lock(); t && !t->finished) t->arm_ramp(first_byte_poll);
+      if (auto t = weak.lock(); t && !t->finished) {
+        t->arm_ramp(first_byte_poll);
+        t->start_mirrors();
+      }
     });
   }
 
@@ -267,7 +325,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     ramp_rate = 0;
     ramp_measuring = false;
     ramp_mark = steady::now();
-    ramp_bytes = moved();
+    ramp_bytes = moved_home();
   }
 
   // --- connections ------------------------------------------------------------------------
@@ -281,20 +339,36 @@ struct segmented_download final : async_client::impl::transfer_base,
     for (unsigned i = 0; i < k && active() < cap; ++i) {
       conn* idle = nullptr;
       for (auto& c : conns)
-        if (!c->in_multi && !c->waiting) idle = c.get();
-      if (!idle) {
-        conns.push_back(std::make_unique<conn>(*this, owner.executor));
-        idle = conns.back().get();
-        idle->easy = curl_easy_init();
-        if (!idle->easy) {
-          conns.pop_back();
-          break;
-        }
-      }
-      if (!assign(*idle)) break;
+        if (!c->in_multi && !c->waiting && c->src == home) idle = c.get();
+      if (!idle) idle = new_conn(home);
+      if (!idle || !assign(*idle)) break;
       ramp_new.push_back(idle);
     }
     if (!ramp_done) arm_ramp(first_byte_poll);
+  }
+
+  conn* new_conn(std::size_t src) {
+    conns.push_back(std::make_unique<conn>(*this, owner.executor));
+    conn* c = conns.back().get();
+    c->src = src;
+    c->easy = curl_easy_init();
+    if (!c->easy) {
+      conns.pop_back();
+      return nullptr;
+    }
+    return c;
+  }
+
+  // One connection for each mirror that has none and is still in use.
+  void start_mirrors() {
+    if (finished || cancelled || !segmented) return;
+    for (std::size_t k = 0; k < sources.size(); ++k) {
+      if (k == home || !sources[k].dropped.empty()) continue;
+      bool has = false;
+      for (const auto& c : conns) has |= c->src == k;
+      if (has) continue;
+      if (conn* c = new_conn(k)) assign(*c);
+    }
   }
 
   void arm_ramp(std::chrono::milliseconds d) {
@@ -314,12 +388,12 @@ struct segmented_download final : async_client::impl::transfer_base,
         if (c->in_multi && !c->probe && !c->first_byte) return arm_ramp(first_byte_poll);
       ramp_measuring = true;
       ramp_mark = t;
-      ramp_bytes = moved();
+      ramp_bytes = moved_home();
       return arm_ramp(ramp_window);
     }
     const double secs = std::chrono::duration<double>(t - ramp_mark).count();
-    const double rate = secs > 0 ? static_cast<double>(moved() - ramp_bytes) / secs : 0;
-    const unsigned now_active = transferring();
+    const double rate = secs > 0 ? static_cast<double>(moved_home() - ramp_bytes) / secs : 0;
+    const unsigned now_active = transferring_home();
     const unsigned added = static_cast<unsigned>(ramp_new.size());
     const unsigned before = now_active > added ? now_active - added : 1;
     const bool rose = ramp_rate == 0 || http::connections_paid_off(ramp_rate, rate, before, added);
@@ -365,7 +439,8 @@ struct segmented_download final : async_client::impl::transfer_base,
   bool assign(conn& c) {
     c.waiting = false;
     if (finished || cancelled || !segmented) return false;
-    if (active() >= cap) return idle(c);
+    if (!sources[c.src].dropped.empty()) return idle(c);
+    if (c.src == home && active() >= cap) return idle(c);  // a mirror has its one connection besides
     const auto& map = file.extents();
     if (map.complete()) return idle(c);
     flight f = in_flight(&c);
@@ -374,11 +449,20 @@ struct segmented_download final : async_client::impl::transfer_base,
     if (!a) return idle(c);
     if (a->steal_from) {
       conn& victim = *f.owners[*a->steal_from];
+      // A slower source does not take the tail of a faster connection.
+      if (!http::worth_stealing(sources[c.src].rate(), current_rate(victim))) return idle(c);
       if (victim.probe) job->stop_at = a->range.begin;
       else victim.end = a->range.begin;
     }
     start_range(c, a->range);
     return true;
+  }
+
+  // What `c`'s request moves now, in bytes/s.
+  double current_rate(const conn& c) const {
+    const double secs = std::chrono::duration<double>(now() - c.t0).count();
+    const std::uint64_t b = c.probe ? job->attempt_bytes() : c.bytes;
+    return secs > 0 ? static_cast<double>(b) / secs : 0;
   }
 
   bool idle(conn& c) {
@@ -410,6 +494,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     c.end = r.end;
     c.headers.clear();
     c.decided = c.overrun = c.first_byte = c.check_content = false;
+    c.reject.clear();
     c.verdict = http::segment_verdict::not_a_body;
     c.bytes = c.dropped = 0;
     c.write_errno = 0;
@@ -420,11 +505,13 @@ struct segmented_download final : async_client::impl::transfer_base,
     std::vector<header> h = user_headers;
     if (!http::find_header(h, "Want-Repr-Digest")) h.emplace_back("Want-Repr-Digest", std::string(http::want_repr_digest));
     h.emplace_back("Range", range_text(r));
-    h.emplace_back("If-Range", validator);
+    // A mirror's first range goes without If-Range: its validator is its own, learnt from the reply.
+    const std::string& v = c.src == home ? validator : sources[c.src].validator;
+    if (!v.empty()) h.emplace_back("If-Range", v);
     c.request = std::make_unique<slist>(h);
     CURL* e = c.easy;
     curl_easy_reset(e);  // keeps the connection: the next range reuses it
-    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(e, CURLOPT_URL, sources[c.src].url.c_str());
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c.errbuf);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -459,13 +546,27 @@ struct segmented_download final : async_client::impl::transfer_base,
       c.decided = true;
       long status = 0;
       curl_easy_getinfo(c.easy, CURLINFO_RESPONSE_CODE, &status);
-      c.verdict = http::check_segment(static_cast<int>(status), c.headers, c.asked, validator, length);
+      if (c.src == home) {
+        c.verdict = http::check_segment(static_cast<int>(status), c.headers, c.asked, validator, length);
+      } else {
+        http::mirror_reply m = http::check_mirror_segment(static_cast<int>(status), c.headers, c.asked,
+                                                          sources[c.src].validator, length);
+        c.verdict = m.verdict;
+        c.reject = std::move(m.why);
+        if (c.verdict == http::segment_verdict::write && m.validator.empty() && !digest_known()) {
+          c.verdict = http::segment_verdict::lies;
+          c.reject = "it names no strong validator, and no digest can check its bytes";
+        }
+        if (c.verdict == http::segment_verdict::write) sources[c.src].validator = std::move(m.validator);
+      }
       if (c.verdict == http::segment_verdict::write && !repr.empty()) {
-        // The whole file's digest must not change between responses.
+        // The whole file's digest must not change between responses, nor differ between sources.
         const auto mine = repr_digest_of(c.headers);
         const auto want = repr_digest_of(repr);
-        if (mine && want && mine->second.algorithm == want->second.algorithm && mine->second.hex != want->second.hex)
-          c.verdict = http::segment_verdict::changed;
+        if (mine && want && mine->second.algorithm == want->second.algorithm && mine->second.hex != want->second.hex) {
+          c.verdict = c.src == home ? http::segment_verdict::changed : http::segment_verdict::lies;
+          c.reject = "its " + mine->first + " differs from the first source's";
+        }
       }
       if (c.verdict == http::segment_verdict::write && repr.empty())
         if (const auto r = repr_digest_of(c.headers)) repr.emplace_back(r->first, http::joined_header(c.headers, r->first.c_str()));
@@ -491,6 +592,7 @@ struct segmented_download final : async_client::impl::transfer_base,
       c.next += take;
       c.bytes += take;
       moved_ranges += take;
+      if (c.src != home) mirror_moved += take;
       bytes_written();
     }
     if (take < len || (c.next >= c.end && c.end < c.asked.end)) {
@@ -534,16 +636,26 @@ struct segmented_download final : async_client::impl::transfer_base,
   // --- a request ended --------------------------------------------------------------------
   void ended(conn& c, CURLcode code) {
     detach(c);
+    source& s = sources[c.src];
+    s.busy += seconds_between(c.t0, now());
     if (c.probe) {
       moved_probe_base += job->attempt_bytes();
+      s.bytes += job->attempt_bytes();
       return probe_ended(c, code);
     }
+    s.bytes += c.bytes;
     range_ended(c, code);
   }
 
   void probe_ended(conn& c, CURLcode code) {
     c.probe = false;
-    if (!segmented) return one_stream_attempted(c, job->complete(c.easy, code));
+    if (!segmented) {
+      attempt_result r = job->complete(c.easy, code);
+      // Before the file split, a source that fails hands the download to the next one at once.
+      if (r.verdict != http::verdict::success && !cancelled && !job->local_failure() && !segmented && mirror_alive())
+        return fail_over(c, std::move(r));
+      return one_stream_attempted(c, std::move(r));
+    }
     // The first connection was a segment: it ended at its stop, or failed.
     const std::uint64_t stop = std::min(job->stop_at, length);
     if (job->why == interruption::split || (code == CURLE_OK && file.size() >= stop)) {
@@ -586,6 +698,7 @@ struct segmented_download final : async_client::impl::transfer_base,
             r.failure = http::transport::other;
             r.error = bad + " (bytes " + std::to_string(c.asked.begin) + "-" + std::to_string(c.asked.end - 1) + ")";
             r.progressed = false;
+            if (c.src != home) return leave_source(c, std::move(r), range, bad);
             return failed(c, r, range);
           }
           file.mark_done(c.asked);
@@ -597,6 +710,15 @@ struct segmented_download final : async_client::impl::transfer_base,
       r.error.clear();
       log_attempt(c, r, range);
       return (void)assign(c);
+    }
+    if (c.src != home) {
+      // A mirror that fails, stalls or disagrees is left; its range goes to the others.
+      std::string why = c.reject;
+      if (why.empty()) why = r.error;
+      if (why.empty() || (wrote && code == CURLE_OK && c.next < c.end))
+        why = "it sent " + std::to_string(c.next - c.asked.begin) + " of " + std::to_string(c.asked.size()) +
+              " bytes of " + range;
+      return leave_source(c, std::move(r), range, std::move(why));
     }
     if (c.decided && c.verdict == http::segment_verdict::changed) {
       r.error = "the file changed on the server (another validator or digest for " + range + "); starting over";
@@ -649,6 +771,7 @@ struct segmented_download final : async_client::impl::transfer_base,
   // --- decisions ----------------------------------------------------------------------------
   // Logs how `c`'s request ended; `r` becomes the download's last result.
   attempt_record record(conn& c, attempt_result r, const std::string& range) {
+    w->log_url = sources[c.src].url;
     last = std::move(r);
     has_last = true;
     return detail::log_attempt(logs, opts, last, start, c.t0, now(), range);
@@ -676,10 +799,82 @@ struct segmented_download final : async_client::impl::transfer_base,
     const bool progressed = moved() > moved_at_report || last.progressed;
     moved_at_report = moved();
     const retry_step::decision d = decide_after(opts, *step, rec, last, now(), cancelled, progressed);
+    if (d.stop && d.reason != stop_reason::cancelled && c.src == home && segmented && !out.file_error &&
+        mirror_alive()) {
+      // Home is given up, but the file can still come from the mirrors.
+      home_gave_up = d.reason;
+      sources[home].dropped = "gave up: " + last.error;
+      for (auto& h : conns) {
+        if (h->src != home) continue;
+        if (h->in_multi) {
+          if (h->probe) moved_probe_base += job->attempt_bytes();
+          detach(*h);
+          h->probe = false;
+        }
+        h->waiting = false;
+        h->wait.cancel();
+      }
+      ramp.cancel();
+      return refill();
+    }
     if (d.stop) return conclude(d.reason);
     retry_at = steady_now + std::chrono::duration_cast<steady::duration>(d.delay);
     cut_connections(last);
     retry_later(c, d.delay);
+  }
+
+  // A mirror is left for this download: its range goes back to the others.
+  void leave_source(conn& c, attempt_result r, const std::string& range, std::string why) {
+    sources[c.src].dropped = why;
+    r.verdict = http::verdict::retryable;  // logged as such; the download's step is not asked
+    if (r.failure == http::transport::none) r.failure = http::transport::other;
+    r.error = "left this mirror: " + why;
+    r.progressed = c.bytes > 0;
+    r.hint.reset();
+    log_attempt(c, std::move(r), range);
+    // The first connection, asked for the rest of the file, runs on through a range next to it.
+    conn& f = first();
+    if (f.in_multi && f.probe && job->stop_at == c.asked.begin) job->stop_at = c.end;
+    refill();
+  }
+
+  // Gives every free connection of a source in use its next range (home's
+  // within the cap); ends the download when nothing can move any more.
+  void refill() {
+    if (finished || !segmented) return;
+    for (std::size_t i = 0; i < conns.size(); ++i) {
+      conn& c = *conns[i];
+      if (!c.in_multi && !c.waiting && sources[c.src].dropped.empty()) assign(c);
+      if (finished || !segmented) return;
+    }
+    while (sources[home].dropped.empty() && active() < cap) {
+      conn* c = new_conn(home);
+      if (!c || !assign(*c)) break;
+    }
+    if (finished || !segmented) return;
+    bool moving = false;
+    for (const auto& c : conns) moving |= c->in_multi || c->waiting;
+    if (moving) return;
+    if (file.extents().complete()) return complete();
+    conclude(home_gave_up.value_or(stop_reason::permanent));
+  }
+
+  // The first connection's source failed before the file split: the next
+  // source in use takes over at once (no wait: another host).
+  void fail_over(conn& c, attempt_result r) {
+    const std::string why = r.error.empty() ? (r.status ? "HTTP " + std::to_string(r.status) : "failed") : r.error;
+    sources[home].dropped = why;
+    r.error = "left this source: " + why;
+    log_attempt(c, std::move(r), {});
+    for (std::size_t k = 0; k < sources.size(); ++k) {
+      if (sources[k].dropped.empty()) {
+        home = k;
+        break;
+      }
+    }
+    c.src = home;
+    job->retarget(sources[home].url);
+    start_probe(c);
   }
 
   // A 429, 503 or refused connection: halve the connections (once per wait).
@@ -737,6 +932,11 @@ struct segmented_download final : async_client::impl::transfer_base,
   // The file changed (or its digest did not match): everything starts over on one stream.
   void restart(conn& c, attempt_result r, const std::string& range) {
     stop_all(nullptr);
+    if (!options().expected_checksum) {
+      for (std::size_t k = 0; k < sources.size(); ++k)
+        if (k != home && sources[k].dropped.empty())
+          sources[k].dropped = "the file changed; without --checksum nothing shows that a mirror has the new version";
+    }
     segmented = false;
     repr.clear();
     lies = 0;
@@ -795,6 +995,13 @@ struct segmented_download final : async_client::impl::transfer_base,
       }
       checksum_retried = true;
       r.error = mismatch + "; starting over";
+      if (mirror_moved > 0) {
+        // Some bytes came from mirrors: the next try takes them from home alone.
+        r.error += " from the first source alone";
+        for (std::size_t k = 0; k < sources.size(); ++k)
+          if (k != home && sources[k].dropped.empty()) sources[k].dropped = "the assembled file failed its digest";
+        mirror_moved = 0;
+      }
       first().t0 = now();
       return restart(first(), r, {});
     }
@@ -819,6 +1026,8 @@ struct segmented_download final : async_client::impl::transfer_base,
     if (finished) return;
     stop_all(nullptr);
     const stop_reason why = final_reason(reason, has_last ? &last : nullptr);
+    if (sources.size() > 1 && sources[home].dropped.empty())
+      sources[home].dropped = std::string(to_string(why)) + (has_last && !last.error.empty() ? ": " + last.error : "");
     if (!segmented) {
       download_result r = job->conclude(why, std::move(logs), has_last ? &last : nullptr);
       if (r.path.empty()) r.path = target;
@@ -865,6 +1074,8 @@ struct segmented_download final : async_client::impl::transfer_base,
 
   void finish(download_result r) {
     finished = true;
+    if (sources.size() > 1 && r.sources.empty())
+      for (const auto& s : sources) r.sources.push_back({s.url, s.bytes, s.rate(), s.dropped});
     if (slot.is_connected()) slot.clear();
     if (job) stop_all(nullptr);
     ramp.cancel();
@@ -875,10 +1086,12 @@ struct segmented_download final : async_client::impl::transfer_base,
   }
 };
 
-void start_segmented(async_client::impl& owner, std::string url, std::string target, std::vector<header> headers,
-                     asio::cancellation_slot slot, async_client::completion<download_result> done) {
+void start_segmented(async_client::impl& owner, std::string url, std::vector<std::string> mirrors, std::string target,
+                     std::vector<header> headers, asio::cancellation_slot slot,
+                     async_client::completion<download_result> done) {
   auto t = std::make_shared<segmented_download>(owner, std::move(done));
   t->url = std::move(url);
+  t->mirrors = std::move(mirrors);
   t->target = std::move(target);
   t->user_headers = std::move(headers);
   owner.transfers.emplace(t.get(), t);

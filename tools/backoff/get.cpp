@@ -39,7 +39,7 @@ namespace {
 
 struct get_flags {
   policy_flags policy;
-  std::vector<std::string> urls;
+  std::vector<std::string> urls, mirrors;
   std::string input_file, output_dir;
   unsigned parallel = 4;
   unsigned connections = 8;
@@ -58,11 +58,13 @@ struct get_flags {
 // One URL of a multi-URL get, and where it goes.
 struct target {
   std::string url, output;
+  std::vector<std::string> mirrors{};
 };
 
 // What the flags mean, checked before anything is fetched.
 struct get_plan {
   std::string url, output;  // output "-" is standard output
+  std::vector<std::string> mirrors;  // other sources of `url`
   std::vector<target> many;  // several URLs (or -i): downloaded at once, `parallel` at a time
   bool api = false;         // -X or -d: one request whose body is the output
   curl::request request{};
@@ -150,8 +152,9 @@ void check_url(const std::string& url, const std::string& where) {
   if (url.find_first_of(" \t\r\n") != std::string::npos) throw usage_error(where + ": '" + url + "' has a blank in it");
 }
 
-// -i FILE: one URL per line, optionally followed by an output name; blank lines
-// and lines starting with # are skipped.
+// -i FILE: one file per line: its URL, then any mirrors (more words with
+// "://", as aria2's tab-separated URIs), then optionally an output name;
+// blank lines and lines starting with # are skipped.
 std::vector<target> read_input_file(const std::string& path) {
   std::ifstream file;
   if (path != "-") {
@@ -163,13 +166,22 @@ std::vector<target> read_input_file(const std::string& path) {
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
     std::istringstream words(line);
-    std::string url, name, extra;
+    std::string url, word, name;
     if (!(words >> url) || url.starts_with("#")) continue;
-    words >> name;
-    if (words >> extra)
-      throw usage_error("--input-file: " + path + ":" + std::to_string(number) + ": expected 'URL [OUTPUT]', got '" + line + "'");
-    check_url(url, "--input-file: " + path + ":" + std::to_string(number));
-    out.push_back({url, name});
+    const std::string where = "--input-file: " + path + ":" + std::to_string(number);
+    check_url(url, where);
+    std::vector<std::string> mirrors;
+    while (words >> word) {
+      if (!name.empty())
+        throw usage_error(where + ": expected 'URL [MIRROR...] [OUTPUT]', got '" + line + "'");
+      if (word.find("://") != std::string::npos) {
+        check_url(word, where);
+        mirrors.push_back(word);
+      } else {
+        name = word;
+      }
+    }
+    out.push_back({url, name, std::move(mirrors)});
   }
   return out;
 }
@@ -182,6 +194,11 @@ get_plan plan_of(get_flags& f) {
   const bool many = f.urls.size() > 1 || !f.input_file.empty();
   if (!many) f.url = f.urls.front();
   p.url = f.url;
+  for (const auto& m : f.mirrors) check_url(m, "--mirror");
+  if (!f.mirrors.empty() && many)
+    throw usage_error("--mirror: the mirrors of one URL; for several files, list each file's mirrors on its line "
+                      "in -i FILE ('URL MIRROR... [NAME]')");
+  p.mirrors = f.mirrors;
   if (f.parallel < 1 || f.parallel > 1000) throw usage_error("--parallel: " + std::to_string(f.parallel) + " is not in 1..1000");
   // aria2 caps at 16 and its maintainers refused more: servers ban clients
   // that open many connections. 32 leaves room and keeps that promise.
@@ -195,7 +212,7 @@ get_plan plan_of(get_flags& f) {
     if (!f.output.empty()) throw usage_error("--output: one file for several URLs; use -O DIR (or names in -i FILE)");
     if (!f.method.empty()) throw usage_error("-X/--request: API calls take one URL");
     if (!f.checksum.empty()) throw usage_error("--checksum: one digest for several URLs; download them one by one");
-    for (const auto& u : f.urls) p.many.push_back({u, ""});
+    for (const auto& u : f.urls) p.many.push_back({u, "", {}});
     if (!f.input_file.empty())
       for (auto& t : read_input_file(f.input_file)) p.many.push_back(std::move(t));
     if (p.many.empty()) throw usage_error("--input-file: '" + f.input_file + "' lists no URL");
@@ -323,6 +340,9 @@ get_plan plan_of(get_flags& f) {
   p.output = !f.output.empty() ? f.output : p.api ? "-" : default_output(f.url);
   if (!many && f.output.empty() && !p.api && !f.output_dir.empty())
     p.output = (std::filesystem::path(f.output_dir) / p.output).string();
+  if (!p.mirrors.empty() && p.api) throw usage_error("--mirror: an API call (-X, -d) goes to one URL");
+  if (!p.mirrors.empty() && p.output == "-")
+    throw usage_error("--mirror: standard output is written in order from one source; save to a file with -o FILE");
   p.time_limit = f.policy.time_limit();
   return p;
 }
@@ -357,8 +377,20 @@ nlohmann::json attempts_json(const std::vector<curl::attempt_log>& logs) {
                         {"hint_s", a.hint ? nlohmann::json(seconds(*a.hint)) : nlohmann::json()},
                         {"delay_s", seconds(a.delay)},
                         {"bytes", a.bytes},
-                        {"range", a.range.empty() ? nlohmann::json() : nlohmann::json(a.range)}});
+                        {"range", a.range.empty() ? nlohmann::json() : nlohmann::json(a.range)},
+                        {"url", shown_url(a.url)}});
   return attempts;
+}
+
+// A download's sources with mirrors: what each gave, and why one was left.
+nlohmann::json sources_json(const std::vector<curl::source_log>& sources) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& s : sources)
+    out.push_back({{"url", shown_url(s.url)},
+                   {"bytes", s.bytes},
+                   {"rate_bytes_per_s", s.rate},
+                   {"dropped", s.dropped.empty() ? nlohmann::json() : nlohmann::json(s.dropped)}});
+  return out;
 }
 
 // One download in --report (docs/reports.md).
@@ -375,6 +407,7 @@ nlohmann::json download_json(const std::string& url, const std::string& output, 
           {"verified", r.verified},
           {"connections", r.connections},
           {"single_stream_why", r.single_stream_why},
+          {"sources", sources_json(r.sources)},
           {"attempts", attempts_json(r.attempts)}};
 }
 
@@ -410,7 +443,7 @@ curl::download_result download_segmented(const get_plan& plan, const curl::clien
   });
   curl::async_client http(ctx.get_executor(), o, 0);
   curl::download_result out;
-  http.async_download(plan.url, plan.output, plan.request.headers,
+  http.async_download(plan.url, plan.mirrors, plan.output, plan.request.headers,
                       asio::bind_cancellation_slot(cancel.slot(), [&](curl::download_result r) { out = std::move(r); }));
   ctx.run();
   return out;
@@ -467,7 +500,7 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
   std::size_t next = 0;
   std::function<void()> launch = [&] {
     const std::size_t i = next++;
-    http.async_download(plan.many[i].url, plan.many[i].output,
+    http.async_download(plan.many[i].url, plan.many[i].mirrors, plan.many[i].output, plan.request.headers,
                         asio::bind_cancellation_slot(cancel[i]->slot(), [&, i](curl::download_result r) {
                           results[i] = std::move(r);
                           ++done;
@@ -529,6 +562,9 @@ subcommand get_command(CLI::App& app) {
   cmd->add_option("--connections", f->connections,
                   "Connections per file, 1..32 (default 8): a file whose server supports ranges is fetched in "
                   "segments, adding connections while they speed it up; 1 fetches it as one stream");
+  cmd->add_option("--mirror", f->mirrors,
+                  "Another URL of the same file (repeat for more): each mirror adds one connection, must agree on the "
+                  "length and digest, and is dropped if it fails or disagrees");
   cmd->add_option("--min-split-size", f->min_split_size,
                   "Smallest segment, e.g. 4M (default 1M); files under twice this use one connection");
   cmd->add_option("-O,--output-dir", f->output_dir,
@@ -626,7 +662,7 @@ subcommand get_command(CLI::App& app) {
     o.on_progress = [&](const curl::progress& pr) { bar.update(pr.attempt, pr.bytes, pr.total); };
     o.on_attempt = [&](const curl::attempt_log& a) {
       if (a.error.empty()) return;
-      bar.event(event_text(a, max_attempts));
+      bar.event(event_text(a, max_attempts, a.url != plan.url ? a.url : std::string()));
     };
     curl::client http(o);
 
@@ -653,7 +689,7 @@ subcommand get_command(CLI::App& app) {
       return exit_for(r.reason, false, signals.signal());
     }
 
-    const bool segments = !to_stdout && o.segments.connections > 1;
+    const bool segments = !to_stdout && (o.segments.connections > 1 || !plan.mirrors.empty());
     if (segments)
       o.on_progress = [&](const curl::progress& pr) { bar.update(pr.attempt, pr.bytes, pr.total, pr.connections); };
     const auto r = to_stdout  ? http.download(plan.url, 1, plan.request.headers)

@@ -106,10 +106,36 @@ class async_client {
           auto slot = asio::get_associated_cancellation_slot(handler);
           auto work = asio::prefer(asio::get_associated_executor(handler, executor_),
                                    asio::execution::outstanding_work.tracked);
-          start_download(std::move(u), std::move(t), std::move(h), slot,
+          start_download(std::move(u), {}, std::move(t), std::move(h), slot,
                          completion<download_result>(std::move(handler), std::move(work)));
         },
         token, std::move(url), std::move(target), std::move(headers));
+  }
+
+  // The same from several sources of one file (RFC 6249 mirrors): `url`
+  // first, then `mirrors`, each with one connection of its own once the file
+  // splits. Every source must agree on the length (and on Repr-Digest where it
+  // sends one); a source that fails, stalls or disagrees is dropped for this
+  // download and its ranges go to the others, so the download succeeds while
+  // any source works. Each source's validator is its own (ETags differ between
+  // hosts) and guards only its own ranges. Without a digest (Repr-Digest from
+  // the server, or options().expected_checksum) sources are trusted to serve
+  // the same bytes when they agree on the length; a whole-file digest that
+  // fails after mirrors contributed starts over from `url` alone.
+  // `Link: <URI>; rel=duplicate` in the first response adds mirrors only when
+  // such a digest is known.
+  template <class Token>
+  auto async_download(std::string url, std::vector<std::string> mirrors, std::filesystem::path target,
+                      std::vector<header> headers, Token&& token) {
+    return asio::async_initiate<Token, void(download_result)>(
+        [this](auto handler, std::string u, std::vector<std::string> m, std::filesystem::path t, std::vector<header> h) {
+          auto slot = asio::get_associated_cancellation_slot(handler);
+          auto work = asio::prefer(asio::get_associated_executor(handler, executor_),
+                                   asio::execution::outstanding_work.tracked);
+          start_download(std::move(u), std::move(m), std::move(t), std::move(h), slot,
+                         completion<download_result>(std::move(handler), std::move(work)));
+        },
+        token, std::move(url), std::move(mirrors), std::move(target), std::move(headers));
   }
 
   // One request under the retry policy (see client::perform: what may be
@@ -127,7 +153,8 @@ class async_client {
   }
 
  private:
-  void start_download(std::string url, std::filesystem::path target, std::vector<header> headers,
+  void start_download(std::string url, std::vector<std::string> mirrors, std::filesystem::path target,
+                      std::vector<header> headers,
                       asio::cancellation_slot slot, completion<download_result> done);
   void start_perform(request r, asio::cancellation_slot slot, completion<response> done);
 

@@ -200,6 +200,15 @@ struct client_options {
   std::function<void(const progress&)> on_progress{};    // during downloads
 };
 
+// One source of a download with mirrors: how much it gave, and why it was
+// left when it was.
+struct source_log {
+  std::string url{};
+  std::uint64_t bytes = 0;          // written from its responses
+  double rate = 0;                  // bytes/s per connection, while its requests ran (0: unmeasured)
+  std::string dropped{};            // why it was left for this download; empty: used to the end
+};
+
 struct download_result {
   std::filesystem::path path{};
   std::uint64_t bytes = 0;
@@ -218,6 +227,7 @@ struct download_result {
   std::filesystem::path partial{};  // where resumable data was kept on failure (empty: none)
   std::uint32_t connections = 1;    // the most connections that transferred at once
   std::string single_stream_why{};  // a segmented download that stayed (or went back to) one stream: why
+  std::vector<source_log> sources{};  // with mirrors: the URL first, then each mirror (empty without mirrors)
 
   bool ok() const noexcept { return reason == stop_reason::success; }
 };

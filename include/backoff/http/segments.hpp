@@ -191,6 +191,14 @@ inline bool connections_paid_off(double rate_before, double rate_after, unsigned
   return rate_after >= rate_before * (1.0 + 0.25 * static_cast<double>(added) / static_cast<double>(before));
 }
 
+// Whether a free connection whose source moves `thief_rate` bytes/s per
+// connection should take half of a busy range that moves at `victim_rate`: a
+// connection less than half as fast would finish its half later than the busy
+// one finishes the whole, so it waits instead. An unmeasured thief (0) may.
+inline bool worth_stealing(double thief_rate, double victim_rate) {
+  return thief_rate <= 0 || thief_rate * 2 >= victim_rate;
+}
+
 // Whether a first response lets the download split into ranges, and what a
 // segment must then match. RFC 6249 §7 and Chromium's parallel download ask
 // the same: ranges proven (a 206, or Accept-Ranges: bytes), a known length, a
@@ -269,6 +277,123 @@ inline segment_verdict check_segment(int status, const std::vector<header>& head
   if (!r || r->first != asked.begin || r->last + 1 != asked.end || r->complete != length) return segment_verdict::lies;
   if (const auto n = announced_length(headers); n && *n != asked.size()) return segment_verdict::lies;
   return segment_verdict::write;
+}
+
+// What a mirror's reply to a range means. A mirror (RFC 6249: another
+// location of the same file) has validators of its own, so its first range is
+// asked without If-Range and its validator is learnt from that reply; later
+// ranges carry it. Agreement is on the length (and, in the caller, on any
+// digest): anything else means this mirror serves something else.
+struct mirror_reply {
+  segment_verdict verdict = segment_verdict::not_a_body;  // write, lies (drop the mirror), changed, not_a_body
+  std::string validator{};  // the mirror's, for its next ranges
+  std::string why{};        // when not write: why the mirror is dropped, for people
+};
+
+inline mirror_reply check_mirror_segment(int status, const std::vector<header>& headers, extent asked,
+                                         std::string_view validator, std::uint64_t length) {
+  mirror_reply m;
+  if (status == 200) {
+    m.verdict = segment_verdict::lies;
+    m.why = "it answered a range with the whole file";
+    return m;
+  }
+  if (status != 206) {
+    m.why = "HTTP " + std::to_string(status);
+    return m;
+  }
+  m.validator = validator.empty() ? if_range_validator(headers) : std::string(validator);
+  if (!validator.empty() && !carries_validator(headers, validator)) {
+    m.verdict = segment_verdict::changed;
+    m.why = "its file changed (another validator)";
+    return m;
+  }
+  m.verdict = segment_verdict::lies;
+  if (find_header(headers, "Content-Encoding")) {
+    m.why = "it applies a content coding";
+    return m;
+  }
+  const auto cr = find_header(headers, "Content-Range");
+  const auto r = cr ? parse_content_range(*cr) : std::nullopt;
+  if (r && r->complete && *r->complete != length) {
+    m.why = "its length is " + std::to_string(*r->complete) + " bytes, not " + std::to_string(length);
+    return m;
+  }
+  if (!r || r->first != asked.begin || r->last + 1 != asked.end || r->complete != length) {
+    m.why = "its Content-Range is not the range asked";
+    return m;
+  }
+  if (const auto n = announced_length(headers); n && *n != asked.size()) {
+    m.why = "its Content-Length is not the range's";
+    return m;
+  }
+  m.verdict = segment_verdict::write;
+  m.why.clear();
+  return m;
+}
+
+// The mirrors a response names in `Link: <URI>; rel=duplicate` (RFC 6249
+// §3), absolute http(s) URIs only, by their `pri` (lower first; none: last),
+// in the order given among equals. Malformed members are skipped.
+inline std::vector<std::string> duplicate_links(const std::vector<header>& headers) {
+  struct found {
+    std::string uri;
+    std::uint64_t pri;
+  };
+  std::vector<found> out;
+  for (const auto& h : headers) {
+    if (!iequals(h.first, "Link")) continue;
+    std::string_view v = h.second;
+    while (true) {
+      const auto open = v.find('<');
+      if (open == std::string_view::npos) break;
+      const auto close = v.find('>', open);
+      if (close == std::string_view::npos) break;
+      const std::string_view uri = v.substr(open + 1, close - open - 1);
+      // The parameters run to the next comma outside quotes.
+      std::size_t i = close + 1;
+      bool quoted = false;
+      while (i < v.size() && (quoted || v[i] != ',')) {
+        if (v[i] == '"') quoted = !quoted;
+        ++i;
+      }
+      const std::string_view params = v.substr(close + 1, i - close - 1);
+      v = i < v.size() ? v.substr(i + 1) : std::string_view{};
+      bool duplicate = false;
+      std::uint64_t pri = UINT64_MAX;
+      std::size_t p = 0;
+      while (p < params.size()) {
+        std::size_t semi = params.find(';', p);
+        if (semi == std::string_view::npos) semi = params.size();
+        std::string_view param = detail::trim_ows(params.substr(p, semi - p));
+        p = semi + 1;
+        const auto eq = param.find('=');
+        if (eq == std::string_view::npos) continue;
+        const std::string_view name = detail::trim_ows(param.substr(0, eq));
+        std::string_view value = detail::trim_ows(param.substr(eq + 1));
+        if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+        if (iequals(name, "rel")) {
+          // rel may list several relation types, separated by spaces.
+          std::size_t at = 0;
+          while (at <= value.size()) {
+            std::size_t sp = value.find(' ', at);
+            if (sp == std::string_view::npos) sp = value.size();
+            duplicate |= iequals(value.substr(at, sp - at), "duplicate");
+            at = sp + 1;
+          }
+        } else if (iequals(name, "pri")) {
+          if (const auto n = detail::whole_number(value)) pri = *n;
+        }
+      }
+      const bool absolute = uri.starts_with("http://") || uri.starts_with("https://");
+      const bool clean = uri.find_first_of(" \t\r\n\"") == std::string_view::npos;
+      if (duplicate && absolute && clean) out.push_back({std::string(uri), pri});
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const found& a, const found& b) { return a.pri < b.pri; });
+  std::vector<std::string> uris;
+  for (auto& f : out) uris.push_back(std::move(f.uri));
+  return uris;
 }
 
 }  // namespace backoff::http
