@@ -18,7 +18,7 @@ ROUNDS=${ROUNDS:-3}
 root=$(mktemp -d /var/tmp/backoff-bench.XXXXXX)
 nginx_pid=""
 cleanup() {
-  [[ -n $nginx_pid ]] && kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
+  if [[ -n $nginx_pid ]]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
   rm -rf "$root"
 }
 trap cleanup EXIT

@@ -28,7 +28,7 @@ command -v aria2c > /dev/null || { echo "aria2c is not installed (tools/install-
 root=$(mktemp -d /var/tmp/backoff-seg.XXXXXX)
 nginx_pid=""
 cleanup() {
-  [[ -n $nginx_pid ]] && kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
+  if [[ -n $nginx_pid ]]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
   rm -rf "$root"
 }
 trap cleanup EXIT

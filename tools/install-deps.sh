@@ -3,7 +3,8 @@
 # Installs the Debian packages backoff's build, tests, benchmarks and demo need,
 # but only those missing. Safe to run repeatedly; needs root (or sudo) to install.
 # (lintian checks the packages in the package test; openssl makes the TLS tests'
-# certificates; aria2 is the yardstick of the segmented-download benchmark.)
+# certificates; aria2 is the yardstick of the segmented-download benchmark, and
+# python3 runs its connection-cutting proxy.)
 set -euo pipefail
 
 packages=(
@@ -14,7 +15,7 @@ packages=(
   clang libclang-rt-14-dev
   curl bc libasio-dev
   libhiredis-dev redis-server
-  dpkg-dev groff-base lintian openssl aria2
+  dpkg-dev groff-base lintian openssl aria2 python3
 )
 
 missing=()
