@@ -83,6 +83,14 @@ void redis_server::start() {
   throw std::runtime_error("redis_server: redis-server did not start on port " + port);
 }
 
+void redis_server::pause() {
+  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+}
+
+void redis_server::resume() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
+}
+
 void redis_server::stop() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);  // as a crash or a lost host would: no goodbye to clients

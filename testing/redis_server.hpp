@@ -28,6 +28,9 @@ class redis_server {
   void start();
   void stop();
   bool running() const noexcept { return pid_ > 0; }
+  // SIGSTOP / SIGCONT: the kernel still accepts connections, nothing answers (a hung Redis).
+  void pause();
+  void resume();
   // Runs redis-cli with `args` against this server; its output without the final newline.
   std::string command(const std::string& args) const;
 

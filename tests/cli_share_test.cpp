@@ -117,6 +117,27 @@ TEST_F(Cli, ShareWithRedisUnreachableWarnsOnceAndWorksAlone) {
   EXPECT_NE(r.err.find("unreachable"), std::string::npos) << r.err;
 }
 
+// A hung Redis (stopped: connections are accepted, nothing answers) must not
+// hold the process: it warns, downloads alone and exits. Before, it never
+// exited (the subscriber waited for SUBSCRIBE's reply with no bound, and the
+// destructor joined it); the CLI watchdog would stop it after a minute.
+TEST_F(Cli, ShareWithRedisHungWarnsAndExits) {
+  backoff::testing::redis_server redis;
+  redis.pause();
+  backoff::testing::fault_server server;
+  server.add_file("/f", "alone");
+  server.script("/f", {fault::status(503, "0")});
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = cli({"get", "--share", redis.url("/hung"), "--initial", "1ms", "-o", "f", server.url("/f")});
+  const auto took = std::chrono::steady_clock::now() - t0;
+  redis.resume();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "f"), "alone");
+  EXPECT_NE(r.err.find("unreachable"), std::string::npos) << r.err;
+  // Not a speed check: a bound far above any healthy run, far below the watchdog.
+  EXPECT_LT(took, 20s);
+}
+
 TEST_F(Cli, ShareFlagsAreCheckedByName) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"get", "--share", "http://h:1", "http://h/x"}, "--share: redis URL 'http://h:1'"},

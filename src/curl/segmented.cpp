@@ -635,6 +635,8 @@ struct segmented_download final : async_client::impl::transfer_base,
 
   // --- a request ended --------------------------------------------------------------------
   void ended(conn& c, CURLcode code) {
+    // curl's completion holds no reference: finishing here must not free this mid-call.
+    const std::shared_ptr<segmented_download> keep = shared_from_this();
     detach(c);
     source& s = sources[c.src];
     s.busy += seconds_between(c.t0, now());

@@ -221,7 +221,8 @@ struct fleet::impl {
   std::map<std::string, pending_raise> raises;
 
   redisContext* cmd = nullptr;  // worker thread only (and the constructor, before it starts)
-  std::atomic<int> sub_fd{-1};
+  std::mutex sub_mutex;  // guards sub_fd against a close racing stop()'s shutdown
+  int sub_fd = -1;
   std::thread worker, subscriber;
 
   explicit impl(fleet_options opts) : o(std::move(opts)), ep(parse_url(o.url)) {
@@ -232,11 +233,13 @@ struct fleet::impl {
 
   std::string key_of(const std::string& key, const char* what) const { return "{" + ep.prefix + ":" + key + "}:" + what; }
 
+  // A connection whose connect and every command are bounded by `timeout`:
+  // nothing waits on Redis for longer, whatever it does.
   redisContext* open(std::chrono::milliseconds timeout) const {
     timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
     redisContext* c = redisConnectWithTimeout(ep.host.c_str(), ep.port, tv);
     if (!c) return nullptr;
-    if (c->err) {
+    if (c->err || redisSetTimeout(c, tv) != REDIS_OK) {
       redisFree(c);
       return nullptr;
     }
@@ -247,12 +250,19 @@ struct fleet::impl {
     if (o.on_warning) o.on_warning(text);
   }
 
+  // Connects the worker and proves that Redis answers: a hung Redis (its
+  // kernel still accepts connections) must not count as back.
   bool connect_cmd() {
     cmd = open(o.timeout);
     if (!cmd) return false;
-    timeval tv{static_cast<time_t>(o.timeout.count() / 1000), static_cast<suseconds_t>(o.timeout.count() % 1000 * 1000)};
-    redisSetTimeout(cmd, tv);
-    return true;
+    auto* r = static_cast<redisReply*>(redisCommand(cmd, "PING"));
+    const bool pong = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+    if (!pong) {
+      redisFree(cmd);
+      cmd = nullptr;
+    }
+    return pong;
   }
 
   void lost(const std::string& why) {
@@ -538,19 +548,26 @@ struct fleet::impl {
       redisContext* c = open(o.timeout);
       bool subscribed = false;
       if (c) {
+        {
+          std::lock_guard fd_lock(sub_mutex);
+          sub_fd = c->fd;  // stop() shuts it down: this thread never stays in a read past it
+        }
         auto* r = static_cast<redisReply*>(redisCommand(c, "SUBSCRIBE %b", channel.data(), channel.size()));
         subscribed = r && r->type == REDIS_REPLY_ARRAY;
         if (r) freeReplyObject(r);
       }
       if (!subscribed) {
-        if (c) redisFree(c);
+        if (c) {
+          std::lock_guard fd_lock(sub_mutex);
+          sub_fd = -1;
+          redisFree(c);
+        }
         const auto d = backoff::jitter::full().apply(reconnect.next(attempts, rng), reconnect.cap(), rng);
         std::unique_lock lock(mutex);
         wake.wait_for(lock, d, [&] { return stopping; });
         continue;
       }
       attempts = {};
-      sub_fd = c->fd;
       // Messages published while the subscription was down are lost: read again.
       post([this] { rejoin(); });
       for (;;) {
@@ -572,6 +589,7 @@ struct fleet::impl {
         if (n < 0 && errno != EINTR) break;
         if (n > 0 && redisBufferRead(c) != REDIS_OK) break;
       }
+      std::lock_guard fd_lock(sub_mutex);
       sub_fd = -1;
       redisFree(c);
     }
@@ -597,7 +615,10 @@ struct fleet::impl {
       stopping = true;
     }
     wake.notify_all();
-    if (const int fd = sub_fd.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    {
+      std::lock_guard fd_lock(sub_mutex);
+      if (sub_fd >= 0) ::shutdown(sub_fd, SHUT_RDWR);
+    }
     if (worker.joinable()) worker.join();
     if (subscriber.joinable()) subscriber.join();
     if (cmd) redisFree(cmd);
