@@ -35,7 +35,7 @@ bool accepts(int port) {
 
 }  // namespace
 
-redis_server::redis_server() {
+redis_server::redis_server(std::string password) : password_(std::move(password)) {
   dir_ = (std::filesystem::temp_directory_path() / ("backoff-redis-" + std::to_string(::getpid()) + "-" +
                                                     std::to_string(reinterpret_cast<std::uintptr_t>(this))))
              .string();
@@ -69,6 +69,10 @@ void redis_server::start() {
   if (pid_ == 0) {
     if (::chdir(dir_.c_str()) != 0) ::_exit(97);
     if (const int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, 1);
+    if (!password_.empty())
+      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str(), "--requirepass", password_.c_str(),
+               static_cast<char*>(nullptr));
     ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str(), static_cast<char*>(nullptr));
     ::_exit(98);
@@ -99,7 +103,8 @@ void redis_server::stop() {
 }
 
 std::string redis_server::command(const std::string& args) const {
-  const std::string cmd = "redis-cli -h 127.0.0.1 -p " + std::to_string(port_) + " " + args + " 2>&1";
+  const std::string auth = password_.empty() ? std::string() : " --no-auth-warning -a '" + password_ + "'";
+  const std::string cmd = "redis-cli -h 127.0.0.1 -p " + std::to_string(port_) + auth + " " + args + " 2>&1";
   std::string out;
   if (FILE* p = ::popen(cmd.c_str(), "r")) {
     std::array<char, 4096> buf{};

@@ -18,7 +18,8 @@ namespace backoff::testing {
 
 class redis_server {
  public:
-  redis_server();  // throws std::runtime_error when redis-server cannot start
+  // With a password, redis-server runs with --requirepass and command() authenticates.
+  explicit redis_server(std::string password = {});  // throws std::runtime_error when redis-server cannot start
   ~redis_server();
   redis_server(const redis_server&) = delete;
   redis_server& operator=(const redis_server&) = delete;
@@ -38,6 +39,7 @@ class redis_server {
   int port_ = 0;
   pid_t pid_ = -1;
   std::string dir_;
+  std::string password_;
 };
 
 }  // namespace backoff::testing

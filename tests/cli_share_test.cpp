@@ -138,6 +138,51 @@ TEST_F(Cli, ShareWithRedisHungWarnsAndExits) {
   EXPECT_LT(took, 20s);
 }
 
+// Redis with requirepass: the password from the URL, the environment or a
+// file lets the release time through; a wrong one is one warning, then local gates.
+TEST_F(Cli, ShareAuthenticatesWithThePasswordFromTheUrlTheEnvironmentOrAFile) {
+  backoff::testing::redis_server redis("s3cret");
+  backoff::testing::fault_server server;
+  server.add_file("/f", "shared");
+  const std::string host = "127.0.0.1:" + std::to_string(redis.port());
+  std::ofstream(dir / "pw") << "s3cret\n";
+  struct way {
+    std::string prefix, url, env, file;
+  };
+  for (const way& w : {way{"url", "redis://:s3cret@" + host + "/url", "", ""},
+                       way{"env", "redis://" + host + "/env", "s3cret", ""},
+                       way{"file", "redis://" + host + "/file", "", "pw"}}) {
+    server.script("/f", {fault::status(429, "1")});
+    if (!w.env.empty()) ::setenv("BACKOFF_REDIS_PASSWORD", w.env.c_str(), 1);
+    std::vector<std::string> args{"get", "--share", w.url, "--initial", "1ms", "-o", "f", server.url("/f")};
+    if (!w.file.empty()) args.insert(args.end(), {"--share-password-file", w.file});
+    const auto r = cli(args);
+    ::unsetenv("BACKOFF_REDIS_PASSWORD");
+    EXPECT_EQ(r.status, 0) << w.prefix << ": " << r.err;
+    EXPECT_EQ(r.err.find("warning"), std::string::npos) << w.prefix << ": " << r.err;
+    EXPECT_EQ(r.err.find("s3cret"), std::string::npos) << w.prefix << ": " << r.err;
+    const std::string key = "'{" + w.prefix + ":127.0.0.1:" + std::to_string(server.port()) + "}:release'";
+    EXPECT_EQ(redis.command("EXISTS " + key), "1") << w.prefix;
+  }
+}
+
+TEST_F(Cli, ShareWithAWrongPasswordWarnsOnceNamingItAndWorksAlone) {
+  backoff::testing::redis_server redis("s3cret");
+  backoff::testing::fault_server server;
+  server.add_file("/f", "alone");
+  server.script("/f", {fault::status(503, "0")});
+  const std::string url = "redis://:wrong@127.0.0.1:" + std::to_string(redis.port()) + "/x";
+  const auto r = cli({"get", "--share", url, "--initial", "1ms", "-o", "f", server.url("/f")});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "f"), "alone");
+  EXPECT_EQ(count(r.err, "warning"), 1) << r.err;
+  EXPECT_NE(r.err.find("the password was refused"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("wrong@"), std::string::npos) << r.err;
+  const auto bad = cli({"get", "--share", url, "--share-password-file", "missing", "-o", "f", server.url("/f")});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--share-password-file: cannot read 'missing'"), std::string::npos) << bad.err;
+}
+
 TEST_F(Cli, ShareFlagsAreCheckedByName) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"get", "--share", "http://h:1", "http://h/x"}, "--share: redis URL 'http://h:1'"},

@@ -59,6 +59,34 @@ TEST(RedisUrl, ParsesHostPortAndPrefix) {
   }
 }
 
+TEST(RedisUrl, TakesAUserAndAPercentDecodedPasswordAndHidesIt) {
+  const auto a = backoff::redis::parse_url("redis://:s3cret@127.0.0.1:7001/p");
+  EXPECT_EQ(a.user, "");
+  EXPECT_EQ(a.password, "s3cret");
+  EXPECT_EQ(a.host, "127.0.0.1");
+  EXPECT_EQ(a.port, 7001);
+  const auto b = backoff::redis::parse_url("redis://app:p%40ss%3Aw0rd@cache:6380");
+  EXPECT_EQ(b.user, "app");
+  EXPECT_EQ(b.password, "p@ss:w0rd");
+  EXPECT_EQ(b.host, "cache");
+  const auto c = backoff::redis::parse_url("redis://token@cache");  // no ':': the password, as Redis clients read it
+  EXPECT_EQ(c.user, "");
+  EXPECT_EQ(c.password, "token");
+  const auto d = backoff::redis::parse_url("redis://a@b@cache");  // the last '@' ends the userinfo
+  EXPECT_EQ(d.host, "cache");
+  EXPECT_EQ(backoff::redis::shown_url("redis://app:s3cret@cache:6380/x"), "redis://app:***@cache:6380/x");
+  EXPECT_EQ(backoff::redis::shown_url("redis://cache:6380/x"), "redis://cache:6380/x");
+  try {
+    (void)backoff::redis::parse_url("redis://:s3cret@cache:0");
+    ADD_FAILURE() << "port 0 accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).find("s3cret"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(":***@"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(backoff::redis::parse_url("redis://:bad%zz@cache"), std::invalid_argument);
+  EXPECT_THROW(backoff::redis::parse_url("redis://:bad%4@cache"), std::invalid_argument);
+}
+
 TEST(RedisFleet, AReleaseTimeReachesAnotherProcessAndIsNeverLowered) {
   backoff::testing::redis_server redis;
   fleet a(opts(redis)), b(opts(redis));

@@ -122,28 +122,84 @@ std::string make_id() {
 
 }  // namespace
 
+std::string shown_url(std::string_view url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  const auto start = scheme + 3;
+  const auto end = url.find('/', start);
+  const auto at = url.rfind('@', end == std::string_view::npos ? url.size() : end);
+  if (at == std::string_view::npos || at < start) return std::string(url);
+  const auto colon = url.find(':', start);
+  if (colon == std::string_view::npos || colon > at) return std::string(url);  // a user name alone
+  return std::string(url.substr(0, colon + 1)) + "***" + std::string(url.substr(at));
+}
+
+namespace {
+
+// RFC 3986 percent-decoding; nullopt for a '%' not followed by two hex digits.
+std::optional<std::string> percent_decoded(std::string_view v) {
+  std::string out;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '%') {
+      out += v[i];
+      continue;
+    }
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    if (i + 2 >= v.size()) return std::nullopt;
+    const int hi = hex(v[i + 1]), lo = hex(v[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+}  // namespace
+
 endpoint parse_url(std::string_view url) {
   constexpr std::string_view scheme = "redis://";
+  const std::string shown = shown_url(url);
   if (url.substr(0, scheme.size()) != scheme)
-    throw std::invalid_argument("redis URL '" + std::string(url) + "': expected redis://HOST[:PORT][/PREFIX]");
+    throw std::invalid_argument("redis URL '" + shown + "': expected redis://[USER[:PASSWORD]@]HOST[:PORT][/PREFIX]");
   std::string_view rest = url.substr(scheme.size());
   endpoint e;
   if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
     const std::string_view prefix = rest.substr(slash + 1);
     if (!prefix.empty()) {
       if (prefix.find_first_of("{} \t\r\n") != std::string_view::npos)
-        throw std::invalid_argument("redis URL '" + std::string(url) + "': the prefix may not hold braces or spaces");
+        throw std::invalid_argument("redis URL '" + shown + "': the prefix may not hold braces or spaces");
       e.prefix = std::string(prefix);
     }
     rest = rest.substr(0, slash);
   }
+  if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
+    const std::string_view userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    const auto colon = userinfo.find(':');
+    const auto user = percent_decoded(userinfo.substr(0, colon));
+    const auto password = colon == std::string_view::npos ? std::optional<std::string>("") : percent_decoded(userinfo.substr(colon + 1));
+    if (!user || !password)
+      throw std::invalid_argument("redis URL '" + shown + "': a '%' in the user or password is not followed by two hex digits");
+    e.user = *user;
+    e.password = *password;
+    if (e.password.empty() && !e.user.empty() && colon == std::string_view::npos) {
+      // redis://NAME@host: RFC 3986 calls it a user; Redis clients take it as the password when no ':' follows.
+      e.password = e.user;
+      e.user.clear();
+    }
+  }
   std::string_view host = rest, port_text;
   if (!rest.empty() && rest.front() == '[') {  // [IPv6]:PORT
     const auto close = rest.find(']');
-    if (close == std::string_view::npos) throw std::invalid_argument("redis URL '" + std::string(url) + "': no ']'");
+    if (close == std::string_view::npos) throw std::invalid_argument("redis URL '" + shown + "': no ']'");
     host = rest.substr(1, close - 1);
     if (close + 1 < rest.size()) {
-      if (rest[close + 1] != ':') throw std::invalid_argument("redis URL '" + std::string(url) + "': expected ':' after ']'");
+      if (rest[close + 1] != ':') throw std::invalid_argument("redis URL '" + shown + "': expected ':' after ']'");
       port_text = rest.substr(close + 2);
     }
   } else if (const auto colon = rest.find(':'); colon != std::string_view::npos) {
@@ -153,11 +209,11 @@ endpoint parse_url(std::string_view url) {
   if (!port_text.empty() || (rest.find(':') != std::string_view::npos && rest.front() != '[')) {
     const auto port = to_int(port_text);
     if (!port || *port < 1 || *port > 65535)
-      throw std::invalid_argument("redis URL '" + std::string(url) + "': the port must be 1..65535");
+      throw std::invalid_argument("redis URL '" + shown + "': the port must be 1..65535");
     e.port = static_cast<int>(*port);
   }
   rest = host;
-  if (rest.empty()) throw std::invalid_argument("redis URL '" + std::string(url) + "': no host");
+  if (rest.empty()) throw std::invalid_argument("redis URL '" + shown + "': no host");
   e.host = std::string(rest);
   return e;
 }
@@ -225,7 +281,11 @@ struct fleet::impl {
   int sub_fd = -1;
   std::thread worker, subscriber;
 
+  std::string password;       // AUTH: options.password, else the URL's
+  std::string connect_error;  // why the worker's last connect failed (worker thread)
+
   explicit impl(fleet_options opts) : o(std::move(opts)), ep(parse_url(o.url)) {
+    password = o.password.empty() ? ep.password : o.password;
     if (o.timeout.count() <= 0) throw std::invalid_argument("backoff::redis::fleet: timeout must be > 0");
     if (o.sync_interval.count() <= 0) throw std::invalid_argument("backoff::redis::fleet: sync_interval must be > 0");
     channel = "{" + ep.prefix + "}:events";
@@ -235,13 +295,30 @@ struct fleet::impl {
 
   // A connection whose connect and every command are bounded by `timeout`:
   // nothing waits on Redis for longer, whatever it does.
-  redisContext* open(std::chrono::milliseconds timeout) const {
+  // With a password, AUTH is its first command; `why` (when given) says what failed.
+  redisContext* open(std::chrono::milliseconds timeout, std::string* why = nullptr) const {
     timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
     redisContext* c = redisConnectWithTimeout(ep.host.c_str(), ep.port, tv);
     if (!c) return nullptr;
     if (c->err || redisSetTimeout(c, tv) != REDIS_OK) {
+      if (why) *why = c->errstr[0] ? c->errstr : "cannot connect";
       redisFree(c);
       return nullptr;
+    }
+    if (!password.empty()) {
+      auto* r = static_cast<redisReply*>(ep.user.empty()
+                                             ? redisCommand(c, "AUTH %b", password.data(), password.size())
+                                             : redisCommand(c, "AUTH %b %b", ep.user.data(), ep.user.size(),
+                                                            password.data(), password.size()));
+      const bool ok = r && r->type == REDIS_REPLY_STATUS;
+      if (why && !ok)
+        *why = r && r->type == REDIS_REPLY_ERROR ? "the password was refused: " + std::string(r->str, r->len)
+                                                 : std::string(c->errstr[0] ? c->errstr : "no answer to AUTH");
+      if (r) freeReplyObject(r);
+      if (!ok) {
+        redisFree(c);
+        return nullptr;
+      }
     }
     return c;
   }
@@ -253,10 +330,14 @@ struct fleet::impl {
   // Connects the worker and proves that Redis answers: a hung Redis (its
   // kernel still accepts connections) must not count as back.
   bool connect_cmd() {
-    cmd = open(o.timeout);
+    connect_error.clear();
+    cmd = open(o.timeout, &connect_error);
     if (!cmd) return false;
     auto* r = static_cast<redisReply*>(redisCommand(cmd, "PING"));
     const bool pong = r && r->type == REDIS_REPLY_STATUS;
+    if (!pong)
+      connect_error = r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len)
+                                                        : std::string(cmd->errstr[0] ? cmd->errstr : "no answer to PING");
     if (r) freeReplyObject(r);
     if (!pong) {
       redisFree(cmd);
@@ -489,7 +570,7 @@ struct fleet::impl {
         } else {
           const auto d = jitter.apply(reconnect.next(attempts, rng), reconnect.cap(), rng);
           next_connect = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
-          lost("cannot connect");
+          lost(connect_error.empty() ? "cannot connect" : connect_error);
         }
         lock.lock();
         continue;
@@ -602,8 +683,8 @@ struct fleet::impl {
       degraded = false;
     } else {
       ++disconnects;
-      warn("Redis at " + ep.host + ":" + std::to_string(ep.port) +
-           " unreachable: gates are local until it is back");
+      warn("Redis at " + ep.host + ":" + std::to_string(ep.port) + " unreachable" +
+           (connect_error.empty() ? std::string() : " (" + connect_error + ")") + ": gates are local until it is back");
     }
     worker = std::thread([this] { work(); });
     subscriber = std::thread([this] { listen(); });

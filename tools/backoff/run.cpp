@@ -280,6 +280,8 @@ subcommand run_command(CLI::App& app) {
                   "Share a retry budget and a circuit breaker with every backoff using the same Redis and "
                   "--share-key: redis://HOST:PORT[/PREFIX]");
   cmd->add_option("--share-key", ro->share_key, "What --share is shared for (e.g. the API the command calls)");
+  cmd->add_option("--share-password-file", ro->share_password_file,
+                  "Read the Redis password for --share from the first line of FILE (kept out of ps)");
 #endif
   cmd->add_option("command", ro->command, "The command and its arguments, after --")->required();
   return {cmd, [ro]() -> int {
@@ -306,7 +308,7 @@ subcommand run_command(CLI::App& app) {
 #ifdef BACKOFF_HAVE_REDIS
     std::unique_ptr<shared_gates> shared;
     if (!ro->share.empty()) {
-      shared = std::make_unique<shared_gates>(ro->share, ro->share_key, ro->quiet);
+      shared = std::make_unique<shared_gates>(ro->share, ro->share_key, ro->quiet, ro->share_password_file);
       ctx.gate = &shared->gates();
     }
 #endif

@@ -2,6 +2,10 @@
 #include "share.hpp"
 
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
@@ -20,13 +24,24 @@ struct shared_gates::impl {
   gate_chain chain{&breaker, &budget};
   std::optional<redis::shared_host_backoff::key_gate> first;
 
-  static redis::fleet_options options(const std::string& url, bool quiet, std::atomic<bool>& warned) {
+  static redis::fleet_options options(const std::string& url, bool quiet, std::atomic<bool>& warned,
+                                      const std::string& password_file) {
     try {
       (void)redis::parse_url(url);
     } catch (const std::invalid_argument& e) {
       throw usage_error(std::string("--share: ") + e.what());
     }
     redis::fleet_options o{.url = url};
+    // A password out of the URL stays out of `ps` and shell history.
+    if (!password_file.empty()) {
+      std::ifstream in(password_file);
+      if (!in) throw usage_error("--share-password-file: cannot read '" + password_file + "': " + std::strerror(errno));
+      std::getline(in, o.password);
+      if (!o.password.empty() && o.password.back() == '\r') o.password.pop_back();
+      if (o.password.empty()) throw usage_error("--share-password-file: '" + password_file + "' has no password on its first line");
+    } else if (const char* env = std::getenv("BACKOFF_REDIS_PASSWORD"); env && *env) {
+      o.password = env;
+    }
     o.on_warning = [quiet, &warned](const std::string& text) {
       // One warning per run: a script's log is not the place for every reconnect.
       if (!quiet && !warned.exchange(true)) std::cerr << "backoff: warning: " << text << "\n";
@@ -34,8 +49,8 @@ struct shared_gates::impl {
     return o;
   }
 
-  impl(const std::string& url, const std::string& key, bool quiet)
-      : fleet(options(url, quiet, warned)),
+  impl(const std::string& url, const std::string& key, bool quiet, const std::string& password_file)
+      : fleet(options(url, quiet, warned, password_file)),
         // Failures alone do not hold a host back (each transfer has its own
         // backoff); a Retry-After does, for the whole fleet.
         // Every process waits for one release time: each request held back
@@ -47,8 +62,8 @@ struct shared_gates::impl {
   }
 };
 
-shared_gates::shared_gates(const std::string& url, const std::string& key, bool quiet)
-    : impl_(std::make_unique<impl>(url, key, quiet)) {}
+shared_gates::shared_gates(const std::string& url, const std::string& key, bool quiet, const std::string& password_file)
+    : impl_(std::make_unique<impl>(url, key, quiet, password_file)) {}
 shared_gates::~shared_gates() = default;
 
 void shared_gates::watch(const std::string& key) { (void)impl_->hosts.for_key(key); }

@@ -17,7 +17,9 @@ namespace backoff::cli {
 class shared_gates {
  public:
   // Throws usage_error naming --share for a bad URL.
-  shared_gates(const std::string& url, const std::string& key, bool quiet);
+  // The password: the first line of password_file when given, else
+  // $BACKOFF_REDIS_PASSWORD when set, else the URL's.
+  shared_gates(const std::string& url, const std::string& key, bool quiet, const std::string& password_file = {});
   ~shared_gates();
   // Reads the fleet's release time for another key (get with several hosts).
   void watch(const std::string& key);

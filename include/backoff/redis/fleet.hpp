@@ -47,20 +47,26 @@
 namespace backoff::redis {
 
 struct fleet_options {
-  std::string url = "redis://127.0.0.1:6379";            // redis://HOST[:PORT][/PREFIX]
+  std::string url = "redis://127.0.0.1:6379";            // redis://[USER[:PASSWORD]@]HOST[:PORT][/PREFIX]
+  std::string password = {};                             // when set, instead of the URL's (AUTH)
   std::chrono::milliseconds timeout{20};                 // connect and every command
   std::chrono::milliseconds sync_interval{100};          // budget counts and leases
   bool fail_closed = false;                              // Redis unreachable: deny retries
   std::function<void(const std::string&)> on_warning = {};  // "unreachable …", "… is back" (worker thread)
 };
 
-// Parses redis://HOST[:PORT][/PREFIX]; throws std::invalid_argument naming
-// what is wrong.
+// Parses redis://[USER[:PASSWORD]@]HOST[:PORT][/PREFIX] (RFC 3986 userinfo,
+// percent-decoded); throws std::invalid_argument naming what is wrong, with
+// the password hidden as "***".
 struct endpoint {
   std::string host;
   int port = 6379;
   std::string prefix = "backoff";
+  std::string user{};      // AUTH USER PASSWORD (Redis 6 ACL); empty: AUTH PASSWORD
+  std::string password{};  // empty: no AUTH
 };
+// The URL with its password replaced by "***", for messages.
+std::string shown_url(std::string_view url);
 endpoint parse_url(std::string_view url);
 
 class fleet {
