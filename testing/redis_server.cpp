@@ -35,13 +35,15 @@ bool accepts(int port) {
 
 }  // namespace
 
-redis_server::redis_server(std::string password) : password_(std::move(password)) {
+redis_server::redis_server(std::string password, bool cluster) : password_(std::move(password)), cluster_(cluster) {
   dir_ = (std::filesystem::temp_directory_path() / ("backoff-redis-" + std::to_string(::getpid()) + "-" +
                                                     std::to_string(reinterpret_cast<std::uintptr_t>(this))))
              .string();
   std::filesystem::create_directories(dir_);
   for (int tries = 0; tries < 5; ++tries) {
     port_ = free_port();
+    // A cluster node also listens on its port + 10000 (the cluster bus).
+    for (int again = 0; cluster_ && port_ + 10000 > 65535 && again < 200; ++again) port_ = free_port();
     try {
       start();
       return;
@@ -69,12 +71,14 @@ void redis_server::start() {
   if (pid_ == 0) {
     if (::chdir(dir_.c_str()) != 0) ::_exit(97);
     if (const int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, 1);
-    if (!password_.empty())
-      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str(), "--requirepass", password_.c_str(),
-               static_cast<char*>(nullptr));
-    ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str(), static_cast<char*>(nullptr));
+    std::vector<const char*> argv{"redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
+                                  "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str()};
+    if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_.c_str()});
+    if (cluster_)
+      argv.insert(argv.end(), {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                               "--cluster-node-timeout", "2000"});
+    argv.push_back(nullptr);
+    ::execvp("redis-server", const_cast<char* const*>(argv.data()));
     ::_exit(98);
   }
   for (int i = 0; i < 1000; ++i) {
@@ -113,6 +117,68 @@ std::string redis_server::command(const std::string& args) const {
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   return out;
+}
+
+namespace {
+
+std::string shell(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen((cmd + " 2>&1").c_str(), "r")) {
+    std::array<char, 4096> buf{};
+    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+    ::pclose(p);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+redis_cluster::redis_cluster(int masters) {
+  std::string hosts;
+  for (int i = 0; i < masters; ++i) {
+    nodes_.push_back(std::make_unique<redis_server>(std::string(), true));
+    hosts += " 127.0.0.1:" + std::to_string(nodes_.back()->port());
+  }
+  const std::string out = shell("redis-cli --cluster create" + hosts + " --cluster-yes");
+  for (int i = 0; i < 500; ++i) {
+    bool ok = true;
+    for (const auto& n : nodes_)
+      ok = ok && n->command("CLUSTER INFO").find("cluster_state:ok") != std::string::npos;
+    if (ok) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  throw std::runtime_error("redis_cluster: the cluster did not become ready: " + out);
+}
+
+std::string redis_cluster::command(const std::string& args) const {
+  return shell("redis-cli -c -h 127.0.0.1 -p " + std::to_string(nodes_.front()->port()) + " " + args);
+}
+
+int redis_cluster::owner(const std::string& key) const {
+  const std::string slot = shell("redis-cli -h 127.0.0.1 -p " + std::to_string(nodes_.front()->port()) +
+                                 " CLUSTER KEYSLOT '" + key + "'");
+  const std::string slots = shell("redis-cli -h 127.0.0.1 -p " + std::to_string(nodes_.front()->port()) + " CLUSTER SLOTS");
+  // Lines: start, end, ip, port, id, (replicas …), then the next range.
+  std::vector<std::string> lines;
+  std::size_t at = 0;
+  while (at <= slots.size()) {
+    const auto nl = slots.find('\n', at);
+    lines.push_back(slots.substr(at, nl == std::string::npos ? std::string::npos : nl - at));
+    if (nl == std::string::npos) break;
+    at = nl + 1;
+  }
+  const long s = std::stol(slot);
+  for (std::size_t i = 0; i + 3 < lines.size(); ++i) {
+    char* end = nullptr;
+    const long a = std::strtol(lines[i].c_str(), &end, 10);
+    if (end == lines[i].c_str() || *end) continue;
+    const long b = std::strtol(lines[i + 1].c_str(), &end, 10);
+    if (end == lines[i + 1].c_str() || *end) continue;
+    if (lines[i + 2] != "127.0.0.1") continue;
+    if (s >= a && s <= b) return std::stoi(lines[i + 3]);
+  }
+  return 0;
 }
 
 }  // namespace backoff::testing

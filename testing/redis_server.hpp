@@ -12,14 +12,17 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace backoff::testing {
 
 class redis_server {
  public:
   // With a password, redis-server runs with --requirepass and command() authenticates.
-  explicit redis_server(std::string password = {});  // throws std::runtime_error when redis-server cannot start
+  // cluster: --cluster-enabled (a node of a redis_cluster).
+  explicit redis_server(std::string password = {}, bool cluster = false);  // throws std::runtime_error when redis-server cannot start
   ~redis_server();
   redis_server(const redis_server&) = delete;
   redis_server& operator=(const redis_server&) = delete;
@@ -40,6 +43,25 @@ class redis_server {
   pid_t pid_ = -1;
   std::string dir_;
   std::string password_;
+  bool cluster_ = false;
+};
+
+// A Redis Cluster of `masters` nodes (no replicas) on 127.0.0.1, created with
+// redis-cli --cluster create; ready (cluster_state:ok on every node) when the
+// constructor returns.
+class redis_cluster {
+ public:
+  explicit redis_cluster(int masters = 3);
+  std::string url(const std::string& prefix = "") const { return nodes_.front()->url(prefix); }
+  redis_server& node(std::size_t i) { return *nodes_.at(i); }
+  std::size_t size() const noexcept { return nodes_.size(); }
+  // redis-cli -c (following redirections) against the first node.
+  std::string command(const std::string& args) const;
+  // The port of the node that serves `key`'s slot.
+  int owner(const std::string& key) const;
+
+ private:
+  std::vector<std::unique_ptr<redis_server>> nodes_;
 };
 
 }  // namespace backoff::testing

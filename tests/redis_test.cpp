@@ -6,6 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <set>
+
 #include <chrono>
 #include <functional>
 #include <thread>
@@ -287,4 +290,46 @@ TEST(RedisFleet, WithAQuorumOneSickProcessDoesNotOpenTheFleet) {
   EXPECT_TRUE(kc.fleet_open(now()));
   std::lock_guard lock(m);
   EXPECT_TRUE(warnings.empty()) << warnings.front();  // no script ever failed
+}
+
+TEST(RedisCluster, KeySlotsFollowTheHashTagRule) {
+  using backoff::redis::key_slot;
+  EXPECT_EQ(key_slot("123456789"), 12739);  // CRC16/XMODEM 0x31C3, the Redis Cluster specification's check value
+  EXPECT_EQ(key_slot("{user1000}.following"), key_slot("{user1000}.followers"));
+  EXPECT_EQ(key_slot("{user1000}.following"), key_slot("user1000"));
+  EXPECT_EQ(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
+  EXPECT_NE(key_slot("foo{}{bar}"), key_slot("bar"));        // an empty tag: the whole key
+  EXPECT_EQ(key_slot("foo{{bar}}zap"), key_slot("{bar"));      // the tag ends at the first '}'
+  EXPECT_EQ(key_slot("{a:api:443}:release"), key_slot("{a:api:443}:budget"));
+  EXPECT_EQ(key_slot(""), 0);
+}
+
+// The case: six prefixes through the URL of one node of a 3-master
+// cluster. Before, only the keys of that node's slots were kept (MOVED was an
+// error); now each key is written on its slot's master and read back.
+TEST(RedisCluster, EveryPrefixIsSharedWhicheverNodeServesItsSlot) {
+  backoff::testing::redis_cluster cluster(3);
+  std::set<int> owners;
+  for (const std::string p : {"a", "b", "c", "d", "e", "f"}) {
+    backoff::redis::fleet_options o{.url = cluster.url("/" + p), .timeout = 2000ms, .sync_interval = 20ms};
+    std::vector<std::string> warnings;
+    std::mutex m;
+    o.on_warning = [&](const std::string& w) {
+      std::lock_guard lock(m);
+      warnings.push_back(w);
+    };
+    fleet a(o), b(o);
+    ASSERT_FALSE(a.degraded()) << p;
+    shared_host_backoff ha(a), hb(b);
+    (void)hb.for_key("api:443");
+    const auto t0 = now();
+    ha.hold("api:443", t0, 5s);
+    const std::string key = "{" + p + ":api:443}:release";
+    ASSERT_TRUE(eventually([&] { return cluster.command("EXISTS '" + key + "'") == "1"; })) << p;
+    ASSERT_TRUE(eventually([&] { return hb.release_time("api:443", now()) > t0 + 4s; })) << p;
+    owners.insert(cluster.owner(key));
+    std::lock_guard lock(m);
+    for (const auto& w : warnings) EXPECT_EQ(w.find("error"), std::string::npos) << p << ": " << w;
+  }
+  EXPECT_GE(owners.size(), 2u) << "the six keys all live on one node: the test would not see MOVED";
 }

@@ -122,6 +122,19 @@ std::string make_id() {
 
 }  // namespace
 
+int key_slot(std::string_view key) {
+  if (const auto open = key.find('{'); open != std::string_view::npos) {
+    const auto close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
+  }
+  std::uint16_t crc = 0;
+  for (const char ch : key) {
+    crc ^= static_cast<std::uint16_t>(static_cast<unsigned char>(ch) << 8);
+    for (int bit = 0; bit < 8; ++bit) crc = (crc & 0x8000) ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021) : static_cast<std::uint16_t>(crc << 1);
+  }
+  return crc % 16384;
+}
+
 std::string shown_url(std::string_view url) {
   const auto scheme = url.find("://");
   if (scheme == std::string_view::npos) return std::string(url);
@@ -297,8 +310,11 @@ struct fleet::impl {
   // nothing waits on Redis for longer, whatever it does.
   // With a password, AUTH is its first command; `why` (when given) says what failed.
   redisContext* open(std::chrono::milliseconds timeout, std::string* why = nullptr) const {
+    return open_at(ep.host, ep.port, timeout, why);
+  }
+  redisContext* open_at(const std::string& host, int port, std::chrono::milliseconds timeout, std::string* why) const {
     timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
-    redisContext* c = redisConnectWithTimeout(ep.host.c_str(), ep.port, tv);
+    redisContext* c = redisConnectWithTimeout(host.c_str(), port, tv);
     if (!c) return nullptr;
     if (c->err || redisSetTimeout(c, tv) != REDIS_OK) {
       if (why) *why = c->errstr[0] ? c->errstr : "cannot connect";
@@ -351,6 +367,9 @@ struct fleet::impl {
       redisFree(cmd);
       cmd = nullptr;
     }
+    for (auto& [addr, c] : others) redisFree(c);
+    others.clear();
+    slot_owner.clear();
     if (!degraded.exchange(true)) {
       ++disconnects;
       warn("Redis at " + ep.host + ":" + std::to_string(ep.port) + " unreachable (" + why +
@@ -363,6 +382,27 @@ struct fleet::impl {
     void operator()(redisReply* r) const { freeReplyObject(r); }
   };
   using reply = std::unique_ptr<redisReply, reply_deleter>;
+  // Redis Cluster: the node that serves a slot, as MOVED said ("host:port";
+  // absent: the URL's node), and the connections to nodes other than the
+  // URL's (worker thread only).
+  std::map<int, std::string> slot_owner;
+  std::map<std::string, redisContext*> others;
+
+  redisContext* node(const std::string& addr) {
+    if (auto it = others.find(addr); it != others.end()) return it->second;
+    const auto colon = addr.rfind(':');
+    const auto port = colon == std::string::npos ? std::nullopt : to_int(std::string_view(addr).substr(colon + 1));
+    if (!port || *port < 1 || *port > 65535) return nullptr;
+    std::string host = addr.substr(0, colon);
+    if (host.empty()) host = ep.host;  // "MOVED 42 :7001": the same host
+    redisContext* c = open_at(host, static_cast<int>(*port), o.timeout, nullptr);
+    if (c) others.emplace(addr, c);
+    return c;
+  }
+
+  // One command, sent to the node that serves its key's slot (following
+  // MOVED, which also teaches the slot's owner, and ASK, which does not);
+  // nullptr (and degraded) on failure.
   reply run(const std::vector<std::string>& args) {
     if (!cmd) return nullptr;
     std::vector<const char*> argv;
@@ -371,18 +411,78 @@ struct fleet::impl {
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    ++commands;
-    auto* r = static_cast<redisReply*>(redisCommandArgv(cmd, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    if (!r) {
-      lost(cmd->errstr[0] ? cmd->errstr : "no reply");
-      return nullptr;
+    const int slot = command_slot(args);
+    std::string addr;
+    if (const auto it = slot_owner.find(slot); slot >= 0 && it != slot_owner.end()) addr = it->second;
+    bool asking = false;
+    for (int hop = 0; hop < max_redirects; ++hop) {
+      redisContext* c = addr.empty() ? cmd : node(addr);
+      if (!c) {
+        lost("cannot reach the cluster node " + addr);
+        return nullptr;
+      }
+      if (asking) {
+        if (auto* a = static_cast<redisReply*>(redisCommand(c, "ASKING"))) freeReplyObject(a);
+      }
+      ++commands;
+      auto* r = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+      if (!r) {
+        lost(c->errstr[0] ? c->errstr : "no reply");
+        return nullptr;
+      }
+      if (r->type == REDIS_REPLY_ERROR) {
+        const std::string text(r->str, r->len);
+        freeReplyObject(r);
+        if (const auto to = redirect_of(text)) {
+          asking = to->ask;
+          addr = to->address == home_address() ? std::string() : to->address;
+          if (!to->ask) {
+            if (addr.empty()) slot_owner.erase(to->slot);
+            else slot_owner[to->slot] = addr;
+          }
+          continue;
+        }
+        warn("Redis error: " + text);
+        return nullptr;
+      }
+      return reply(r);
     }
-    if (r->type == REDIS_REPLY_ERROR) {
-      warn(std::string("Redis error: ") + std::string(r->str, r->len));
-      freeReplyObject(r);
-      return nullptr;
+    warn("Redis Cluster: more than " + std::to_string(max_redirects) + " redirections for one command");
+    return nullptr;
+  }
+
+  static constexpr int max_redirects = 5;
+  std::string home_address() const { return ep.host + ":" + std::to_string(ep.port); }
+
+  // The slot of a command's first key (-1: it has none): GET/SET KEY …, EVAL SCRIPT N KEY ….
+  static int command_slot(const std::vector<std::string>& args) {
+    if (args.empty()) return -1;
+    if (args[0] == "EVAL" || args[0] == "EVALSHA") return args.size() > 3 && args[2] != "0" ? key_slot(args[3]) : -1;
+    return args.size() > 1 ? key_slot(args[1]) : -1;
+  }
+
+  struct redirect {
+    bool ask = false;
+    int slot = 0;
+    std::string address;
+  };
+  // "MOVED 3999 127.0.0.1:6381" or "ASK 3999 127.0.0.1:6381"; nullopt for any other error.
+  static std::optional<redirect> redirect_of(std::string_view e) {
+    redirect r;
+    if (e.starts_with("MOVED ")) e.remove_prefix(6);
+    else if (e.starts_with("ASK ")) {
+      e.remove_prefix(4);
+      r.ask = true;
+    } else {
+      return std::nullopt;
     }
-    return reply(r);
+    const auto sp = e.find(' ');
+    if (sp == std::string_view::npos) return std::nullopt;
+    const auto slot = to_int(e.substr(0, sp));
+    if (!slot || *slot < 0 || *slot >= 16384) return std::nullopt;
+    r.slot = static_cast<int>(*slot);
+    r.address = std::string(e.substr(sp + 1));
+    return r;
   }
 
   static std::int64_t integer(const reply& r) {
@@ -691,6 +791,7 @@ struct fleet::impl {
   }
 
   void stop() {
+    // (the worker's connections to other cluster nodes are freed below, after it ended)
     {
       std::lock_guard lock(mutex);
       stopping = true;
@@ -704,6 +805,8 @@ struct fleet::impl {
     if (subscriber.joinable()) subscriber.join();
     if (cmd) redisFree(cmd);
     cmd = nullptr;
+    for (auto& [addr, c] : others) redisFree(c);
+    others.clear();
   }
 
   // Runs `f` on the worker and waits for it at most the timeout.

@@ -26,10 +26,24 @@
 // worker reconnects with backoff (100 ms doubling to 5 s, full jitter) and
 // rejoins: it resubscribes and re-reads every key in use.
 //
+// A hung Redis (it accepts connections, answers nothing) costs the same: the
+// connect, AUTH, PING, SUBSCRIBE and every command are bounded by `timeout`, a
+// reconnect counts only after a PONG, and the destructor shuts the
+// subscriber's socket down rather than wait for it.
+//
+// Passwords: redis://[USER[:PASSWORD]@]HOST (percent-decoded; a lone
+// redis://SECRET@HOST is the password, as Redis clients read it) or
+// options.password; every connection sends AUTH first. A refused password is
+// one warning that says so, then local gates.
+//
 // Keys: PREFIX is the URL's path ("backoff" by default); a key K lives in
 // "{PREFIX:K}:release", "{PREFIX:K}:budget", "{PREFIX:K}:breaker". The braces
 // are a Redis Cluster hash tag: all of one key's state is in one slot, so each
-// Lua script touches a single slot, as Cluster requires.
+// Lua script touches a single slot, as Cluster requires. On a cluster the URL
+// may name any node: each command goes to its key's slot's master, learnt from
+// MOVED (kept) and ASK (followed once, with ASKING); PUBLISH reaches every node,
+// so the subscription stays on the URL's node. Losing a node is losing Redis:
+// local gates until the reconnect, then the slots are learnt again.
 #pragma once
 
 #include <chrono>
@@ -67,6 +81,10 @@ struct endpoint {
 };
 // The URL with its password replaced by "***", for messages.
 std::string shown_url(std::string_view url);
+// The Redis Cluster hash slot of `key` (0..16383): CRC16 (XMODEM) of its hash
+// tag (the text between the first '{' and the next '}', when not empty), else
+// of the whole key, modulo 16384. The fleet's keys all carry a tag.
+int key_slot(std::string_view key);
 endpoint parse_url(std::string_view url);
 
 class fleet {
