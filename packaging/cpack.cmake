@@ -48,7 +48,7 @@ if(BACKOFF_HAVE_CURL_ASYNC OR BACKOFF_HAVE_ASIO)
   list(APPEND dev_depends "libasio-dev")
 endif()
 if(BACKOFF_HAVE_REDIS)
-  list(APPEND dev_depends "libhiredis-dev" "pkgconf | pkg-config")
+  list(APPEND dev_depends "libhiredis-dev" "libssl-dev" "pkgconf | pkg-config")
 endif()
 list(JOIN dev_depends ", " CPACK_DEBIAN_DEV_PACKAGE_DEPENDS)
 set(CPACK_DEBIAN_DEV_DESCRIPTION "C++20 library for retries with exponential backoff and jitter

@@ -35,7 +35,8 @@ bool accepts(int port) {
 
 }  // namespace
 
-redis_server::redis_server(std::string password, bool cluster) : password_(std::move(password)), cluster_(cluster) {
+redis_server::redis_server(std::string password, bool cluster, std::string tls_dir)
+    : password_(std::move(password)), cluster_(cluster), tls_dir_(std::move(tls_dir)) {
   dir_ = (std::filesystem::temp_directory_path() / ("backoff-redis-" + std::to_string(::getpid()) + "-" +
                                                     std::to_string(reinterpret_cast<std::uintptr_t>(this))))
              .string();
@@ -60,7 +61,7 @@ redis_server::~redis_server() {
 }
 
 std::string redis_server::url(const std::string& prefix) const {
-  return "redis://127.0.0.1:" + std::to_string(port_) + prefix;
+  return (tls_dir_.empty() ? "redis://127.0.0.1:" : "rediss://127.0.0.1:") + std::to_string(port_) + prefix;
 }
 
 void redis_server::start() {
@@ -71,8 +72,16 @@ void redis_server::start() {
   if (pid_ == 0) {
     if (::chdir(dir_.c_str()) != 0) ::_exit(97);
     if (const int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, 1);
-    std::vector<const char*> argv{"redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str()};
+    const std::string cert = tls_dir_ + "/server.pem", key = tls_dir_ + "/server.key", ca = tls_dir_ + "/ca.pem";
+    std::vector<const char*> argv{"redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                  "--daemonize", "no", "--dir", dir_.c_str()};
+    if (tls_dir_.empty()) {
+      argv.insert(argv.end(), {"--port", port.c_str()});
+    } else {
+      argv.insert(argv.end(), {"--port", "0", "--tls-port", port.c_str(), "--tls-cert-file", cert.c_str(),
+                               "--tls-key-file", key.c_str(), "--tls-ca-cert-file", ca.c_str(), "--tls-auth-clients",
+                               "no"});
+    }
     if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_.c_str()});
     if (cluster_)
       argv.insert(argv.end(), {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
@@ -108,7 +117,8 @@ void redis_server::stop() {
 
 std::string redis_server::command(const std::string& args) const {
   const std::string auth = password_.empty() ? std::string() : " --no-auth-warning -a '" + password_ + "'";
-  const std::string cmd = "redis-cli -h 127.0.0.1 -p " + std::to_string(port_) + auth + " " + args + " 2>&1";
+  const std::string tls = tls_dir_.empty() ? std::string() : " --tls --cacert '" + tls_dir_ + "/ca.pem'";
+  const std::string cmd = "redis-cli -h 127.0.0.1 -p " + std::to_string(port_) + auth + tls + " " + args + " 2>&1";
   std::string out;
   if (FILE* p = ::popen(cmd.c_str(), "r")) {
     std::array<char, 4096> buf{};
@@ -133,6 +143,20 @@ std::string shell(const std::string& cmd) {
 }
 
 }  // namespace
+
+void make_test_certificates(const std::string& dir) {
+  const auto sh = [&](const std::string& command) {
+    const std::string full = "cd '" + dir + "' && (" + command + ") > openssl.log 2>&1";
+    if (std::system(full.c_str()) != 0)
+      throw std::runtime_error("make_test_certificates: failed: " + command + " (see " + dir + "/openssl.log)");
+  };
+  sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=backoff test CA' "
+     "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign");
+  sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > server.ext");
+  sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=server'");
+  sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 "
+     "-extfile server.ext");
+}
 
 redis_cluster::redis_cluster(int masters) {
   std::string hosts;

@@ -21,8 +21,11 @@ namespace backoff::testing {
 class redis_server {
  public:
   // With a password, redis-server runs with --requirepass and command() authenticates.
-  // cluster: --cluster-enabled (a node of a redis_cluster).
-  explicit redis_server(std::string password = {}, bool cluster = false);  // throws std::runtime_error when redis-server cannot start
+  // cluster: --cluster-enabled (a node of a redis_cluster). tls_dir: serve
+  // TLS only (rediss://), with tls_dir/server.pem and server.key, made by
+  // make_test_certificates (client certificates not asked for).
+  explicit redis_server(std::string password = {}, bool cluster = false,
+                        std::string tls_dir = {});  // throws std::runtime_error when redis-server cannot start
   ~redis_server();
   redis_server(const redis_server&) = delete;
   redis_server& operator=(const redis_server&) = delete;
@@ -44,7 +47,12 @@ class redis_server {
   std::string dir_;
   std::string password_;
   bool cluster_ = false;
+  std::string tls_dir_;
 };
+
+// Writes ca.pem, server.pem and server.key (for 127.0.0.1 and localhost,
+// signed by that CA) into `dir` with openssl; throws std::runtime_error on failure.
+void make_test_certificates(const std::string& dir);
 
 // A Redis Cluster of `masters` nodes (no replicas) on 127.0.0.1, created with
 // redis-cli --cluster create; ready (cluster_state:ok on every node) when the

@@ -183,6 +183,40 @@ TEST_F(Cli, ShareWithAWrongPasswordWarnsOnceNamingItAndWorksAlone) {
   EXPECT_NE(bad.err.find("--share-password-file: cannot read 'missing'"), std::string::npos) << bad.err;
 }
 
+// rediss://: the release time goes through a TLS Redis whose certificate a
+// private CA signed (--share-cacert); without that CA, one warning that says
+// the certificate is not trusted, then local gates.
+TEST_F(Cli, ShareOverTlsVerifiesTheCertificate) {
+  backoff::testing::make_test_certificates(dir.string());
+  backoff::testing::redis_server redis("", false, dir.string());
+  ASSERT_EQ(redis.url("/tls").rfind("rediss://", 0), 0u);
+  backoff::testing::fault_server server;
+  server.add_file("/f", "over tls");
+  server.script("/f", {fault::status(429, "1")});
+  const auto r = cli({"get", "--share", redis.url("/tls"), "--share-cacert", (dir / "ca.pem").string(), "--initial",
+                      "1ms", "-o", "f", server.url("/f")});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(dir / "f"), "over tls");
+  const std::string key = "'{tls:127.0.0.1:" + std::to_string(server.port()) + "}:release'";
+  EXPECT_EQ(redis.command("EXISTS " + key), "1");
+
+  server.script("/f", {fault::status(503, "0")});
+  const auto untrusted = cli({"get", "--share", redis.url("/tls"), "--initial", "1ms", "-o", "g", server.url("/f")});
+  EXPECT_EQ(untrusted.status, 0) << untrusted.err;
+  EXPECT_EQ(count(untrusted.err, "warning"), 1) << untrusted.err;
+  EXPECT_NE(untrusted.err.find("certificate is not trusted"), std::string::npos) << untrusted.err;
+  // Plain TCP to a TLS port: a reply that is not Redis's, one warning, local gates.
+  std::string plain = redis.url("/x");
+  plain.replace(0, 6, "redis");
+  const auto mixed = cli({"get", "--share", plain, "--initial", "1ms", "-o", "h", server.url("/f")});
+  EXPECT_EQ(mixed.status, 0) << mixed.err;
+  EXPECT_EQ(count(mixed.err, "warning"), 1) << mixed.err;
+  const auto flag = cli({"get", "--share", plain, "--share-cacert", (dir / "ca.pem").string(), "-o", "i", server.url("/f")});
+  EXPECT_EQ(flag.status, 2);
+  EXPECT_NE(flag.err.find("--share-cacert: the URL is not rediss://"), std::string::npos) << flag.err;
+}
+
 TEST_F(Cli, ShareFlagsAreCheckedByName) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"get", "--share", "http://h:1", "http://h/x"}, "--share: redis URL 'http://h:1'"},

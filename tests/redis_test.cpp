@@ -298,7 +298,8 @@ TEST(RedisCluster, KeySlotsFollowTheHashTagRule) {
   EXPECT_EQ(key_slot("{user1000}.following"), key_slot("{user1000}.followers"));
   EXPECT_EQ(key_slot("{user1000}.following"), key_slot("user1000"));
   EXPECT_EQ(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
-  EXPECT_NE(key_slot("foo{}{bar}"), key_slot("bar"));        // an empty tag: the whole key
+  EXPECT_NE(key_slot("foo{}{bar}"), key_slot("bar"));        // an empty tag: the whole key …
+  EXPECT_NE(key_slot("foo{}{bar}"), key_slot(""));           // … not the empty tag
   EXPECT_EQ(key_slot("foo{{bar}}zap"), key_slot("{bar"));      // the tag ends at the first '}'
   EXPECT_EQ(key_slot("{a:api:443}:release"), key_slot("{a:api:443}:budget"));
   EXPECT_EQ(key_slot(""), 0);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSL-1.0
 #include "backoff/redis/fleet.hpp"
 
-#include <hiredis/hiredis.h>
+#include "connection.hpp"
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -175,12 +175,18 @@ std::optional<std::string> percent_decoded(std::string_view v) {
 }  // namespace
 
 endpoint parse_url(std::string_view url) {
-  constexpr std::string_view scheme = "redis://";
   const std::string shown = shown_url(url);
-  if (url.substr(0, scheme.size()) != scheme)
-    throw std::invalid_argument("redis URL '" + shown + "': expected redis://[USER[:PASSWORD]@]HOST[:PORT][/PREFIX]");
-  std::string_view rest = url.substr(scheme.size());
   endpoint e;
+  std::string_view rest;
+  if (url.starts_with("redis://")) {
+    rest = url.substr(8);
+  } else if (url.starts_with("rediss://")) {
+    rest = url.substr(9);
+    e.tls = true;
+  } else {
+    throw std::invalid_argument("redis URL '" + shown +
+                                "': expected redis://[USER[:PASSWORD]@]HOST[:PORT][/PREFIX] (rediss:// for TLS)");
+  }
   if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
     const std::string_view prefix = rest.substr(slash + 1);
     if (!prefix.empty()) {
@@ -289,7 +295,7 @@ struct fleet::impl {
   };
   std::map<std::string, pending_raise> raises;
 
-  redisContext* cmd = nullptr;  // worker thread only (and the constructor, before it starts)
+  std::unique_ptr<detail::connection> cmd;  // worker thread only (and the constructor, before it starts)
   std::mutex sub_mutex;  // guards sub_fd against a close racing stop()'s shutdown
   int sub_fd = -1;
   std::thread worker, subscriber;
@@ -306,36 +312,17 @@ struct fleet::impl {
 
   std::string key_of(const std::string& key, const char* what) const { return "{" + ep.prefix + ":" + key + "}:" + what; }
 
-  // A connection whose connect and every command are bounded by `timeout`:
-  // nothing waits on Redis for longer, whatever it does.
-  // With a password, AUTH is its first command; `why` (when given) says what failed.
-  redisContext* open(std::chrono::milliseconds timeout, std::string* why = nullptr) const {
+  // A connection whose connect, AUTH and every command are bounded by
+  // `timeout` (detail::connection): nothing waits on Redis for longer,
+  // whatever it does. `why` (when given) says what failed.
+  std::unique_ptr<detail::connection> open(std::chrono::milliseconds timeout, std::string* why = nullptr) const {
     return open_at(ep.host, ep.port, timeout, why);
   }
-  redisContext* open_at(const std::string& host, int port, std::chrono::milliseconds timeout, std::string* why) const {
-    timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
-    redisContext* c = redisConnectWithTimeout(host.c_str(), port, tv);
-    if (!c) return nullptr;
-    if (c->err || redisSetTimeout(c, tv) != REDIS_OK) {
-      if (why) *why = c->errstr[0] ? c->errstr : "cannot connect";
-      redisFree(c);
-      return nullptr;
-    }
-    if (!password.empty()) {
-      auto* r = static_cast<redisReply*>(ep.user.empty()
-                                             ? redisCommand(c, "AUTH %b", password.data(), password.size())
-                                             : redisCommand(c, "AUTH %b %b", ep.user.data(), ep.user.size(),
-                                                            password.data(), password.size()));
-      const bool ok = r && r->type == REDIS_REPLY_STATUS;
-      if (why && !ok)
-        *why = r && r->type == REDIS_REPLY_ERROR ? "the password was refused: " + std::string(r->str, r->len)
-                                                 : std::string(c->errstr[0] ? c->errstr : "no answer to AUTH");
-      if (r) freeReplyObject(r);
-      if (!ok) {
-        redisFree(c);
-        return nullptr;
-      }
-    }
+  std::unique_ptr<detail::connection> open_at(const std::string& host, int port, std::chrono::milliseconds timeout,
+                                              std::string* why) const {
+    std::string error;
+    auto c = detail::connection::open({host, port, ep.tls, o.ca_file, ep.user, password}, timeout, error);
+    if (!c && why) *why = error;
     return c;
   }
 
@@ -349,25 +336,18 @@ struct fleet::impl {
     connect_error.clear();
     cmd = open(o.timeout, &connect_error);
     if (!cmd) return false;
-    auto* r = static_cast<redisReply*>(redisCommand(cmd, "PING"));
+    const auto r = cmd->command({"PING"});
     const bool pong = r && r->type == REDIS_REPLY_STATUS;
-    if (!pong)
-      connect_error = r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len)
-                                                        : std::string(cmd->errstr[0] ? cmd->errstr : "no answer to PING");
-    if (r) freeReplyObject(r);
     if (!pong) {
-      redisFree(cmd);
-      cmd = nullptr;
+      connect_error = r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len)
+                                                        : cmd->error().empty() ? "no answer to PING" : cmd->error();
+      cmd.reset();
     }
     return pong;
   }
 
   void lost(const std::string& why) {
-    if (cmd) {
-      redisFree(cmd);
-      cmd = nullptr;
-    }
-    for (auto& [addr, c] : others) redisFree(c);
+    cmd.reset();
     others.clear();
     slot_owner.clear();
     if (!degraded.exchange(true)) {
@@ -378,26 +358,23 @@ struct fleet::impl {
   }
 
   // One command on the worker's connection; nullptr (and degraded) on failure.
-  struct reply_deleter {
-    void operator()(redisReply* r) const { freeReplyObject(r); }
-  };
-  using reply = std::unique_ptr<redisReply, reply_deleter>;
+  using reply = detail::reply;
   // Redis Cluster: the node that serves a slot, as MOVED said ("host:port";
   // absent: the URL's node), and the connections to nodes other than the
   // URL's (worker thread only).
   std::map<int, std::string> slot_owner;
-  std::map<std::string, redisContext*> others;
+  std::map<std::string, std::unique_ptr<detail::connection>> others;
 
-  redisContext* node(const std::string& addr) {
-    if (auto it = others.find(addr); it != others.end()) return it->second;
+  detail::connection* node(const std::string& addr) {
+    if (auto it = others.find(addr); it != others.end()) return it->second.get();
     const auto colon = addr.rfind(':');
     const auto port = colon == std::string::npos ? std::nullopt : to_int(std::string_view(addr).substr(colon + 1));
     if (!port || *port < 1 || *port > 65535) return nullptr;
     std::string host = addr.substr(0, colon);
     if (host.empty()) host = ep.host;  // "MOVED 42 :7001": the same host
-    redisContext* c = open_at(host, static_cast<int>(*port), o.timeout, nullptr);
-    if (c) others.emplace(addr, c);
-    return c;
+    auto c = open_at(host, static_cast<int>(*port), o.timeout, nullptr);
+    if (!c) return nullptr;
+    return others.emplace(addr, std::move(c)).first->second.get();
   }
 
   // One command, sent to the node that serves its key's slot (following
@@ -405,34 +382,25 @@ struct fleet::impl {
   // nullptr (and degraded) on failure.
   reply run(const std::vector<std::string>& args) {
     if (!cmd) return nullptr;
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
     const int slot = command_slot(args);
     std::string addr;
     if (const auto it = slot_owner.find(slot); slot >= 0 && it != slot_owner.end()) addr = it->second;
     bool asking = false;
     for (int hop = 0; hop < max_redirects; ++hop) {
-      redisContext* c = addr.empty() ? cmd : node(addr);
+      detail::connection* c = addr.empty() ? cmd.get() : node(addr);
       if (!c) {
         lost("cannot reach the cluster node " + addr);
         return nullptr;
       }
-      if (asking) {
-        if (auto* a = static_cast<redisReply*>(redisCommand(c, "ASKING"))) freeReplyObject(a);
-      }
+      if (asking) (void)c->command({"ASKING"});
       ++commands;
-      auto* r = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+      reply r = c->command(args);
       if (!r) {
-        lost(c->errstr[0] ? c->errstr : "no reply");
+        lost(c->error().empty() ? "no reply" : c->error());
         return nullptr;
       }
       if (r->type == REDIS_REPLY_ERROR) {
         const std::string text(r->str, r->len);
-        freeReplyObject(r);
         if (const auto to = redirect_of(text)) {
           asking = to->ask;
           addr = to->address == home_address() ? std::string() : to->address;
@@ -445,7 +413,7 @@ struct fleet::impl {
         warn("Redis error: " + text);
         return nullptr;
       }
-      return reply(r);
+      return r;
     }
     warn("Redis Cluster: more than " + std::to_string(max_redirects) + " redirections for one command");
     return nullptr;
@@ -726,22 +694,21 @@ struct fleet::impl {
         std::lock_guard lock(mutex);
         if (stopping) return;
       }
-      redisContext* c = open(o.timeout);
+      std::unique_ptr<detail::connection> c = open(o.timeout);
       bool subscribed = false;
       if (c) {
         {
           std::lock_guard fd_lock(sub_mutex);
-          sub_fd = c->fd;  // stop() shuts it down: this thread never stays in a read past it
+          sub_fd = c->fd();  // stop() shuts it down: this thread never stays in a read past it
         }
-        auto* r = static_cast<redisReply*>(redisCommand(c, "SUBSCRIBE %b", channel.data(), channel.size()));
+        const auto r = c->command({"SUBSCRIBE", channel});
         subscribed = r && r->type == REDIS_REPLY_ARRAY;
-        if (r) freeReplyObject(r);
       }
       if (!subscribed) {
         if (c) {
           std::lock_guard fd_lock(sub_mutex);
           sub_fd = -1;
-          redisFree(c);
+          c.reset();
         }
         const auto d = backoff::jitter::full().apply(reconnect.next(attempts, rng), reconnect.cap(), rng);
         std::unique_lock lock(mutex);
@@ -756,23 +723,24 @@ struct fleet::impl {
           std::lock_guard lock(mutex);
           if (stopping) break;
         }
-        void* out = nullptr;
-        if (redisReaderGetReply(c->reader, &out) != REDIS_OK) break;
-        if (out) {
-          auto* r = static_cast<redisReply*>(out);
+        if (const auto r = c->buffered()) {
           if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING)
             message(std::string_view(r->element[2]->str, r->element[2]->len));
-          freeReplyObject(r);
           continue;
         }
-        pollfd p{c->fd, POLLIN, 0};
+        if (!c->error().empty()) break;  // not a Redis reply: reconnect
+        if (c->pending()) {              // TLS holds decrypted bytes the socket no longer shows
+          if (!c->read_available()) break;
+          continue;
+        }
+        pollfd p{c->fd(), POLLIN, 0};
         const int n = ::poll(&p, 1, 250);
         if (n < 0 && errno != EINTR) break;
-        if (n > 0 && redisBufferRead(c) != REDIS_OK) break;
+        if (n > 0 && !c->read_available()) break;
       }
       std::lock_guard fd_lock(sub_mutex);
       sub_fd = -1;
-      redisFree(c);
+      c.reset();
     }
   }
 
@@ -803,9 +771,7 @@ struct fleet::impl {
     }
     if (worker.joinable()) worker.join();
     if (subscriber.joinable()) subscriber.join();
-    if (cmd) redisFree(cmd);
-    cmd = nullptr;
-    for (auto& [addr, c] : others) redisFree(c);
+    cmd.reset();
     others.clear();
   }
 

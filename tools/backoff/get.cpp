@@ -45,7 +45,7 @@ struct get_flags {
   unsigned connections = 8;
   std::string min_split_size = "1M";
   bool per_transfer_retry_after = false;
-  std::string share, share_password_file;  // redis://[USER[:PASSWORD]@]HOST:PORT[/PREFIX]
+  std::string share, share_password_file, share_cacert;  // redis[s]://[USER[:PASSWORD]@]HOST:PORT[/PREFIX]
   std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
   std::string max_filesize, checksum, method, data, data_binary, data_raw, json, idempotency_key, retry_on, no_retry_on;
   std::vector<std::string> headers;
@@ -573,10 +573,11 @@ subcommand get_command(CLI::App& app) {
 #ifdef BACKOFF_HAVE_REDIS
   cmd->add_option("--share", f->share,
                   "Share Retry-After, a retry budget and a circuit breaker for the URL's host with every backoff "
-                  "using the same Redis: redis://[USER[:PASSWORD]@]HOST:PORT[/PREFIX] (or the password in "
-                  "BACKOFF_REDIS_PASSWORD)");
+                  "using the same Redis: redis://[USER[:PASSWORD]@]HOST:PORT[/PREFIX], rediss:// for TLS (or the "
+                  "password in BACKOFF_REDIS_PASSWORD)");
   cmd->add_option("--share-password-file", f->share_password_file,
                   "Read the Redis password for --share from the first line of FILE (kept out of ps)");
+  cmd->add_option("--share-cacert", f->share_cacert, "With --share rediss://: trust the CAs in FILE (PEM) for Redis");
 #endif
   cmd->add_flag("--per-transfer-retry-after", f->per_transfer_retry_after,
                 "With several URLs: a Retry-After holds back only the transfer that got it (default: every transfer to that host)");
@@ -643,7 +644,7 @@ subcommand get_command(CLI::App& app) {
       const std::string first = plan.many.empty() ? plan.url : plan.many.front().url;
       const std::string key = curl::host_key(first);
       if (key.empty()) throw usage_error("--share: cannot tell the host of '" + first + "'");
-      shared = std::make_unique<shared_gates>(f->share, key, f->quiet, f->share_password_file);
+      shared = std::make_unique<shared_gates>(f->share, key, f->quiet, f->share_password_file, f->share_cacert);
       for (const auto& t : plan.many) shared->watch(curl::host_key(t.url));
       plan.client.hosts = &shared->hosts();
       plan.client.gate = &shared->gates();

@@ -282,6 +282,7 @@ subcommand run_command(CLI::App& app) {
   cmd->add_option("--share-key", ro->share_key, "What --share is shared for (e.g. the API the command calls)");
   cmd->add_option("--share-password-file", ro->share_password_file,
                   "Read the Redis password for --share from the first line of FILE (kept out of ps)");
+  cmd->add_option("--share-cacert", ro->share_cacert, "With --share rediss://: trust the CAs in FILE (PEM) for Redis");
 #endif
   cmd->add_option("command", ro->command, "The command and its arguments, after --")->required();
   return {cmd, [ro]() -> int {
@@ -308,7 +309,8 @@ subcommand run_command(CLI::App& app) {
 #ifdef BACKOFF_HAVE_REDIS
     std::unique_ptr<shared_gates> shared;
     if (!ro->share.empty()) {
-      shared = std::make_unique<shared_gates>(ro->share, ro->share_key, ro->quiet, ro->share_password_file);
+      shared = std::make_unique<shared_gates>(ro->share, ro->share_key, ro->quiet, ro->share_password_file,
+                                              ro->share_cacert);
       ctx.gate = &shared->gates();
     }
 #endif

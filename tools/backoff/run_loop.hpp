@@ -41,7 +41,7 @@ struct run_options {
   policy_flags policy;
   std::string retry_on, no_retry_on, attempt_timeout, kill_after = "5s", report;
   bool stdin_replay = false, quiet = false;
-  std::string share, share_key, share_password_file;  // --share redis://…, --share-key NAME, --share-password-file
+  std::string share, share_key, share_password_file, share_cacert;  // --share redis://…, --share-key NAME, …
   std::string retry_if_output, success_if_output;  // extended regular expressions, matched line by line
   std::vector<std::string> command;
 };

@@ -25,13 +25,18 @@ struct shared_gates::impl {
   std::optional<redis::shared_host_backoff::key_gate> first;
 
   static redis::fleet_options options(const std::string& url, bool quiet, std::atomic<bool>& warned,
-                                      const std::string& password_file) {
+                                      const std::string& password_file, const std::string& ca_file) {
     try {
       (void)redis::parse_url(url);
     } catch (const std::invalid_argument& e) {
       throw usage_error(std::string("--share: ") + e.what());
     }
     redis::fleet_options o{.url = url};
+    if (!ca_file.empty()) {
+      if (!url.starts_with("rediss://")) throw usage_error("--share-cacert: the URL is not rediss:// (TLS)");
+      if (!std::ifstream(ca_file)) throw usage_error("--share-cacert: cannot read '" + ca_file + "': " + std::strerror(errno));
+      o.ca_file = ca_file;
+    }
     // A password out of the URL stays out of `ps` and shell history.
     if (!password_file.empty()) {
       std::ifstream in(password_file);
@@ -49,8 +54,9 @@ struct shared_gates::impl {
     return o;
   }
 
-  impl(const std::string& url, const std::string& key, bool quiet, const std::string& password_file)
-      : fleet(options(url, quiet, warned, password_file)),
+  impl(const std::string& url, const std::string& key, bool quiet, const std::string& password_file,
+       const std::string& ca_file)
+      : fleet(options(url, quiet, warned, password_file, ca_file)),
         // Failures alone do not hold a host back (each transfer has its own
         // backoff); a Retry-After does, for the whole fleet.
         // Every process waits for one release time: each request held back
@@ -62,8 +68,9 @@ struct shared_gates::impl {
   }
 };
 
-shared_gates::shared_gates(const std::string& url, const std::string& key, bool quiet, const std::string& password_file)
-    : impl_(std::make_unique<impl>(url, key, quiet, password_file)) {}
+shared_gates::shared_gates(const std::string& url, const std::string& key, bool quiet, const std::string& password_file,
+                           const std::string& ca_file)
+    : impl_(std::make_unique<impl>(url, key, quiet, password_file, ca_file)) {}
 shared_gates::~shared_gates() = default;
 
 void shared_gates::watch(const std::string& key) { (void)impl_->hosts.for_key(key); }

@@ -19,7 +19,9 @@ class shared_gates {
   // Throws usage_error naming --share for a bad URL.
   // The password: the first line of password_file when given, else
   // $BACKOFF_REDIS_PASSWORD when set, else the URL's.
-  shared_gates(const std::string& url, const std::string& key, bool quiet, const std::string& password_file = {});
+  // ca_file: for rediss://, the CAs to trust instead of the system's.
+  shared_gates(const std::string& url, const std::string& key, bool quiet, const std::string& password_file = {},
+               const std::string& ca_file = {});
   ~shared_gates();
   // Reads the fleet's release time for another key (get with several hosts).
   void watch(const std::string& key);

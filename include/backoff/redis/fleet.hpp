@@ -63,6 +63,7 @@ namespace backoff::redis {
 struct fleet_options {
   std::string url = "redis://127.0.0.1:6379";            // redis://[USER[:PASSWORD]@]HOST[:PORT][/PREFIX]
   std::string password = {};                             // when set, instead of the URL's (AUTH)
+  std::string ca_file = {};                              // rediss://: PEM CAs to trust instead of the system's
   std::chrono::milliseconds timeout{20};                 // connect and every command
   std::chrono::milliseconds sync_interval{100};          // budget counts and leases
   bool fail_closed = false;                              // Redis unreachable: deny retries
@@ -78,6 +79,7 @@ struct endpoint {
   std::string prefix = "backoff";
   std::string user{};      // AUTH USER PASSWORD (Redis 6 ACL); empty: AUTH PASSWORD
   std::string password{};  // empty: no AUTH
+  bool tls = false;        // rediss://
 };
 // The URL with its password replaced by "***", for messages.
 std::string shown_url(std::string_view url);
