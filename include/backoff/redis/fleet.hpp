@@ -31,6 +31,9 @@
 // reconnect counts only after a PONG, and the destructor shuts the
 // subscriber's socket down rather than wait for it.
 //
+// TLS: rediss://HOST verifies the certificate (the system's CAs, or
+// options.ca_file) and that it names HOST, and sends SNI (src/redis/connection.hpp).
+//
 // Passwords: redis://[USER[:PASSWORD]@]HOST (percent-decoded; a lone
 // redis://SECRET@HOST is the password, as Redis clients read it) or
 // options.password; every connection sends AUTH first. A refused password is
