@@ -6,6 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <mutex>
 #include <set>
 
@@ -210,6 +217,49 @@ TEST(RedisFleet, WithRedisGoneTheGatesAreLocalAndTheyRejoinWhenItIsBack) {
   ASSERT_GE(warnings.size(), 2u);
   EXPECT_NE(warnings.front().find("unreachable"), std::string::npos) << warnings.front();
   EXPECT_NE(warnings.back().find("back"), std::string::npos) << warnings.back();
+}
+
+// Something that is not Redis on the port: its bytes are refused as replies,
+// the fleet is degraded with one warning saying so, and nothing waits on it.
+TEST(RedisFleet, AServerThatSendsGarbageIsNotRedis) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  ::listen(listener, 16);
+  std::atomic<bool> done{false};
+  std::thread garbage([&] {
+    while (!done) {
+      pollfd p{listener, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) continue;
+      const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+      (void)::send(fd, junk, sizeof junk - 1, MSG_NOSIGNAL);
+      ::close(fd);
+    }
+  });
+  std::vector<std::string> warnings;
+  std::mutex m;
+  backoff::redis::fleet_options o{.url = "redis://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/g",
+                                  .timeout = 2000ms};
+  o.on_warning = [&](const std::string& w) {
+    std::lock_guard lock(m);
+    warnings.push_back(w);
+  };
+  {
+    fleet f(o);
+    EXPECT_TRUE(f.degraded());
+  }
+  done = true;
+  garbage.join();
+  ::close(listener);
+  std::lock_guard lock(m);
+  ASSERT_FALSE(warnings.empty());
+  EXPECT_NE(warnings.front().find("not a Redis reply"), std::string::npos) << warnings.front();
 }
 
 TEST(RedisFleet, AnUnreachableRedisIsReportedAtOnceAndFailClosedDeniesRetries) {
