@@ -18,7 +18,7 @@ export CCACHE_NOHASHDIR := true
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-many bench-concurrent bench-fleet bench-run package fuzz mutate clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-redis-exit bench-many bench-concurrent bench-fleet bench-run package fuzz mutate clean
 
 all: build
 
@@ -76,6 +76,10 @@ bench-segmented: build
 # The same file through cut connections, limit_conn, no ranges, chunked and 429s: backoff, aria2, curl.
 bench-matrix: build
 	bash bench/matrix.sh $(BUILD)/bin/backoff
+
+# How long get --share takes to exit with Redis healthy, refusing, slow (200 ms) and hung.
+bench-redis-exit: build
+	bash bench/redis_exit.sh $(BUILD)/bin/backoff
 
 # backoff get -P 16 for 500 files of 1 MiB through faults, against xargs + curl --retry.
 bench-many: build
