@@ -158,13 +158,14 @@ void make_test_certificates(const std::string& dir) {
      "-extfile server.ext");
 }
 
-redis_cluster::redis_cluster(int masters) {
+redis_cluster::redis_cluster(int masters, int replicas) {
   std::string hosts;
-  for (int i = 0; i < masters; ++i) {
+  for (int i = 0; i < masters * (1 + replicas); ++i) {
     nodes_.push_back(std::make_unique<redis_server>(std::string(), true));
     hosts += " 127.0.0.1:" + std::to_string(nodes_.back()->port());
   }
-  const std::string out = shell("redis-cli --cluster create" + hosts + " --cluster-yes");
+  const std::string out = shell("redis-cli --cluster create" + hosts + " --cluster-replicas " +
+                                std::to_string(replicas) + " --cluster-yes");
   for (int i = 0; i < 500; ++i) {
     bool ok = true;
     for (const auto& n : nodes_)
@@ -175,14 +176,22 @@ redis_cluster::redis_cluster(int masters) {
   throw std::runtime_error("redis_cluster: the cluster did not become ready: " + out);
 }
 
+namespace {
+int first_running(const std::vector<std::unique_ptr<redis_server>>& nodes) {
+  for (const auto& n : nodes)
+    if (n->running()) return n->port();
+  return nodes.front()->port();
+}
+}  // namespace
+
 std::string redis_cluster::command(const std::string& args) const {
-  return shell("redis-cli -c -h 127.0.0.1 -p " + std::to_string(nodes_.front()->port()) + " " + args);
+  return shell("redis-cli -c -h 127.0.0.1 -p " + std::to_string(first_running(nodes_)) + " " + args);
 }
 
 int redis_cluster::owner(const std::string& key) const {
-  const std::string slot = shell("redis-cli -h 127.0.0.1 -p " + std::to_string(nodes_.front()->port()) +
-                                 " CLUSTER KEYSLOT '" + key + "'");
-  const std::string slots = shell("redis-cli -h 127.0.0.1 -p " + std::to_string(nodes_.front()->port()) + " CLUSTER SLOTS");
+  const std::string port = std::to_string(first_running(nodes_));
+  const std::string slot = shell("redis-cli -h 127.0.0.1 -p " + port + " CLUSTER KEYSLOT '" + key + "'");
+  const std::string slots = shell("redis-cli -h 127.0.0.1 -p " + port + " CLUSTER SLOTS");
   // Lines: start, end, ip, port, id, (replicas …), then the next range.
   std::vector<std::string> lines;
   std::size_t at = 0;

@@ -54,12 +54,13 @@ class redis_server {
 // signed by that CA) into `dir` with openssl; throws std::runtime_error on failure.
 void make_test_certificates(const std::string& dir);
 
-// A Redis Cluster of `masters` nodes (no replicas) on 127.0.0.1, created with
-// redis-cli --cluster create; ready (cluster_state:ok on every node) when the
-// constructor returns.
+// A Redis Cluster of `masters` masters, each with `replicas` replicas, on
+// 127.0.0.1, created with redis-cli --cluster create; ready (cluster_state:ok
+// on every node) when the constructor returns. command() and owner() ask the
+// first node still running.
 class redis_cluster {
  public:
-  explicit redis_cluster(int masters = 3);
+  explicit redis_cluster(int masters = 3, int replicas = 0);
   std::string url(const std::string& prefix = "") const { return nodes_.front()->url(prefix); }
   redis_server& node(std::size_t i) { return *nodes_.at(i); }
   std::size_t size() const noexcept { return nodes_.size(); }

@@ -384,3 +384,38 @@ TEST(RedisCluster, EveryPrefixIsSharedWhicheverNodeServesItsSlot) {
   }
   EXPECT_GE(owners.size(), 2u) << "the six keys all live on one node: the test would not see MOVED";
 }
+
+// A master dies (the URL's node, which also serves the key's slot) and its
+// replica takes over: the release time survives, and the fleet finds the new
+// master through the nodes it learnt from CLUSTER SLOTS, within seconds.
+TEST(RedisCluster, AFailoverOfTheUrlsNodeKeepsTheFleetAndItsReleaseTime) {
+  backoff::testing::redis_cluster cluster(3, 1);
+  std::string prefix, key;
+  std::size_t home = cluster.size();
+  for (char c = 'a'; c <= 'z' && home == cluster.size(); ++c) {
+    prefix = std::string(1, c);
+    key = "{" + prefix + ":api:443}:release";
+    const int port = cluster.owner(key);
+    for (std::size_t i = 0; i < cluster.size(); ++i)
+      if (cluster.node(i).port() == port) home = i;
+  }
+  ASSERT_LT(home, cluster.size());
+  backoff::redis::fleet_options o{.url = cluster.node(home).url("/" + prefix), .timeout = 2000ms, .sync_interval = 20ms};
+  fleet a(o), b(o);
+  ASSERT_FALSE(a.degraded());
+  shared_host_backoff ha(a), hb(b);
+  (void)hb.for_key("api:443");
+  ha.hold("api:443", now(), 60s);
+  ASSERT_TRUE(eventually([&] { return cluster.command("EXISTS '" + key + "'") == "1"; }));
+  const std::string stored = cluster.command("GET '" + key + "'");
+  ASSERT_EQ(cluster.node(home).command("WAIT 1 5000"), "1");  // the replica has it
+  const int old_master = cluster.node(home).port();
+  cluster.node(home).stop();
+  ASSERT_TRUE(eventually([&] { const int p = cluster.owner(key); return p != 0 && p != old_master; }, 30s));
+  EXPECT_EQ(cluster.command("GET '" + key + "'"), stored);  // not lost
+  // A longer hold goes to the new master, and the other process hears of it.
+  ha.hold("api:443", now(), 120s);
+  ASSERT_TRUE(eventually([&] { return cluster.command("GET '" + key + "'") != stored; }, 30s));
+  ASSERT_TRUE(eventually([&] { return hb.release_time("api:443", now()) > now() + 100s; }, 30s));
+  EXPECT_FALSE(a.degraded());
+}

@@ -334,7 +334,7 @@ struct fleet::impl {
   // kernel still accepts connections) must not count as back.
   bool connect_cmd() {
     connect_error.clear();
-    cmd = open(o.timeout, &connect_error);
+    cmd = open_any(&cmd_addr, &connect_error);
     if (!cmd) return false;
     const auto r = cmd->command({"PING"});
     const bool pong = r && r->type == REDIS_REPLY_STATUS;
@@ -342,8 +342,67 @@ struct fleet::impl {
       connect_error = r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len)
                                                         : cmd->error().empty() ? "no answer to PING" : cmd->error();
       cmd.reset();
+      return false;
     }
-    return pong;
+    learn_cluster_nodes();
+    return true;
+  }
+
+  // Redis Cluster: the nodes CLUSTER SLOTS names (masters and replicas), so
+  // that losing the URL's node is not losing the fleet: the worker and the
+  // subscriber connect to the next node that answers, and MOVED leads on from
+  // there. Guarded by `mutex` (the subscriber reads it).
+  std::vector<std::string> cluster_nodes;
+  std::string cmd_addr;  // the node `cmd` talks to (worker thread)
+
+  std::string url_address() const { return ep.host + ":" + std::to_string(ep.port); }
+
+  void learn_cluster_nodes() {
+    const auto r = cmd->command({"CLUSTER", "SLOTS"});
+    if (!r || r->type != REDIS_REPLY_ARRAY) return;  // not a cluster (an error reply), or lost
+    std::vector<std::string> nodes;
+    for (std::size_t i = 0; i < r->elements; ++i) {
+      const redisReply* range = r->element[i];
+      if (range->type != REDIS_REPLY_ARRAY) continue;
+      for (std::size_t k = 2; k < range->elements; ++k) {
+        const redisReply* n = range->element[k];
+        if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 || n->element[0]->type != REDIS_REPLY_STRING ||
+            n->element[1]->type != REDIS_REPLY_INTEGER)
+          continue;
+        std::string host(n->element[0]->str, n->element[0]->len);
+        if (host.empty()) host = ep.host;
+        const std::string addr = host + ":" + std::to_string(n->element[1]->integer);
+        if (std::find(nodes.begin(), nodes.end(), addr) == nodes.end()) nodes.push_back(addr);
+      }
+    }
+    if (nodes.empty()) return;
+    std::lock_guard lock(mutex);
+    cluster_nodes = std::move(nodes);
+  }
+
+  // The URL's node, else the first known cluster node that connects; `addr`
+  // (when given) gets which one.
+  std::unique_ptr<detail::connection> open_any(std::string* addr, std::string* why) {
+    if (auto c = open(o.timeout, why)) {
+      if (addr) *addr = url_address();
+      return c;
+    }
+    std::vector<std::string> nodes;
+    {
+      std::lock_guard lock(mutex);
+      nodes = cluster_nodes;
+    }
+    for (const auto& n : nodes) {
+      if (n == url_address()) continue;
+      const auto colon = n.rfind(':');
+      const auto port = colon == std::string::npos ? std::nullopt : to_int(std::string_view(n).substr(colon + 1));
+      if (!port) continue;
+      if (auto c = open_at(n.substr(0, colon), static_cast<int>(*port), o.timeout, nullptr)) {
+        if (addr) *addr = n;
+        return c;
+      }
+    }
+    return nullptr;
   }
 
   void lost(const std::string& why) {
@@ -403,7 +462,7 @@ struct fleet::impl {
         const std::string text(r->str, r->len);
         if (const auto to = redirect_of(text)) {
           asking = to->ask;
-          addr = to->address == home_address() ? std::string() : to->address;
+          addr = to->address == cmd_addr ? std::string() : to->address;
           if (!to->ask) {
             if (addr.empty()) slot_owner.erase(to->slot);
             else slot_owner[to->slot] = addr;
@@ -420,7 +479,6 @@ struct fleet::impl {
   }
 
   static constexpr int max_redirects = 5;
-  std::string home_address() const { return ep.host + ":" + std::to_string(ep.port); }
 
   // The slot of a command's first key (-1: it has none): GET/SET KEY …, EVAL SCRIPT N KEY ….
   static int command_slot(const std::vector<std::string>& args) {
@@ -694,7 +752,7 @@ struct fleet::impl {
         std::lock_guard lock(mutex);
         if (stopping) return;
       }
-      std::unique_ptr<detail::connection> c = open(o.timeout);
+      std::unique_ptr<detail::connection> c = open_any(nullptr, nullptr);
       bool subscribed = false;
       if (c) {
         {
