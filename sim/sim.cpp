@@ -2,6 +2,8 @@
 #include "sim.hpp"
 
 #include <algorithm>
+#include <deque>
+#include <functional>
 #include <array>
 #include <bit>
 #include <atomic>
@@ -536,6 +538,9 @@ fleet_result run_fleet(const fleet_options& o) {
     throw std::invalid_argument("--release-spread: must be in [0, 1]");
   if (o.outage_end < o.outage_start || o.outage_end > o.length)
     throw std::invalid_argument("the outage must end after it starts and before the run ends");
+  if (o.probe_interval.count() <= 0) throw std::invalid_argument("probe_interval: must be > 0");
+  if (!(o.max_factor > 0) || !(o.slow_start_from > 0) || o.slow_start_from > o.max_factor)
+    throw std::invalid_argument("slow_start_from and max_factor: must be 0 < slow_start_from <= max_factor");
   fleet_result result;
   const std::int64_t end = o.length.count(), second = std::chrono::nanoseconds(std::chrono::seconds(1)).count();
   const std::int64_t down_from = o.outage_start.count(), down_to = o.outage_end.count();
@@ -545,8 +550,10 @@ fleet_result run_fleet(const fleet_options& o) {
 
   for (std::size_t mi = 0; mi < o.modes.size(); ++mi) {
     const std::string& mode = o.modes[mi];
-    if (mode != "local" && mode != "shared") throw std::invalid_argument("--modes: unknown mode '" + mode + "' (local, shared)");
-    const bool shared = mode == "shared";
+    if (mode != "local" && mode != "shared" && mode != "probe")
+      throw std::invalid_argument("--modes: unknown mode '" + mode + "' (local, shared, probe)");
+    const bool probe = mode == "probe";
+    const bool shared = mode == "shared" || probe;
     const auto wall0 = std::chrono::steady_clock::now();
     fast_rng rng{mix(o.seed, mi)};
 
@@ -562,6 +569,8 @@ fleet_result run_fleet(const fleet_options& o) {
       std::uint32_t process = 0;
       retry_step step;
       bool started = false;
+      bool probe = false;     // probe: the one request that tests the server for the fleet
+      bool admitted = false;  // probe: let through by the pacing
     };
     std::vector<request> pool;
     std::vector<std::uint32_t> free_list;
@@ -581,12 +590,116 @@ fleet_result run_fleet(const fleet_options& o) {
       return b.get();
     };
 
-    auto attempt = [&](std::uint32_t id, std::int64_t now) {
+    // probe: the release without a herd (see fleet_options). The fleet's
+    // state, as the shared gates would keep it in Redis.
+    enum class phase { direct, closed, probing, pacing };
+    phase ph = phase::direct;
+    std::int64_t release = 0;
+    std::deque<std::uint32_t> held;  // requests waiting for the probe's answer or for their turn
+    double factor = 0;               // pacing: admissions per second ÷ offered
+    bool slow_start = true;
+    double pace_tokens = 0;
+    std::uint64_t tick_attempts = 0, tick_failures = 0;
+    std::int64_t next_adjust = 0;
+    constexpr std::uint32_t probe_timer = UINT32_MAX, pace_timer = UINT32_MAX - 1;
+    const std::int64_t pace_tick = std::chrono::nanoseconds(std::chrono::milliseconds(10)).count();
+    const std::int64_t adjust_every = std::chrono::nanoseconds(std::chrono::milliseconds(100)).count();
+    const std::int64_t probe_every = std::min<std::int64_t>(
+        std::chrono::nanoseconds(o.probe_interval).count(),
+        o.retry_after.count() > 0 ? o.retry_after.count() : std::chrono::nanoseconds(o.probe_interval).count());
+    std::function<void(std::uint32_t, std::int64_t)> attempt;
+    // A Retry-After: the fleet closes until one probe, sent at most probe_every later, succeeds.
+    auto close_fleet = [&](std::int64_t now) {
+      if (ph == phase::closed) return;
+      ph = phase::closed;
+      release = now + probe_every;
+      q.push({release, seq++, probe_timer, 0});
+    };
+    auto start_pacing = [&](std::int64_t now) {
+      ph = phase::pacing;
+      factor = o.slow_start_from;
+      slow_start = true;
+      pace_tokens = 0;
+      tick_attempts = tick_failures = 0;
+      next_adjust = now + adjust_every;
+      q.push({now + pace_tick, seq++, pace_timer, 0});
+    };
+    // The fleet's turn for a request: true when it may go now; else it is held.
+    auto admitted = [&](std::uint32_t id, std::int64_t now) {
+      switch (ph) {
+        case phase::direct: return true;
+        case phase::closed:
+          if (now >= release && held.empty()) {  // the release time passed: this one is the probe
+            ph = phase::probing;
+            pool[id].probe = true;
+            return true;
+          }
+          held.push_back(id);
+          return false;
+        case phase::probing:
+          held.push_back(id);
+          return false;
+        case phase::pacing:
+          held.push_back(id);  // in order, at the paced rate
+          return false;
+      }
+      return true;
+    };
+    auto timer = [&](std::uint32_t which, std::int64_t now) {
+      if (which == probe_timer) {
+        if (ph != phase::closed || now < release || held.empty()) return;  // the next request will probe
+        const std::uint32_t id = held.front();
+        held.pop_front();
+        ph = phase::probing;
+        pool[id].probe = true;
+        attempt(id, now);
+        return;
+      }
+      if (ph != phase::pacing) return;
+      // Slow start: the admitted rate doubles every adjust period until a
+      // failure rate above 5 %, then shrinks by 30 % and grows by 5 % of the
+      // offered load per period (AIMD); never above max_factor.
+      if (now >= next_adjust) {
+        const bool congested = tick_attempts > 0 && static_cast<double>(tick_failures) > 0.05 * static_cast<double>(tick_attempts);
+        if (congested) {
+          factor = std::max(o.slow_start_from, factor * 0.7);
+          slow_start = false;
+        } else {
+          factor = std::min(o.max_factor, slow_start ? factor * 2 : factor + 0.05);
+        }
+        tick_attempts = tick_failures = 0;
+        next_adjust = now + adjust_every;
+      }
+      pace_tokens += factor * offered * static_cast<double>(pace_tick) / 1e9;
+      while (pace_tokens >= 1 && !held.empty() && ph == phase::pacing) {
+        pace_tokens -= 1;
+        const std::uint32_t id = held.front();
+        held.pop_front();
+        pool[id].admitted = true;
+        attempt(id, now);
+      }
+      if (ph != phase::pacing) return;
+      if (held.empty() && factor >= 1) {
+        ph = phase::direct;  // the backlog is gone and the pace covers the offered load
+        return;
+      }
+      pace_tokens = std::min(pace_tokens, 1.0);
+      q.push({now + pace_tick, seq++, pace_timer, 0});
+    };
+
+    attempt = [&](std::uint32_t id, std::int64_t now) {
       request& rq = pool[id];
+      if (probe && !rq.probe && !rq.admitted && !admitted(id, now)) return;
+      rq.admitted = false;
       if (!rq.started) {
         rq.started = true;
         const auto first = rq.step.start(at(now));
         if (!first.allowed) {
+          if (rq.probe) {  // the probe never went: the next request probes
+            rq.probe = false;
+            ph = phase::closed;
+            release = now;
+          }
           free_list.push_back(id);
           return;
         }
@@ -616,7 +729,17 @@ fleet_result run_fleet(const fleet_options& o) {
         ++successes;
         good[w] += 1;
       }
-      if (hint && shared) hosts.hold("server", at(now), *hint);
+      if (hint && shared && !probe) hosts.hold("server", at(now), *hint);
+      if (probe) {
+        ++tick_attempts;
+        tick_failures += ok ? 0 : 1;
+        if (hint) close_fleet(now);
+        if (rq.probe) {
+          rq.probe = false;
+          if (ok) start_pacing(now);
+          else if (ph == phase::probing) close_fleet(now);
+        }
+      }
       retry_step::report r{ok ? attempt_outcome::success : attempt_outcome::retryable, at(now)};
       if (!shared) r.hint = hint;  // shared: the hold already covers it
       const auto d = rq.step.after(r, rng);
@@ -625,7 +748,7 @@ fleet_result run_fleet(const fleet_options& o) {
         return;
       }
       std::int64_t next = now + d.delay.count();
-      if (shared) next = std::max(next, hosts.admit_time("server", at(now)).time_since_epoch().count());
+      if (shared && !probe) next = std::max(next, hosts.admit_time("server", at(now)).time_since_epoch().count());
       q.push({next, seq++, id, 0});
     };
 
@@ -636,8 +759,8 @@ fleet_result run_fleet(const fleet_options& o) {
         const std::int64_t now = next_arrival;
         next_arrival += exp_gap(rng, offered);
         const auto proc = static_cast<std::uint32_t>(uniform_u64(rng, o.processes - 1));
-        const std::uint32_t id = take_slot(pool, free_list, request{0, retry_step(p), false});
-        pool[id] = {proc, retry_step(p, {gate_of(proc), shared}), false};
+        const std::uint32_t id = take_slot(pool, free_list, request{0, retry_step(p), false, false, false});
+        pool[id] = {proc, retry_step(p, {gate_of(proc), shared}), false, false, false};
         ++requests;
         if (now >= down_from && now < down_to) ++outage_requests;
         arrived[static_cast<std::size_t>(now / second)] += 1;
@@ -646,13 +769,16 @@ fleet_result run_fleet(const fleet_options& o) {
         const event e = q.top();
         q.pop();
         if (e.t >= end) break;  // the run is over: what is still waiting is not counted
-        attempt(e.id, e.t);
+        if (e.id >= pace_timer) timer(e.id, e.t);
+        else attempt(e.id, e.t);
       } else {
         break;
       }
     }
 
-    fleet_summary sum{mode, 0, 0, std::nullopt, 0, 0};
+    fleet_summary sum{mode, 0, 0, std::nullopt, 0, 0, 0};
+    for (std::size_t w = static_cast<std::size_t>(down_to / second); w < windows; ++w)
+      sum.peak_after_outage = std::max(sum.peak_after_outage, attempts[w] / offered);
     sum.amplification_outage = outage_requests ? static_cast<double>(outage_attempts) / static_cast<double>(outage_requests) : 0;
     sum.amplification = requests ? static_cast<double>(total_attempts) / static_cast<double>(requests) : 0;
     sum.goodput_share = requests ? static_cast<double>(successes) / static_cast<double>(requests) : 0;

@@ -181,7 +181,18 @@ struct fleet_options {
   duration retry_after = std::chrono::seconds{5};  // sent during the outage (0: none)
   double capacity = 1.2;                            // server capacity ÷ offered load
   double release_spread = 0;                        // shared: [0, 1], see above
-  std::vector<std::string> modes{"local", "shared"};
+  // probe: the release without a herd. A Retry-After closes the fleet; when
+  // its release time passes (at most probe_interval later, so that the fleet
+  // sees the server back within it), one request goes alone; its failure
+  // closes the fleet again, its success lets the held requests and all new
+  // ones go in order at a paced rate: slow_start_from × the offered load,
+  // doubling every 100 ms until more than 5 % fail, then -30 % / +5 % of the
+  // offered load per 100 ms (AIMD), never above max_factor; pacing ends when
+  // the backlog is gone and the pace covers the offered load.
+  std::chrono::milliseconds probe_interval{1000};
+  double slow_start_from = 0.25;
+  double max_factor = 1.5;
+  std::vector<std::string> modes{"local", "shared"};  // and "probe"
   std::uint64_t seed = 1;
 };
 
@@ -197,6 +208,7 @@ struct fleet_summary {
   std::optional<double> recovered_at_s;   // ≥ 95 % of attempts succeed for 5 s after the outage
   double goodput_share;                   // successes ÷ requests
   double seconds;                         // wall time of the simulation
+  double peak_after_outage;               // the highest second of attempts after the outage ÷ the offered load
 };
 
 struct fleet_result {

@@ -232,6 +232,39 @@ TEST(SimFleet, ASpreadReleaseLowersTheHighestWave) {
   EXPECT_THROW(backoff::sim::run_fleet(o), std::invalid_argument);
 }
 
+// The release without a herd (issue 20's goal for 10^4 processes, the case of
+// docs/simulations.md §4): one probe a second while the server is down, then
+// a paced, slow-starting release. The shared release time's wave is the yardstick.
+TEST(SimFleet, AProbeReleasesTheFleetWithoutAWave) {
+  backoff::sim::fleet_options o;
+  o.processes = 10000;
+  o.rate_per_process = 0.1;
+  o.capacity = 1.1;
+  o.modes = {"shared", "probe"};
+  const auto res = backoff::sim::run_fleet(o);
+  ASSERT_EQ(res.summaries.size(), 2u);
+  const auto& shared = res.summaries[0];
+  const auto& probe = res.summaries[1];
+  EXPECT_GT(shared.peak_after_outage, 3.0);  // the wave
+  EXPECT_LE(probe.peak_after_outage, 1.5);
+  ASSERT_TRUE(probe.recovered_at_s);
+  EXPECT_LE(*probe.recovered_at_s, 31.0);
+  EXPECT_LE(probe.amplification, 1.05);
+  EXPECT_GT(probe.goodput_share, shared.goodput_share);
+  // While the server is down, the whole fleet sends about one probe a second.
+  for (const auto& r : res.rows) {
+    if (r.mode == "probe" && r.t_s >= 11 && r.t_s < 30) {
+      EXPECT_LE(r.attempts_per_s, 2.0) << r.t_s;
+    }
+  }
+  auto bad = o;
+  bad.slow_start_from = 2;
+  EXPECT_THROW(backoff::sim::run_fleet(bad), std::invalid_argument);
+  bad = o;
+  bad.probe_interval = std::chrono::milliseconds{0};
+  EXPECT_THROW(backoff::sim::run_fleet(bad), std::invalid_argument);
+}
+
 TEST(SimFleet, DeterministicForASeedAndCheckedOptions) {
   backoff::sim::fleet_options o;
   o.processes = 300;

@@ -295,6 +295,7 @@ int overload(const simulate_options& so) {
 int fleet(const simulate_options& so) {
   sim::fleet_options o;
   o.seed = so.seed;
+  o.modes = {"local", "shared", "probe"};
   if (!so.clients.empty()) {
     const auto c = split(so.clients);
     if (c.size() != 1) throw usage_error("--clients: fleet takes one count (processes)");
@@ -342,19 +343,20 @@ int fleet(const simulate_options& so) {
       sums.push_back({{"mode", s.mode}, {"amplification_outage", s.amplification_outage},
                       {"amplification", s.amplification},
                       {"recovered_at_s", s.recovered_at_s ? nlohmann::json(*s.recovered_at_s) : nlohmann::json()},
-                      {"goodput_share", s.goodput_share}, {"seconds", s.seconds}});
+                      {"goodput_share", s.goodput_share}, {"peak_after_outage", s.peak_after_outage},
+                      {"seconds", s.seconds}});
     std::cout << nlohmann::json{{"windows", rows}, {"summary", sums}}.dump(2) << "\n";
   } else {
     std::printf("%u processes, %.3g requests/s each, outage %s, Retry-After %s, capacity %.2f× the offered load, "
                 "release spread %.2f\n",
                 o.processes, o.rate_per_process, so.outage.c_str(), so.retry_after.c_str(), o.capacity,
                 o.release_spread);
-    std::printf("%-8s %22s %14s %14s %14s %10s\n", "mode", "amplification (outage)", "amplification", "recovered at",
-                "goodput share", "took");
+    std::printf("%-8s %22s %14s %14s %14s %16s %10s\n", "mode", "amplification (outage)", "amplification",
+                "recovered at", "goodput share", "highest second", "took");
     for (const auto& s : res.summaries)
-      std::printf("%-8s %22.3f %14.3f %14s %13.1f%% %9.2fs\n", s.mode.c_str(), s.amplification_outage, s.amplification,
-                  s.recovered_at_s ? (fmt(*s.recovered_at_s, 0) + "s").c_str() : "never", s.goodput_share * 100,
-                  s.seconds);
+      std::printf("%-8s %22.3f %14.3f %14s %13.1f%% %15.2f× %9.2fs\n", s.mode.c_str(), s.amplification_outage,
+                  s.amplification, s.recovered_at_s ? (fmt(*s.recovered_at_s, 0) + "s").c_str() : "never",
+                  s.goodput_share * 100, s.peak_after_outage, s.seconds);
   }
   if (!so.plot.empty()) {
     const auto dir = temp_dir();
