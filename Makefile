@@ -109,7 +109,7 @@ mutate: deps
 # libFuzzer (clang): every parser of server input and of flag values, each for
 # FUZZ_SECONDS from the seeds in fuzz/corpus/. New findings go to build/fuzz/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS  = fuzz_retry_after fuzz_content_range fuzz_digest fuzz_cli_values
+FUZZ_TARGETS  = fuzz_retry_after fuzz_content_range fuzz_digest fuzz_ratelimit fuzz_cli_values
 $(BUILD)/fuzz/build.ninja:
 	cmake -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -S . -B $(BUILD)/fuzz \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBACKOFF_BUILD_FUZZ=ON -DBACKOFF_BUILD_TESTS=OFF -DBACKOFF_BUILD_BENCH=OFF \
