@@ -54,6 +54,16 @@ TEST(Validator, StrongETagThenLastModifiedNeverWeak) {
   EXPECT_FALSE(carries_validator({{"Last-Modified", "\"a\""}}, "\"a\""));  // an ETag compares with ETag only
   EXPECT_TRUE(carries_validator({{"Last-Modified", "Mon, 02 Nov 2026 10:00:00 GMT"}}, "Mon, 02 Nov 2026 10:00:00 GMT"));
   EXPECT_FALSE(carries_validator({{"ETag", "\"a\""}}, ""));
+  // An unquoted ETag (httpbin's "range102400"): the same tag is the same version, another tag is not.
+  EXPECT_EQ(if_range_validator({{"ETag", "range102400"}}), "range102400");
+  EXPECT_TRUE(carries_validator({{"ETag", "range102400"}}, "range102400"));
+  EXPECT_FALSE(carries_validator({{"ETag", "range999"}}, "range102400"));
+  EXPECT_FALSE(carries_validator({{"Last-Modified", "Mon, 02 Nov 2026 10:00:00 GMT"}, {"ETag", "x"}}, "y"));
+  const range_request sent{.offset = 10, .validator = "range102400", .known_length = 100};
+  EXPECT_EQ(decide_body(206, {{"ETag", "range102400"}, {"Content-Range", "bytes 10-99/100"}}, sent).action,
+            body_action::append);
+  EXPECT_EQ(decide_body(206, {{"ETag", "range7"}, {"Content-Range", "bytes 10-99/100"}}, sent).action,
+            body_action::restart);
 }
 
 TEST(AnnouncedLength, ContentLengthUnlessChunked) {

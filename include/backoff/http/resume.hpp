@@ -52,10 +52,14 @@ inline std::string if_range_validator(const std::vector<header>& headers) {
 
 // Whether a response carries `sent` (an If-Range value) as its validator. An
 // entity-tag compares with its ETag, a date with its Last-Modified; both exactly.
+// An unquoted ETag (`ETag: range102400`, as httpbin sends; not RFC 9110's
+// syntax) is accepted when the response repeats it exactly: the server uses it
+// consistently, and a different tag still means another version.
 inline bool carries_validator(const std::vector<header>& headers, std::string_view sent) noexcept {
   if (sent.empty()) return false;
-  const bool is_etag = sent.front() == '"';
-  const auto have = find_header(headers, is_etag ? "ETag" : "Last-Modified");
+  if (const auto etag = find_header(headers, "ETag"); etag && !is_weak_etag(*etag) && *etag == sent) return true;
+  if (sent.front() == '"') return false;  // an entity-tag, and the ETag is not it
+  const auto have = find_header(headers, "Last-Modified");
   return have && *have == sent;
 }
 
