@@ -45,7 +45,9 @@ std::string openssl_error() {
 // work, not a wait on Redis. Returns a new reference, or null with `why`.
 SSL_CTX* shared_context(const std::string& ca_file, std::string& why) {
   static std::mutex mutex;
-  static std::map<std::string, SSL_CTX*> contexts;
+  // Never destroyed: a connection may outlive static destruction, and the
+  // contexts stay reachable (no leak reported at exit).
+  static auto& contexts = *new std::map<std::string, SSL_CTX*>();
   std::lock_guard lock(mutex);
   auto it = contexts.find(ca_file);
   if (it == contexts.end()) {
