@@ -493,7 +493,7 @@ TEST_F(CurlClient, ARetryBudgetSharedByClientsEndsRetrying) {
 
 TEST_F(CurlClient, RetryAfterHoldsBackEveryRequestToTheHost) {
   backoff::host_backoff hosts;
-  server.script("/a", {fault::status(503, "30")});
+  server.script("/a", {fault::status(429, "30")});
   auto o = opts();
   o.hosts = &hosts;
   backoff::curl::client first(o), second(o);
@@ -506,13 +506,13 @@ TEST_F(CurlClient, RetryAfterHoldsBackEveryRequestToTheHost) {
   ASSERT_TRUE(second.perform({.url = server.url("/b")}).ok());
   EXPECT_LT(clock.now() - before, 2s);
   // A request made while the host is held by that Retry-After waits for it
-  // too: here, one made (on the same virtual clock) right after the 503.
-  server.script("/a", {fault::status(503, "30")});
+  // too: here, one made (on the same virtual clock) right after the 429.
+  server.script("/a", {fault::status(429, "30")});
   backoff::time_point answered{}, other_done{};
   auto hooked = opts();
   hooked.hosts = &hosts;
   hooked.on_attempt = [&](const backoff::curl::attempt_log& a) {
-    if (a.status != 503) return;
+    if (a.status != 429) return;
     answered = clock.now();
     EXPECT_TRUE(second.perform({.url = server.url("/b")}).ok());
     other_done = clock.now();
@@ -531,6 +531,40 @@ TEST_F(CurlClient, RetryAfterHoldsBackEveryRequestToTheHost) {
   EXPECT_GE(clock.now() - held, 45s);
   EXPECT_LT(clock.now() - held, 46s);
   EXPECT_EQ(server.hits("/c"), 1u);
+}
+
+// RFC 9110 §15.6.4: a 503's Retry-After is for retrying that request. A lone
+// one delays its own retry and not the other requests to the host; once the
+// host keeps failing it holds them all; hint_scope::host makes every hint
+// host-wide, hint_scope::request none.
+TEST_F(CurlClient, ALone503sRetryAfterDelaysOnlyItsOwnRetry) {
+  auto run = [&](backoff::curl::hint_scope scope, int failing_before) {
+    backoff::host_backoff hosts({.schedule = backoff::constant{.delay = backoff::duration{0}}});
+    const std::string key = backoff::curl::host_key(server.url("/a"));
+    for (int i = 0; i < failing_before; ++i) hosts.on_failure(key, clock.now());
+    server.script("/a", {fault::status(503, "30")});
+    auto o = opts();
+    o.hosts = &hosts;
+    o.retry_after_scope = scope;
+    backoff::curl::client other(o);
+    backoff::duration other_waited{};
+    auto hooked = o;
+    hooked.on_attempt = [&](const backoff::curl::attempt_log& a) {
+      if (a.status != 503) return;
+      const auto t = clock.now();
+      EXPECT_TRUE(other.perform({.url = server.url("/b")}).ok());
+      other_waited = clock.now() - t;
+    };
+    const auto t0 = clock.now();
+    EXPECT_TRUE(backoff::curl::client(hooked).perform({.url = server.url("/a")}).ok());
+    EXPECT_GE(clock.now() - t0, 30s);  // its own retry always waits
+    return other_waited;
+  };
+  EXPECT_LT(run(backoff::curl::hint_scope::by_status, 0), 2s);   // a lone 503: the others go on
+  EXPECT_GE(run(backoff::curl::hint_scope::by_status, 3), 30s);  // the host keeps failing: all wait
+  EXPECT_LT(run(backoff::curl::hint_scope::by_status, 1), 2s);   // below the threshold: not yet
+  EXPECT_GE(run(backoff::curl::hint_scope::host, 0), 30s);
+  EXPECT_LT(run(backoff::curl::hint_scope::request, 5), 2s);
 }
 
 TEST_F(CurlClient, BadRequestsAreRejectedWithAMessage) {

@@ -135,8 +135,17 @@ backoff::options<R> loop_options(wiring& w, std::vector<attempt_log>& logs, Get 
       .server_hint =
           [&w, get](const attempt<R>& a) {
             const auto hint = a.result ? get(*a.result).hint : std::nullopt;
-            // A Retry-After holds back every request to the host, not just this one.
-            if (hint && w.options.hosts && !w.host.empty()) w.options.hosts->hold(w.host, clock_of(w.options).now(), *hint);
+            // A 429's Retry-After holds back every request to the host; a 503's
+            // only this one, unless the host keeps failing (client_options::hint_scope).
+            if (hint && w.options.hosts && !w.host.empty()) {
+              const hint_scope scope = w.options.retry_after_scope;
+              const bool host_wide =
+                  scope == hint_scope::host ||
+                  (scope == hint_scope::by_status &&
+                   (get(*a.result).verdict == http::verdict::throttled ||
+                    w.options.hosts->failures(w.host) >= failing_host_threshold));
+              if (host_wide) w.options.hosts->hold(w.host, clock_of(w.options).now(), *hint);
+            }
             return hint;
           },
       .gate = w.gate,

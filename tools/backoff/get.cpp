@@ -44,7 +44,7 @@ struct get_flags {
   unsigned parallel = 4;
   unsigned connections = 8;
   std::string min_split_size = "1M";
-  bool per_transfer_retry_after = false;
+  bool per_transfer_retry_after = false, host_wide_retry_after = false;
   std::string share, share_password_file, share_cacert;  // redis[s]://[USER[:PASSWORD]@]HOST:PORT[/PREFIX]
   std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
   std::string max_filesize, checksum, method, data, data_binary, data_raw, json, idempotency_key, retry_on, no_retry_on;
@@ -240,6 +240,10 @@ get_plan plan_of(get_flags& f) {
   o.stall_timeout = timeout_flag(f.stall_timeout, "--stall-timeout");
   o.connect_timeout = timeout_flag(f.connect_timeout, "--connect-timeout");
   o.hints.max_hint = parse_duration(f.max_retry_after, "--max-retry-after");
+  if (f.per_transfer_retry_after && f.host_wide_retry_after)
+    throw usage_error("--host-wide-retry-after: contradicts --per-transfer-retry-after; give one");
+  if (f.host_wide_retry_after) o.retry_after_scope = curl::hint_scope::host;
+  if (f.per_transfer_retry_after) o.retry_after_scope = curl::hint_scope::request;
   if (!f.max_filesize.empty()) o.max_filesize = parse_size(f.max_filesize, "--max-filesize");
   if (!f.checksum.empty()) {
     try {
@@ -580,7 +584,10 @@ subcommand get_command(CLI::App& app) {
   cmd->add_option("--share-cacert", f->share_cacert, "With --share rediss://: trust the CAs in FILE (PEM) for Redis");
 #endif
   cmd->add_flag("--per-transfer-retry-after", f->per_transfer_retry_after,
-                "With several URLs: a Retry-After holds back only the transfer that got it (default: every transfer to that host)");
+                "With several URLs: a Retry-After holds back only the transfer that got it (default: a 429's holds "
+                "every transfer to that host, a 503's only its own unless the host keeps failing)");
+  cmd->add_flag("--host-wide-retry-after", f->host_wide_retry_after,
+                "Every Retry-After (a 503's too) holds back every transfer to that host");
   cmd->add_option("-o,--output", f->output,
                   "Where to write it: a file (replaced only when complete), '-' for standard output "
                   "(default: the URL's file name; standard output with -X/-d)");

@@ -157,6 +157,21 @@ struct segment_options {
   std::uint64_t min_split = std::uint64_t{1} << 20;  // no segment smaller, except the end game's
 };
 
+// Whom a server's wait (Retry-After and the like) holds when `hosts` is set.
+// RFC 6585 §4: a 429's Retry-After is how long to wait "before making a new
+// request" — any request; RFC 9110 §15.6.4: a 503's is how long to wait
+// "before retrying the request" — that one. by_status reads them so: a 429
+// (any throttled status) holds the whole host; another status's hint delays
+// only its own retry, unless the host keeps failing (failing_host_threshold
+// more failures than successes: every request to it is failing), when it
+// holds the host too.
+enum class hint_scope : std::uint8_t {
+  by_status,  // the default, as above
+  host,       // every hint holds the host (backoff get --host-wide-retry-after)
+  request,    // no hint holds the host (backoff get --per-transfer-retry-after)
+};
+inline constexpr std::uint32_t failing_host_threshold = 3;
+
 struct client_options {
   backoff::policy policy{};
   segment_options segments{};
@@ -190,9 +205,10 @@ struct client_options {
   backoff::gate* gate = nullptr;
   bool gate_first_attempt = false;
   // Backoff shared per host (keyed by host_key(url), "host:port"): every
-  // request waits for the host's release time, and failures and Retry-After
-  // push it for all of them.
+  // request waits for the host's release time, and failures and the hints
+  // hint_scope says push it for all of them.
   backoff::host_backoff* hosts = nullptr;
+  hint_scope retry_after_scope = hint_scope::by_status;
   backoff::clock* clock = nullptr;      // waits between attempts (transfers use real time)
   random_ref rng{};
   std::stop_token stop_token{};
