@@ -87,6 +87,28 @@ TEST_F(Asio, GivingUpCompletesWithTheLastRealError) {
   EXPECT_EQ(calls, 3);
 }
 
+// before_retry runs after each wait, right before the retry, with the attempt
+// that failed (as in the sync loop; issue 25: no test noticed its absence).
+TEST_F(Asio, BeforeRetryRunsAfterEachWaitWithTheFailedAttempt) {
+  std::vector<std::pair<std::uint32_t, backoff::duration>> seen;  // attempt number, virtual time since start
+  const auto t0 = ba::manual_clock::now();
+  backoff::options<ba::result_of<scripted_op>> o{.before_retry = [&](const backoff::attempt<ba::result_of<scripted_op>>& a) {
+    seen.emplace_back(a.record.number, ba::manual_clock::now() - t0);
+    EXPECT_EQ(calls, static_cast<int>(a.record.number));  // the next attempt has not started yet
+  }};
+  std::optional<std::error_code> got;
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({refused, refused}), o,
+                                    [&](std::error_code ec, int) { got = ec; });
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_FALSE(*got);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].first, 1u);
+  EXPECT_EQ(seen[0].second, 1s);  // after the 1 s wait
+  EXPECT_EQ(seen[1].first, 2u);
+  EXPECT_EQ(seen[1].second, 3s);  // after the 2 s wait
+}
+
 TEST_F(Asio, TheClassifierAndFallbackBehaveAsInTheSyncLoop) {
   const std::error_code denied = std::make_error_code(std::errc::permission_denied);
   std::optional<std::pair<std::error_code, int>> got;

@@ -117,3 +117,15 @@ TEST(RetryAfter, Rfc850FiftyYearWindowComparesWholeDates) {
   const auto later = backoff::http::parse_http_date("Monday, 01-Jun-76 13:00:00 GMT", now);
   EXPECT_EQ(year_month_day{floor<days>(*later)}.year(), year{1976});
 }
+
+// The window's edge, to the second (issue 25): exactly 50 years ahead is not
+// "more than 50 years in the future" and stays ahead; one second more is.
+TEST(RetryAfter, Rfc850ExactlyFiftyYearsAheadStaysInTheFuture) {
+  using std::chrono::days, std::chrono::floor, std::chrono::year, std::chrono::year_month_day;
+  const auto now = std::chrono::sys_days{year{2026} / 6 / 1} + std::chrono::hours{12};
+  const auto edge = backoff::http::parse_http_date("Monday, 01-Jun-76 12:00:00 GMT", now);
+  const auto past = backoff::http::parse_http_date("Monday, 01-Jun-76 12:00:01 GMT", now);
+  ASSERT_TRUE(edge && past);
+  EXPECT_EQ(year_month_day{floor<days>(*edge)}.year(), year{2076});
+  EXPECT_EQ(year_month_day{floor<days>(*past)}.year(), year{1976});
+}
