@@ -10,7 +10,7 @@
 #
 # Scenarios (nginx from Debian, on 127.0.0.1):
 #   capped     limit_rate only
-#   cut        through bench/cutproxy.py, which closes every connection after CUT_MB
+#   cut        through bench/proxy.py, which closes every connection after CUT_MB
 #   limitconn  limit_conn 4 per client: a 5th connection gets 503 with Retry-After: 1
 #   noranges   max_ranges 0: Range is ignored, every answer is the whole file (200)
 #   chunked    sub_filter: no Content-Length, chunked (no ranges either)
@@ -66,7 +66,7 @@ http {
 CONF
 bench_nginx "$root" "$root/nginx.conf" "$port"
 proxy_port=$(bench_port)
-python3 bench/cutproxy.py "$proxy_port" "$port" $((CUT_MB * 1048576)) &
+python3 bench/proxy.py "$proxy_port" "$port" cut $((CUT_MB * 1048576)) &
 proxy_pid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$proxy_port) 2>/dev/null && break; sleep 0.05; done
 

@@ -3,7 +3,7 @@
 # How long `backoff get --share redis://…` takes to exit, whatever Redis does
 # (`make bench-redis-exit`): healthy, refusing connections, hung (SIGSTOP: the
 # kernel accepts, nothing answers), slow (every reply held 200 ms by
-# bench/delayproxy.py). One small file from nginx; ROUNDS runs each, median.
+# bench/proxy.py). One small file from nginx; ROUNDS runs each, median.
 #   bench/redis_exit.sh [path/to/backoff]      ROUNDS=9 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +35,7 @@ redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$
 redis_pid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$rport) 2>/dev/null && break; sleep 0.05; done
 pport=$(bench_port)
-python3 bench/delayproxy.py "$pport" "$rport" 200 &
+python3 bench/proxy.py "$pport" "$rport" delay 200 &
 proxy_pid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$pport) 2>/dev/null && break; sleep 0.05; done
 closed=$(bench_port)

@@ -194,11 +194,7 @@ struct segmented_download final : async_client::impl::transfer_base,
   void begin(asio::cancellation_slot cancel_slot) {
     if (auto err = file.open(target, url); !err.empty()) return fail_early(std::move(err), true);
     sources.push_back({url, {}, {}, 0, 0});
-    for (auto& m : mirrors) {
-      bool seen = false;
-      for (const auto& s : sources) seen |= s.url == m;
-      if (!seen && !m.empty()) sources.push_back({std::move(m), {}, {}, 0, 0});
-    }
+    for (auto& m : mirrors) add_source(std::move(m), SIZE_MAX);
     job = std::make_unique<download_job>(options(), url, file, user_headers);
     job->on_body_decided = [this](long status, const std::vector<header>& h) { body_decided(status, h); };
     job->on_bytes = [this] { bytes_written(); };
@@ -226,6 +222,14 @@ struct segmented_download final : async_client::impl::transfer_base,
       });
     }
     after(go.not_before - start, [this] { start_probe(first()); });
+  }
+
+  // Adds a source not yet listed, while there are fewer than `most`.
+  void add_source(std::string u, std::size_t most) {
+    if (u.empty() || sources.size() >= most) return;
+    for (const auto& s : sources)
+      if (s.url == u) return;
+    sources.push_back({std::move(u), {}, {}, 0, 0});
   }
 
   bool worth_splitting(std::uint64_t len) const {
@@ -285,11 +289,7 @@ struct segmented_download final : async_client::impl::transfer_base,
   void body_decided(long status, const std::vector<header>& headers) {
     if (!segmented && (repr_digest_of(headers) || options().expected_checksum)) {
       // The server's own mirrors, now that the bytes can be checked whoever sends them.
-      for (auto& m : http::duplicate_links(headers)) {
-        bool seen = false;
-        for (const auto& s : sources) seen |= s.url == m;
-        if (!seen && sources.size() < max_sources) sources.push_back({std::move(m), {}, {}, 0, 0});
-      }
+      for (auto& m : http::duplicate_links(headers)) add_source(std::move(m), max_sources);
     }
     if (segmented || !file.length() || !worth_splitting(*file.length())) return;
     const auto d = http::may_split(static_cast<int>(status), headers, options().segments.min_split);

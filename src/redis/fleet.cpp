@@ -380,6 +380,16 @@ struct fleet::impl {
     cluster_nodes = std::move(nodes);
   }
 
+  // A connection to "host:port" as CLUSTER SLOTS and MOVED name nodes (an
+  // empty host, as in "MOVED 42 :7001", is the URL's); null when it does not connect.
+  std::unique_ptr<detail::connection> open_address(const std::string& addr) const {
+    const auto colon = addr.rfind(':');
+    const auto port = colon == std::string::npos ? std::nullopt : to_int(std::string_view(addr).substr(colon + 1));
+    if (!port || *port < 1 || *port > 65535) return nullptr;
+    const std::string host = colon == 0 ? ep.host : addr.substr(0, colon);
+    return open_at(host, static_cast<int>(*port), o.timeout, nullptr);
+  }
+
   // The URL's node, else the first known cluster node that connects; `addr`
   // (when given) gets which one.
   std::unique_ptr<detail::connection> open_any(std::string* addr, std::string* why) {
@@ -394,10 +404,7 @@ struct fleet::impl {
     }
     for (const auto& n : nodes) {
       if (n == url_address()) continue;
-      const auto colon = n.rfind(':');
-      const auto port = colon == std::string::npos ? std::nullopt : to_int(std::string_view(n).substr(colon + 1));
-      if (!port) continue;
-      if (auto c = open_at(n.substr(0, colon), static_cast<int>(*port), o.timeout, nullptr)) {
+      if (auto c = open_address(n)) {
         if (addr) *addr = n;
         return c;
       }
@@ -426,12 +433,7 @@ struct fleet::impl {
 
   detail::connection* node(const std::string& addr) {
     if (auto it = others.find(addr); it != others.end()) return it->second.get();
-    const auto colon = addr.rfind(':');
-    const auto port = colon == std::string::npos ? std::nullopt : to_int(std::string_view(addr).substr(colon + 1));
-    if (!port || *port < 1 || *port > 65535) return nullptr;
-    std::string host = addr.substr(0, colon);
-    if (host.empty()) host = ep.host;  // "MOVED 42 :7001": the same host
-    auto c = open_at(host, static_cast<int>(*port), o.timeout, nullptr);
+    auto c = open_address(addr);
     if (!c) return nullptr;
     return others.emplace(addr, std::move(c)).first->second.get();
   }
