@@ -177,6 +177,23 @@ void fault_server::release(std::size_t n) {
   changed_.notify_all();
 }
 
+void fault_server::set_quota(std::size_t limit, std::chrono::milliseconds window, std::string dialect) {
+  if (window.count() <= 0) throw std::invalid_argument("fault_server::set_quota: the window must be > 0");
+  if (dialect != "ietf" && dialect != "ratelimit" && dialect != "x-ratelimit" && dialect != "openai" && dialect != "none")
+    throw std::invalid_argument("fault_server::set_quota: unknown dialect '" + dialect + "'");
+  std::lock_guard lock(mutex_);
+  quota_ = std::make_unique<quota_state>();
+  quota_->limit = limit;
+  quota_->window = window;
+  quota_->dialect = std::move(dialect);
+  quota_->start = std::chrono::steady_clock::now();
+}
+
+std::size_t fault_server::quota_refusals() const {
+  std::lock_guard lock(mutex_);
+  return quota_ ? quota_->refused : 0;
+}
+
 void fault_server::handle(const void* request, void* response) {
   // cpp-httplib applies Range itself, and wrongly for our purposes (it ignores
   // If-Range); clearing the parsed ranges lets this server answer them. The
@@ -207,6 +224,42 @@ void fault_server::handle(const void* request, void* response) {
     auto& s = scripts_[req.path];
     auto& c = cursor_[req.path];
     if (c < s.size()) f = s[c++];
+    if (quota_) {
+      quota_state& q = *quota_;
+      const auto now = std::chrono::steady_clock::now();
+      const long long number = (now - q.start) / q.window;
+      if (number != q.number) q.number = number, q.used = 0;
+      const bool refuse = q.used >= q.limit;
+      if (!refuse) ++q.used;
+      const auto left = q.start + q.window * (number + 1) - now;
+      const long long secs = std::chrono::ceil<std::chrono::seconds>(left).count();
+      const std::string limit = std::to_string(q.limit), remaining = std::to_string(q.limit - q.used);
+      if (q.dialect == "ietf") {
+        res.set_header("RateLimit-Policy", "\"default\";q=" + limit + ";w=" +
+                                               std::to_string(std::chrono::ceil<std::chrono::seconds>(q.window).count()));
+        res.set_header("RateLimit", "\"default\";r=" + remaining + ";t=" + std::to_string(secs));
+      } else if (q.dialect == "ratelimit") {
+        res.set_header("RateLimit-Limit", limit);
+        res.set_header("RateLimit-Remaining", remaining);
+        res.set_header("RateLimit-Reset", std::to_string(secs));
+      } else if (q.dialect == "x-ratelimit") {
+        const auto at = std::chrono::system_clock::now() + left;
+        res.set_header("X-RateLimit-Limit", limit);
+        res.set_header("X-RateLimit-Remaining", remaining);
+        res.set_header("X-RateLimit-Used", std::to_string(q.used));
+        res.set_header("X-RateLimit-Reset",
+                       std::to_string(std::chrono::ceil<std::chrono::seconds>(at.time_since_epoch()).count()));
+      } else if (q.dialect == "openai") {
+        res.set_header("x-ratelimit-limit-requests", limit);
+        res.set_header("x-ratelimit-remaining-requests", remaining);
+        res.set_header("x-ratelimit-reset-requests",
+                       std::to_string(std::chrono::ceil<std::chrono::milliseconds>(left).count()) + "ms");
+      }
+      if (refuse) {
+        ++q.refused;
+        f = fault::status(429, std::to_string(secs));
+      }
+    }
     if (auto it = files_.find(req.path); it != files_.end()) {
       content = std::make_shared<const std::string>(it->second.content);
       etag = it->second.etag;

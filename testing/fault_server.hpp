@@ -98,6 +98,18 @@ class fault_server {
   // Lets `n` held requests (present or future) go on.
   void release(std::size_t n);
 
+  // A quota over every path: `limit` requests per fixed window of `window`
+  // (windows counted from this call), announced on every answer in `dialect`:
+  //   "ietf"         RateLimit: "default";r=R;t=T and RateLimit-Policy: "default";q=L;w=W
+  //   "ratelimit"    RateLimit-Limit / -Remaining / -Reset (seconds)
+  //   "x-ratelimit"  X-RateLimit-Limit / -Remaining / -Reset (epoch seconds, as GitHub)
+  //   "openai"       x-ratelimit-limit-requests / -remaining-requests / -reset-requests ("850ms")
+  //   "none"         no header
+  // Resets are rounded up to whole seconds (but the Go duration's). Past the
+  // limit: 429 with Retry-After (the window's end, in whole seconds rounded up).
+  void set_quota(std::size_t limit, std::chrono::milliseconds window, std::string dialect);
+  std::size_t quota_refusals() const;
+
   void stop();
 
  private:
@@ -118,6 +130,15 @@ class fault_server {
   mutable std::condition_variable changed_;
   std::size_t in_flight_ = 0, max_in_flight_ = 0, held_ = 0, held_ever_ = 0, permits_ = 0;
   bool stopping_ = false;
+  struct quota_state {
+    std::size_t limit = 0;
+    std::chrono::milliseconds window{0};
+    std::string dialect;
+    std::chrono::steady_clock::time_point start{};
+    long long number = -1;  // the current window's
+    std::size_t used = 0, refused = 0;
+  };
+  std::unique_ptr<quota_state> quota_;
 };
 
 }  // namespace backoff::testing

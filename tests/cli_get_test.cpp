@@ -688,6 +688,33 @@ TEST_F(Cli, GetSeveralUrlsInParallelThroughFaults) {
   EXPECT_NE(r.err.find("saved 8 files"), std::string::npos) << r.err;
 }
 
+// A server that allows 4 requests a second and says so (IETF RateLimit): the
+// transfers wait for the window instead of running into 429s; --ignore-quota
+// sends until refused.
+TEST_F(Cli, GetPacesByTheQuotaTheServerAnnounces) {
+  backoff::testing::fault_server server;
+  std::vector<std::string> urls;
+  for (int i = 0; i < 10; ++i) {
+    const std::string path = "/q/" + std::to_string(i);
+    server.add_file(path, "file " + std::to_string(i));
+    urls.push_back(server.url(path));
+  }
+  auto fetch = [&](const std::string& out, bool ignore) {
+    std::vector<std::string> args{"get", "-q", "-P", "4", "-O", out, "--initial", "5ms", "--report", out + ".json"};
+    if (ignore) args.push_back("--ignore-quota");
+    args.insert(args.end(), urls.begin(), urls.end());
+    server.set_quota(4, std::chrono::seconds{1}, "ietf");
+    return cli(args);
+  };
+  const auto paced = fetch("paced", false);
+  EXPECT_EQ(paced.status, 0) << paced.err;
+  EXPECT_EQ(server.quota_refusals(), 0u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(slurp(dir / "paced" / std::to_string(i)), "file " + std::to_string(i));
+  const auto blind = fetch("blind", true);
+  EXPECT_EQ(blind.status, 0) << blind.err;
+  EXPECT_GT(server.quota_refusals(), 0u);  // the first four went; the next ones, in the same second, met the wall
+}
+
 TEST_F(Cli, GetAnInputFileWithNamesAndComments) {
   backoff::testing::fault_server server;
   server.add_file("/a", "alpha");

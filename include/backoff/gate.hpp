@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include "backoff/clock.hpp"
@@ -63,6 +64,7 @@ class gate {
 class gate_chain final : public gate {
  public:
   gate_chain(std::initializer_list<gate*> gates) : gates_(gates) {}
+  explicit gate_chain(std::vector<gate*> gates) : gates_(std::move(gates)) {}
 
   gate_decision acquire(const gate_request& r) noexcept override {
     gate_decision out;

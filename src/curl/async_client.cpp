@@ -190,6 +190,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
     const time_point t1 = now();
     last = std::move(res);
     has_last = true;
+    w->arrived(last);
     attempt_record rec = log_attempt(logs, opts, last, start, t0, t1);
     const retry_step::decision d = decide_after(opts, *step, rec, last, t1, cancelled, last.progressed);
     if (d.stop) return conclude(d.reason);

@@ -13,6 +13,7 @@
 
 #include "backoff/http/digest.hpp"
 #include "backoff/http/idempotency.hpp"
+#include "backoff/http/ratelimit.hpp"
 #include "backoff/http/resume.hpp"
 #include "backoff/retry.hpp"
 #include "backoff/stop.hpp"
@@ -242,6 +243,9 @@ void finish(attempt_result& r, CURL* easy, CURLcode code, const char* errbuf, co
   }
   if (r.verdict == http::verdict::retryable || r.verdict == http::verdict::throttled)
     r.hint = http::server_hint(headers, o.hints);
+  if (o.quotas && r.status > 0)
+    r.quota = http::quota_notice_of(r.status, headers, std::chrono::system_clock::now(), r.hint,
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(o.hints.max_hint));
 }
 
 std::string host_of(const std::string& url) {
@@ -267,12 +271,21 @@ std::string host_key(const std::string& url) { return detail::host_of(url); }
 namespace detail {
 
 wiring::wiring(const client_options& o, const std::string& u) : options(o), url(u), policy(o.policy) {
-  host = o.hosts ? host_of(u) : std::string{};
+  host = o.hosts || o.quotas ? host_of(u) : std::string{};
   if (o.hosts && !host.empty()) host_gate.emplace(*o.hosts, host);
-  gate = o.gate;
-  if (host_gate && o.gate) gate = &chain.emplace(gate_chain{&*host_gate, o.gate});
-  else if (host_gate) gate = &*host_gate;
+  if (o.quotas && !host.empty()) quota_gate.emplace(*o.quotas, host);
+  // The caller's gate last: a budget spends only when the others allowed.
+  std::vector<backoff::gate*> gates;
+  if (host_gate) gates.push_back(&*host_gate);
+  if (quota_gate) gates.push_back(&*quota_gate);
+  if (o.gate) gates.push_back(o.gate);
+  if (gates.size() == 1) gate = gates.front();
+  else if (gates.size() > 1) gate = &chain.emplace(std::move(gates));
   if (o.deadline) policy.stop = policy.stop | stop::before_deadline(*o.deadline);
+}
+
+void wiring::arrived(const attempt_result& r) {
+  if (quota_gate) quota_gate->answered(clock_of(options).now(), r.quota);
 }
 
 attempt_log log_of(std::uint32_t n, const attempt_result& r) {
@@ -305,6 +318,7 @@ stop_reason drive(const client_options& o, const std::string& url, One&& one, st
   auto r = try_retry(w.policy,
                      [&] {
                        attempt_result res = one(++n);
+                       w.arrived(res);
                        logs.push_back(log_of(n, res));
                        return res;
                      },

@@ -58,6 +58,7 @@ struct attempt_result {
   bool progressed = false;  // a resumable download kept new bytes
   bool cancelled = false;   // the stop token (or a cancellation slot) ended it
   std::optional<duration> hint;
+  std::optional<quota_notice> quota;  // what the answer said of its host's quota (when options.quotas is set)
   std::uint64_t bytes = 0;
 };
 
@@ -102,8 +103,12 @@ struct wiring {
   backoff::policy policy;
   std::string host;
   std::optional<host_backoff::key_gate> host_gate;
+  std::optional<quota_pacer::key_gate> quota_gate;
   std::optional<gate_chain> chain;
   backoff::gate* gate = nullptr;
+  // An attempt's answer arrived (before the loop decides): the quota it
+  // announced, and its request leaves the pacer's in-flight count.
+  void arrived(const attempt_result& r);
 };
 
 // The retry loop's options for one request, over any result type R from which
@@ -149,7 +154,7 @@ backoff::options<R> loop_options(wiring& w, std::vector<attempt_log>& logs, Get 
             return hint;
           },
       .gate = w.gate,
-      .gate_first_attempt = w.options.gate_first_attempt || w.host_gate.has_value(),
+      .gate_first_attempt = w.options.gate_first_attempt || w.host_gate.has_value() || w.quota_gate.has_value(),
       .is_timeout = [get](const attempt<R>& a) { return a.result && get(*a.result).failure == http::transport::timeout; },
       .made_progress = [get](const attempt<R>& a) { return a.result && get(*a.result).progressed; },
       .clock = o.clock,

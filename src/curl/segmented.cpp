@@ -776,6 +776,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     w->log_url = sources[c.src].url;
     last = std::move(r);
     has_last = true;
+    if (c.src == home) w->arrived(last);  // a mirror's quota is its own host's, not paced here
     return detail::log_attempt(logs, opts, last, start, c.t0, now(), range);
   }
 

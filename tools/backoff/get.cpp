@@ -44,7 +44,7 @@ struct get_flags {
   unsigned parallel = 4;
   unsigned connections = 8;
   std::string min_split_size = "1M";
-  bool per_transfer_retry_after = false, host_wide_retry_after = false;
+  bool per_transfer_retry_after = false, host_wide_retry_after = false, ignore_quota = false;
   std::string share, share_password_file, share_cacert;  // redis[s]://[USER[:PASSWORD]@]HOST:PORT[/PREFIX]
   std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
   std::string max_filesize, checksum, method, data, data_binary, data_raw, json, idempotency_key, retry_on, no_retry_on;
@@ -588,6 +588,9 @@ subcommand get_command(CLI::App& app) {
                 "every transfer to that host, a 503's only its own unless the host keeps failing)");
   cmd->add_flag("--host-wide-retry-after", f->host_wide_retry_after,
                 "Every Retry-After (a 503's too) holds back every transfer to that host");
+  cmd->add_flag("--ignore-quota", f->ignore_quota,
+                "Do not pace by the quota servers announce (RateLimit, X-RateLimit-*, ...): send until a 429 "
+                "(default: once a host's quota is spent, its transfers wait for the window to reset)");
   cmd->add_option("-o,--output", f->output,
                   "Where to write it: a file (replaced only when complete), '-' for standard output "
                   "(default: the URL's file name; standard output with -X/-d)");
@@ -658,6 +661,9 @@ subcommand get_command(CLI::App& app) {
       plan.client.gate_first_attempt = true;
     }
 #endif
+    // Pacing from announced quotas, for every transfer of this process.
+    quota_pacer quotas;
+    if (!f->ignore_quota) plan.client.quotas = &quotas;
     if (!plan.many.empty()) return get_many(plan, *f, report);
 
     signal_watch signals;

@@ -52,6 +52,7 @@
 
 #include "backoff/gate.hpp"
 #include "backoff/host_backoff.hpp"
+#include "backoff/quota.hpp"
 #include "backoff/http/classify.hpp"
 #include "backoff/http/hint.hpp"
 #include "backoff/http/idempotency.hpp"
@@ -209,6 +210,10 @@ struct client_options {
   // hint_scope says push it for all of them.
   backoff::host_backoff* hosts = nullptr;
   hint_scope retry_after_scope = hint_scope::by_status;
+  // Pacing from the quota servers announce (backoff/quota.hpp; RateLimit,
+  // X-RateLimit-*, OpenAI's headers, keyed like hosts): a request waits once its
+  // host's window is spent, until the window resets, rather than meet a 429.
+  backoff::quota_pacer* quotas = nullptr;
   backoff::clock* clock = nullptr;      // waits between attempts (transfers use real time)
   random_ref rng{};
   std::stop_token stop_token{};

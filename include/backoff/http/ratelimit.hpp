@@ -39,6 +39,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backoff/quota.hpp"
 #include "backoff/http/header.hpp"
 #include "backoff/http/retry_after.hpp"
 #include "backoff/http/structured_field.hpp"
@@ -264,6 +265,29 @@ inline std::optional<quota> parse_quota(const std::vector<header>& headers, sys_
     }
   }
   return std::nullopt;
+}
+
+// What an answer with `status` and these headers tells a quota_pacer
+// (backoff/quota.hpp): the quota in any dialect; a 429 empties the window,
+// and its `retry_after` (the server's hint) is the reset when the answer
+// announces none. nullopt when the answer says nothing of a quota.
+inline std::optional<quota_notice> quota_notice_of(long status, const std::vector<header>& headers, sys_time now,
+                                                   std::optional<duration> retry_after = std::nullopt,
+                                                   std::chrono::milliseconds max_reset = std::chrono::hours{1}) {
+  const auto q = parse_quota(headers, now, max_reset);
+  if (!q && status != 429) return std::nullopt;
+  quota_notice n;
+  if (q) {
+    n.remaining = q->remaining;
+    n.limit = q->limit;
+    if (q->reset) n.reset = std::chrono::duration_cast<duration>(*q->reset);
+    if (q->window) n.window = std::chrono::duration_cast<duration>(*q->window);
+  }
+  if (status == 429) {
+    n.exhausted = true;
+    if (!n.reset && retry_after) n.reset = *retry_after;
+  }
+  return n;
 }
 
 }  // namespace backoff::http
