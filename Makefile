@@ -18,7 +18,7 @@ export CCACHE_NOHASHDIR := true
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-redis-exit bench-many bench-concurrent bench-fleet bench-run package fuzz mutate clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-redis-exit bench-many bench-quota bench-concurrent bench-fleet bench-run package fuzz mutate clean
 
 all: build
 
@@ -86,6 +86,9 @@ bench-many: build
 	$(BUILD)/bin/backoff_many_bench $(BUILD)/bin/backoff 500 1048576 2
 
 # 9000 downloads at once from one process: async_client against a bare curl multi loop.
+bench-quota: build
+	$(BUILD)/bin/backoff_quota_bench $(BUILD)/bin/backoff 120 40 2000
+
 bench-concurrent: build
 	$(BUILD)/bin/backoff_concurrent_bench 9000 65536 16k 2
 

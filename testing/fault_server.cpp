@@ -186,7 +186,10 @@ void fault_server::set_quota(std::size_t limit, std::chrono::milliseconds window
   quota_->limit = limit;
   quota_->window = window;
   quota_->dialect = std::move(dialect);
-  quota_->start = std::chrono::steady_clock::now();
+  // Windows begin on multiples of their length on the wall clock, as
+  // fixed-window limiters do, so that an epoch-second reset (GitHub's) is exact.
+  const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  quota_->start = std::chrono::steady_clock::now() - (wall % window);
 }
 
 std::size_t fault_server::quota_refusals() const {
@@ -243,12 +246,14 @@ void fault_server::handle(const void* request, void* response) {
         res.set_header("RateLimit-Remaining", remaining);
         res.set_header("RateLimit-Reset", std::to_string(secs));
       } else if (q.dialect == "x-ratelimit") {
+        // The window ends on a whole second of the wall clock (set_quota): the
+        // nearest one, not one more for the microseconds between the two clocks.
         const auto at = std::chrono::system_clock::now() + left;
         res.set_header("X-RateLimit-Limit", limit);
         res.set_header("X-RateLimit-Remaining", remaining);
         res.set_header("X-RateLimit-Used", std::to_string(q.used));
         res.set_header("X-RateLimit-Reset",
-                       std::to_string(std::chrono::ceil<std::chrono::seconds>(at.time_since_epoch()).count()));
+                       std::to_string(std::chrono::round<std::chrono::seconds>(at.time_since_epoch()).count()));
       } else if (q.dialect == "openai") {
         res.set_header("x-ratelimit-limit-requests", limit);
         res.set_header("x-ratelimit-remaining-requests", remaining);

@@ -99,7 +99,8 @@ class fault_server {
   void release(std::size_t n);
 
   // A quota over every path: `limit` requests per fixed window of `window`
-  // (windows counted from this call), announced on every answer in `dialect`:
+  // (windows begin on multiples of `window` on the wall clock), announced
+  // on every answer in `dialect`:
   //   "ietf"         RateLimit: "default";r=R;t=T and RateLimit-Policy: "default";q=L;w=W
   //   "ratelimit"    RateLimit-Limit / -Remaining / -Reset (seconds)
   //   "x-ratelimit"  X-RateLimit-Limit / -Remaining / -Reset (epoch seconds, as GitHub)

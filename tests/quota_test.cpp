@@ -75,6 +75,28 @@ TEST(QuotaPacer, RequestsInFlightCountSoTheLastTokensAreNotOverrun) {
   EXPECT_EQ(p.snapshot("a", t0).in_flight, 3u);
 }
 
+// When what the server counts is all ours, the answers still in flight do not
+// hold anything back: a lone client uses its whole quota. When it counts more
+// than we sent, someone else spends it too, and requests in flight count.
+TEST(QuotaPacer, ALoneClientUsesItsWholeQuotaAndASharedOneLeavesRoomForWhatIsInFlight) {
+  quota_pacer alone;
+  std::vector<quota_pacer::reservation> r(8);
+  for (auto& x : r) EXPECT_EQ(go(alone, "a", t0, &x), time_point{});
+  const quota_notice first = left(9, 5s, 10);  // 1 used: ours; 7 more of ours in flight
+  alone.answered("a", &r[0], t0, &first);
+  EXPECT_EQ(go(alone, "a", t0), time_point{});  // 9 sent of 10
+  EXPECT_EQ(go(alone, "a", t0), time_point{});  // 10 sent of 10
+  EXPECT_EQ(go(alone, "a", t0), t0 + 5s);
+
+  quota_pacer shared;
+  for (auto& x : r) EXPECT_EQ(go(shared, "a", t0, &x), time_point{});
+  const quota_notice busy = left(9, 5s, 20);  // 11 used: more than the 8 we sent
+  shared.answered("a", &r[0], t0, &busy);
+  EXPECT_EQ(go(shared, "a", t0), time_point{});  // 9 left, 7 in flight: 2 more
+  EXPECT_EQ(go(shared, "a", t0), time_point{});
+  EXPECT_EQ(go(shared, "a", t0), t0 + 5s);
+}
+
 TEST(QuotaPacer, AnAnswerWithoutANoticeStillUsesOneOfTheQuota) {
   quota_pacer p;
   quota_pacer::reservation r1, r2;
@@ -97,8 +119,9 @@ TEST(QuotaPacer, WithinAWindowTheLeastRemainingAndTheEarliestResetWin) {
   // Answers come back out of order: the later one processed says less.
   const quota_notice first = left(5, 8s), later = left(9, 9s), sooner = left(7, 7s);
   p.answered("a", &a, t0, &first);
-  p.answered("a", &b, t0 + 100ms, &later);  // more left and a later reset: not believed
-  EXPECT_EQ(p.snapshot("a", t0 + 100ms).remaining, 4u);  // 5, less the answer of b
+  p.answered("a", &b, t0 + 100ms, &later);  // processed before a: more left and a later reset
+  EXPECT_EQ(p.snapshot("a", t0 + 100ms).remaining, 5u);   // a's 5 counted b already
+  EXPECT_EQ(p.snapshot("a", t0 + 100ms).limit, 10u);      // but b says the quota is at least 10
   EXPECT_EQ(p.snapshot("a", t0 + 100ms).reset, t0 + 8s);
   p.answered("a", &c, t0 + 200ms, &sooner);
   EXPECT_EQ(p.snapshot("a", t0 + 200ms).reset, t0 + 200ms + 7s);
@@ -116,7 +139,7 @@ TEST(QuotaPacer, AnAnswerToARequestOfAnEarlierWindowIsNotBelieved) {
   p.answered("a", &late, t0 + 2100ms, &stale);
   const auto s = p.snapshot("a", t0 + 2100ms);
   EXPECT_EQ(s.window_number, 1u);
-  EXPECT_EQ(s.remaining, 9u);  // a full quota, less the late answer
+  EXPECT_EQ(s.remaining, 10u);  // a full quota: the late answer's 0 was of the last window
   EXPECT_EQ(s.reset, t0 + 4s);
 }
 
@@ -164,10 +187,11 @@ TEST(QuotaPacer, CancelGivesBackAHeldPlaceAndAnInFlightOne) {
   quota_pacer p;
   quota_pacer::reservation r, now1, held1, held2;
   go(p, "a", t0, &r);
-  const quota_notice n = left(1, 2s, 1);
+  const quota_notice n = left(1, 2s, 2);
   p.answered("a", &r, t0, &n);
   EXPECT_EQ(go(p, "a", t0, &now1), time_point{});
   EXPECT_EQ(go(p, "a", t0, &held1), t0 + 2s);
+  EXPECT_EQ(go(p, "a", t0), t0 + 2s);
   EXPECT_EQ(go(p, "a", t0, &held2), t0 + 4s);
   p.cancel("a", held1, t0);
   EXPECT_EQ(go(p, "a", t0), t0 + 2s);  // its place is free again

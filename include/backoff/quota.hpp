@@ -9,15 +9,17 @@
 //   gate.answered(now, backoff::quota_notice{.remaining = 0, .reset = 30s});  // what the response said
 //
 // Per key, the pacer keeps the current window: what the server said is left
-// (`remaining`, the least any answer of the window announced, less every answer
-// since), when the window ends (`reset`), and the requests admitted but not yet
-// answered (in flight). A request may go at once while remaining exceeds the
-// requests in flight; otherwise it reserves a place in the next window that has
-// room — `limit` places per window (the announced limit, else the most ever
-// announced as remaining, plus one) — and may go when that window begins:
+// (`remaining`, the least any answer of the window announced), when the window
+// ends (`reset`), the window's `limit` (announced, else the most ever announced
+// as remaining, plus one), and the requests sent against this window (`sent`)
+// and not yet answered (in flight). A request may go at once while
+//     limit − sent > 0          when the server's count is ours: limit − remaining ≤ sent
+//     remaining − in flight > 0  otherwise (someone else spends the quota too)
+// so concurrent requests never overrun the last few tokens, yet a lone client
+// uses its whole quota. Otherwise it reserves a place in the next window that
+// has room (`limit` places each) and may go when that window begins:
 //     not_before = reset + k × window      (k = 0 for the next window, 1 for the one after, …)
-// so concurrent requests never overrun the last few tokens, and held requests
-// leave in batches of one quota each, not all at once.
+// so held requests leave one quota per window, not all at once.
 //
 // What the pacer reads from answers:
 //   - a reset is an upper bound on the window's end (servers round delta
@@ -25,6 +27,7 @@
 //     earliest reset announced wins, and so does the least remaining;
 //   - an answer to a request sent in an earlier window says nothing of this one;
 //   - a request answered without a notice still used one of the quota;
+//   - requests still in flight when a window ends count against the next one;
 //   - a refusal for quota (429) empties the window; its Retry-After, when the
 //     answer announces no reset, is the reset.
 // With no reset ever announced the pacer cannot know when the quota comes back
@@ -84,6 +87,7 @@ class quota_pacer {
   struct state {
     bool paced = false;  // a notice was learnt: requests may be held
     std::uint64_t remaining = 0;
+    std::uint64_t sent = 0;  // against the current window
     std::uint64_t in_flight = 0;
     std::uint64_t held = 0;  // reservations in later windows
     std::uint64_t limit = 0;
@@ -107,8 +111,9 @@ class quota_pacer {
     entry& e = find_or_add(key, now);
     roll(e, now);
     not_before = time_point{};
-    if (!e.paced || !e.reset || e.remaining > e.in_flight) {
+    if (!e.paced || !e.reset || room(e) > 0) {
       ++e.in_flight;
+      ++e.sent;
       return {e.number};
     }
     const std::uint64_t per_window = std::max<std::uint64_t>(e.limit, 1);
@@ -131,8 +136,9 @@ class quota_pacer {
       const std::size_t k = static_cast<std::size_t>(r.window - e.number - 1);
       if (k < e.held.size() && e.held[k] > 0) --e.held[k];
       while (!e.held.empty() && e.held.back() == 0) e.held.pop_back();
-    } else if (e.in_flight > 0) {
-      --e.in_flight;
+    } else {
+      if (e.in_flight > 0) --e.in_flight;
+      if (r.window == e.number && e.sent > 0) --e.sent;
     }
   }
 
@@ -144,7 +150,8 @@ class quota_pacer {
     entry& e = find_or_add(key, now);
     roll(e, now);
     if (r && e.in_flight > 0) --e.in_flight;
-    if (e.remaining > 0) --e.remaining;  // it used one, announced or not
+    // It used one of the quota; an answer that says what is left counts itself.
+    if ((!notice || (!notice->remaining && !notice->exhausted)) && e.remaining > 0) --e.remaining;
     if (!notice) return;
     if (notice->window && notice->window->count() > 0) e.window = std::min(*notice->window, o_.max_reset);
     if (notice->limit) e.limit = *notice->limit;
@@ -178,7 +185,7 @@ class quota_pacer {
     roll(e, now);
     std::uint64_t held = 0;
     for (auto h : e.held) held += h;
-    return {e.paced, e.remaining, e.in_flight, held, e.limit, e.reset, e.window, e.number};
+    return {e.paced, e.remaining, e.sent, e.in_flight, held, e.limit, e.reset, e.window, e.number};
   }
 
   std::size_t size() {
@@ -227,7 +234,8 @@ class quota_pacer {
     bool paced = false;
     bool informed = false;            // an answer of this window was learnt
     std::uint64_t remaining = 0;
-    std::uint64_t in_flight = 0;
+    std::uint64_t sent = 0;           // requests made against this window
+    std::uint64_t in_flight = 0;      // admitted, not answered (from any window)
     std::uint64_t limit = 0;          // places per window
     std::optional<time_point> reset{};
     duration window{0};
@@ -236,6 +244,13 @@ class quota_pacer {
   };
 
   duration step_of(const entry& e) const noexcept { return std::max(e.window, o_.min_window); }
+
+  // How many more requests the current window takes (see the top of this header).
+  static std::uint64_t room(const entry& e) noexcept {
+    const std::uint64_t used = e.limit > e.remaining ? e.limit - e.remaining : 0;
+    if (used <= e.sent) return e.limit > e.sent ? e.limit - e.sent : 0;
+    return e.remaining > e.in_flight ? e.remaining - e.in_flight : 0;
+  }
 
   // Moves the key into the window that holds `now`: each new window starts
   // with a full quota, and the requests held for it are in flight.
@@ -246,8 +261,10 @@ class quota_pacer {
       ++e.number;
       e.informed = false;
       e.remaining = std::max<std::uint64_t>(e.limit, 1);
+      e.sent = e.in_flight;  // the last window's unanswered requests may count in this one
       if (!e.held.empty()) {
         e.in_flight += e.held.front();
+        e.sent += e.held.front();
         e.held.pop_front();
       } else if (now - *e.reset >= step_of(e)) {
         // Idle for whole windows: skip them at once.

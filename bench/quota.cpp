@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: BSL-1.0
+// `backoff get -P 8` of 120 small files from a server that allows 40 requests
+// per fixed window of 2 s and announces it, in each header dialect: wall time
+// against the quota's minimum (4 s: the work ends in the third window), 429s
+// met, every file checked; paced (the default) and with --ignore-quota.
+// Goal (issue 22): every file saved, at most 3 answers 429, wall ≤ 1.25 × the
+// minimum + 1 s. (`make bench-quota`)
+//
+//   backoff_quota_bench BACKOFF_BINARY [files=120] [limit=40] [window_ms=2000]
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fault_server.hpp"
+
+namespace fs = std::filesystem;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+int run(const std::string& command, const fs::path& cwd) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::chdir(cwd.c_str()) != 0) ::_exit(99);
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(98);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s BACKOFF_BINARY [files] [limit] [window_ms]\n", argv[0]);
+    return 2;
+  }
+  const std::string backoff = fs::absolute(argv[1]).string();
+  const std::size_t files = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 120;
+  const std::size_t limit = argc > 3 ? std::strtoul(argv[3], nullptr, 10) : 40;
+  const std::chrono::milliseconds window{argc > 4 ? std::atol(argv[4]) : 2000};
+  const std::size_t windows = (files + limit - 1) / limit;
+  const double minimum = std::chrono::duration<double>(window * static_cast<long>(windows - 1)).count();
+
+  backoff::testing::fault_server server;
+  const fs::path root = fs::temp_directory_path() / ("backoff-quota-" + std::to_string(::getpid()));
+  fs::create_directories(root);
+  {
+    std::ofstream list(root / "list");
+    for (std::size_t i = 0; i < files; ++i) {
+      const std::string path = "/api/item" + std::to_string(i);
+      server.add_file(path, "{\"item\": " + std::to_string(i) + "}\n");
+      list << server.url(path) << "\n";
+    }
+  }
+
+  bool met = true;
+  std::printf("%zu requests, -P 8, quota %zu per %lld ms (minimum %.2f s); goal: <= 3 x 429, wall <= %.2f s\n", files,
+              limit, static_cast<long long>(window.count()), minimum, 1.25 * minimum + 1);
+  std::printf("%-12s %-8s %8s %6s %6s %s\n", "dialect", "mode", "wall s", "x min", "429s", "files");
+  for (const std::string dialect : {"ietf", "ratelimit", "x-ratelimit", "openai"}) {
+    for (const bool paced : {true, false}) {
+      const fs::path out = root / (dialect + (paced ? "-paced" : "-blind"));
+      fs::create_directories(out);
+      server.set_quota(limit, window, dialect);
+      const std::size_t refused_before = server.quota_refusals();  // 0: set_quota starts afresh
+      // Start just after a window begins, so that the minimum is whole windows.
+      const auto wall_now = std::chrono::system_clock::now().time_since_epoch();
+      std::this_thread::sleep_for(window - std::chrono::duration_cast<std::chrono::milliseconds>(wall_now % window) +
+                                  std::chrono::milliseconds{5});
+      const auto t0 = clk::now();
+      const int status = run("exec " + backoff + " get -q -P 8 -i " + (root / "list").string() + " -O ." +
+                                 (paced ? "" : " --ignore-quota"),
+                             out);
+      const double wall = std::chrono::duration<double>(clk::now() - t0).count();
+      std::size_t exact = 0;
+      for (std::size_t i = 0; i < files; ++i)
+        exact += slurp(out / ("item" + std::to_string(i))) == "{\"item\": " + std::to_string(i) + "}\n";
+      const std::size_t refused = server.quota_refusals() - refused_before;
+      std::printf("%-12s %-8s %8.2f %6.2f %6zu %zu/%zu%s\n", dialect.c_str(), paced ? "paced" : "blind", wall,
+                  wall / minimum, refused, exact, files, status == 0 ? "" : " (exit status not 0)");
+      if (paced && (refused > 3 || wall > 1.25 * minimum + 1 || exact != files || status != 0)) met = false;
+    }
+  }
+  std::printf("goal %s\n", met ? "met" : "NOT met");
+  fs::remove_all(root);
+  return met ? 0 : 1;
+}
