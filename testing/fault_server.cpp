@@ -107,7 +107,13 @@ fault_server::fault_server() : server_(std::make_unique<httplib::Server>()) {
   server_->Options(all, h);
   server_->set_keep_alive_max_count(100000);
   server_->set_tcp_nodelay(true);  // headers and body go out as separate writes
-  server_->new_task_queue = [] { return new httplib::ThreadPool(16); };
+  // One thread per kept-alive connection: 48 lets four clients of -P 8 (and a
+  // few probes) be served at once; a connection past the pool waits for a
+  // thread until another connection closes (its keep-alive lasts 5 s).
+  // One thread per kept-alive connection: 48 lets four clients of -P 8 (and a
+  // few probes) be served at once; a connection past the pool waits for a
+  // thread until another connection closes (its keep-alive lasts 5 s).
+  server_->new_task_queue = [] { return new httplib::ThreadPool(48); };
   port_ = server_->bind_to_any_port("127.0.0.1");
   if (port_ <= 0) throw std::runtime_error("fault_server: cannot bind 127.0.0.1");
   thread_ = std::thread([this] { server_->listen_after_bind(); });
@@ -188,8 +194,9 @@ void fault_server::set_quota(std::size_t limit, std::chrono::milliseconds window
   quota_->dialect = std::move(dialect);
   // Windows begin on multiples of their length on the wall clock, as
   // fixed-window limiters do, so that an epoch-second reset (GitHub's) is exact.
-  const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
-  quota_->start = std::chrono::steady_clock::now() - (wall % window);
+  const auto wall = std::chrono::system_clock::now();
+  quota_->start = wall - std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                             std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()) % window);
 }
 
 std::size_t fault_server::quota_refusals() const {
@@ -229,7 +236,8 @@ void fault_server::handle(const void* request, void* response) {
     if (c < s.size()) f = s[c++];
     if (quota_) {
       quota_state& q = *quota_;
-      const auto now = std::chrono::steady_clock::now();
+      // Windows are counted on the wall clock, so that an epoch reset is exact.
+      const auto now = std::chrono::system_clock::now();
       const long long number = (now - q.start) / q.window;
       if (number != q.number) q.number = number, q.used = 0;
       const bool refuse = q.used >= q.limit;
@@ -246,14 +254,12 @@ void fault_server::handle(const void* request, void* response) {
         res.set_header("RateLimit-Remaining", remaining);
         res.set_header("RateLimit-Reset", std::to_string(secs));
       } else if (q.dialect == "x-ratelimit") {
-        // The window ends on a whole second of the wall clock (set_quota): the
-        // nearest one, not one more for the microseconds between the two clocks.
-        const auto at = std::chrono::system_clock::now() + left;
+        const auto at = now + left;
         res.set_header("X-RateLimit-Limit", limit);
         res.set_header("X-RateLimit-Remaining", remaining);
         res.set_header("X-RateLimit-Used", std::to_string(q.used));
         res.set_header("X-RateLimit-Reset",
-                       std::to_string(std::chrono::round<std::chrono::seconds>(at.time_since_epoch()).count()));
+                       std::to_string(std::chrono::ceil<std::chrono::seconds>(at.time_since_epoch()).count()));
       } else if (q.dialect == "openai") {
         res.set_header("x-ratelimit-limit-requests", limit);
         res.set_header("x-ratelimit-remaining-requests", remaining);

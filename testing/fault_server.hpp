@@ -135,7 +135,7 @@ class fault_server {
     std::size_t limit = 0;
     std::chrono::milliseconds window{0};
     std::string dialect;
-    std::chrono::steady_clock::time_point start{};
+    std::chrono::system_clock::time_point start{};  // windows are on the wall clock
     long long number = -1;  // the current window's
     std::size_t used = 0, refused = 0;
   };

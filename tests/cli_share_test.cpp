@@ -104,6 +104,58 @@ TEST_F(Cli, ShareHoldsFreshProcessesToOneRetryBudget) {
   RecordProperty("amplification_shared", std::to_string(fleet));
 }
 
+// Four processes, one quota of 8 a second (announced in IETF RateLimit): each
+// takes its share (2 a window), so the fleet never runs into the wall.
+TEST_F(Cli, ShareSplitsTheAnnouncedQuotaBetweenTheProcesses) {
+  backoff::testing::redis_server redis;
+  backoff::testing::fault_server server;
+  for (int i = 0; i < 24; ++i) server.add_file("/q/" + std::to_string(i), "item " + std::to_string(i));
+  server.set_quota(8, 1s, "ietf");
+  std::vector<cli_result> results(4);
+  std::vector<std::thread> fleet;
+  for (int w = 0; w < 4; ++w)
+    fleet.emplace_back([&, w] {
+      std::vector<std::string> args{"get", "-q", "-P", "2", "--share", redis.url("/quota"), "--initial", "5ms",
+                                    "-O", "w" + std::to_string(w)};
+      for (int i = 6 * w; i < 6 * w + 6; ++i) args.push_back(server.url("/q/" + std::to_string(i)));
+      results[static_cast<std::size_t>(w)] = cli(args);
+    });
+  for (auto& t : fleet) t.join();
+  for (int w = 0; w < 4; ++w) {
+    EXPECT_EQ(results[static_cast<std::size_t>(w)].status, 0) << w << ": " << results[static_cast<std::size_t>(w)].err;
+    for (int i = 6 * w; i < 6 * w + 6; ++i)
+      EXPECT_EQ(slurp(dir / ("w" + std::to_string(w)) / std::to_string(i)), "item " + std::to_string(i));
+  }
+  // Each process's first two requests go before it knows the quota: 4 × 2 is
+  // the whole first window. After that, shares: none refused.
+  EXPECT_EQ(server.quota_refusals(), 0u);
+  // Every process left the quota as it ended.
+  const std::string members = "{quota:127.0.0.1:" + std::to_string(server.port()) + "}:quota";
+  EXPECT_EQ(redis.command("ZCARD " + members), "0");
+}
+
+// A process that starts while the fleet has spent the window waits for its
+// reset instead of sending blind into it.
+TEST_F(Cli, ShareTellsAFreshProcessThatTheWindowIsSpent) {
+  backoff::testing::redis_server redis;
+  backoff::testing::fault_server server;
+  for (int i = 0; i < 5; ++i) server.add_file("/s/" + std::to_string(i), "s" + std::to_string(i));
+  // Begin just after a 3 s window begins, so that it is not over before the second process starts.
+  const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  std::this_thread::sleep_for(3000ms - wall % 3000ms + 20ms);
+  server.set_quota(4, 3s, "x-ratelimit");
+  std::vector<std::string> first{"get", "-q", "-P", "4", "--share", redis.url("/spent"), "-O", "a"};
+  for (int i = 0; i < 4; ++i) first.push_back(server.url("/s/" + std::to_string(i)));
+  const auto a = cli(first);
+  ASSERT_EQ(a.status, 0) << a.err;
+  const std::string window = "{spent:127.0.0.1:" + std::to_string(server.port()) + "}:window";
+  ASSERT_TRUE(eventually([&] { return redis.command("HGET " + window + " remaining") == "0"; }));
+  const auto b = cli({"get", "-q", "--share", redis.url("/spent"), "-o", "b", server.url("/s/4")});
+  EXPECT_EQ(b.status, 0) << b.err;
+  EXPECT_EQ(slurp(dir / "b"), "s4");
+  EXPECT_EQ(server.quota_refusals(), 0u);  // it waited for the next window
+}
+
 TEST_F(Cli, ShareWithRedisUnreachableWarnsOnceAndWorksAlone) {
   int closed_port = 0;
   {

@@ -88,6 +88,16 @@ TEST(QuotaPacer, ALoneClientUsesItsWholeQuotaAndASharedOneLeavesRoomForWhatIsInF
   EXPECT_EQ(go(alone, "a", t0), time_point{});  // 10 sent of 10
   EXPECT_EQ(go(alone, "a", t0), t0 + 5s);
 
+  // Answers out of order: c (processed last) comes back first; a and b were
+  // processed before it, so c's 7 counts them, and 7 more may go, not 5.
+  quota_pacer reordered;
+  std::vector<quota_pacer::reservation> abc(3);
+  for (auto& x : abc) go(reordered, "a", t0, &x);
+  const quota_notice after_c = left(7, 5s, 10);
+  reordered.answered("a", &abc[2], t0, &after_c);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(go(reordered, "a", t0), time_point{}) << i;
+  EXPECT_EQ(go(reordered, "a", t0), t0 + 5s);
+
   quota_pacer shared;
   for (auto& x : r) EXPECT_EQ(go(shared, "a", t0, &x), time_point{});
   const quota_notice busy = left(9, 5s, 20);  // 11 used: more than the 8 we sent
@@ -95,6 +105,42 @@ TEST(QuotaPacer, ALoneClientUsesItsWholeQuotaAndASharedOneLeavesRoomForWhatIsInF
   EXPECT_EQ(go(shared, "a", t0), time_point{});  // 9 left, 7 in flight: 2 more
   EXPECT_EQ(go(shared, "a", t0), time_point{});
   EXPECT_EQ(go(shared, "a", t0), t0 + 5s);
+}
+
+// Four processes on one quota of 40: each sends 10 a window and holds 10
+// places in each later one.
+TEST(QuotaPacer, PartiesShareEachWindowEqually) {
+  quota_pacer p;
+  p.set_parties("a", 4, t0);
+  quota_pacer::reservation r;
+  go(p, "a", t0, &r);
+  const quota_notice n = left(39, 2s, 40);
+  p.answered("a", &r, t0, &n);
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(go(p, "a", t0), time_point{}) << i;
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(go(p, "a", t0), t0 + 2s) << i;
+  EXPECT_EQ(go(p, "a", t0), t0 + 4s);
+  EXPECT_EQ(p.snapshot("a", t0).parties, 4u);
+  p.set_parties("b", 0, t0);  // 0 is one
+  EXPECT_EQ(p.snapshot("b", t0).parties, 1u);
+}
+
+// Two of four processes leave mid-window: they spent their share of it (and
+// perhaps of the next, if their clock rolled over first), so the others'
+// shares grow from the window after the next, not at once.
+TEST(QuotaPacer, FewerPartiesGrowTheShareTwoWindowsLater) {
+  quota_pacer p;
+  p.set_parties("a", 4, t0);
+  quota_pacer::reservation r;
+  go(p, "a", t0, &r);
+  const quota_notice n = left(30, 2s, 40);  // the others spent 9
+  p.answered("a", &r, t0, &n);
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(go(p, "a", t0), time_point{}) << i;
+  p.set_parties("a", 2, t0 + 100ms);
+  EXPECT_EQ(go(p, "a", t0 + 100ms), t0 + 2s);  // still a share of 10 in this window
+  EXPECT_EQ(p.snapshot("a", t0 + 2s).parties, 4u);  // and the next
+  EXPECT_EQ(p.snapshot("a", t0 + 4s).parties, 2u);
+  p.set_parties("a", 3, t0 + 4s);  // more parties: at once
+  EXPECT_EQ(p.snapshot("a", t0 + 4s).parties, 3u);
 }
 
 TEST(QuotaPacer, AnAnswerWithoutANoticeStillUsesOneOfTheQuota) {

@@ -21,6 +21,10 @@
 //     not_before = reset + k × window      (k = 0 for the next window, 1 for the one after, …)
 // so held requests leave one quota per window, not all at once.
 //
+// A quota shared by `parties` processes (set_parties(); backoff::redis counts
+// the fleet's) gives each an equal share: limit ÷ parties (at least 1) is the
+// most it sends in a window, and the places it holds in each later one.
+//
 // What the pacer reads from answers:
 //   - a reset is an upper bound on the window's end (servers round delta
 //     seconds up, as the IETF draft's "t" requires): within a window the
@@ -43,6 +47,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -69,20 +74,6 @@ struct quota_notice {
 
 class quota_pacer {
  public:
-  struct options {
-    duration entry_ttl = std::chrono::minutes{10};
-    std::size_t max_entries = 10'000;
-    duration max_reset = std::chrono::hours{1};  // longer announced resets are cut to this
-    // The window length assumed when none was announced and the resets seen are
-    // shorter (a reset of 0 s): held requests are spread one window apart.
-    duration min_window = std::chrono::seconds{1};
-  };
-
-  // Where a request's reservation was made: the window it counts against.
-  struct reservation {
-    std::uint64_t window = 0;
-  };
-
   // A snapshot of one key, for tests, logs and metrics.
   struct state {
     bool paced = false;  // a notice was learnt: requests may be held
@@ -94,6 +85,25 @@ class quota_pacer {
     std::optional<time_point> reset{};
     duration window{0};
     std::uint64_t window_number = 0;
+    std::uint32_t parties = 1;
+  };
+
+  struct options {
+    duration entry_ttl = std::chrono::minutes{10};
+    std::size_t max_entries = 10'000;
+    duration max_reset = std::chrono::hours{1};  // longer announced resets are cut to this
+    // The window length assumed when none was announced and the resets seen are
+    // shorter (a reset of 0 s): held requests are spread one window apart.
+    duration min_window = std::chrono::seconds{1};
+    // Called with the key's state when an answer's notice was learnt, under
+    // the pacer's lock: it must not call back into the pacer. backoff::redis
+    // uses it to share the quota with the fleet.
+    std::function<void(std::string_view key, const state&)> on_learn = {};
+  };
+
+  // Where a request's reservation was made: the window it counts against.
+  struct reservation {
+    std::uint64_t window = 0;
   };
 
   quota_pacer() : quota_pacer(options{}) {}
@@ -116,7 +126,7 @@ class quota_pacer {
       ++e.sent;
       return {e.number};
     }
-    const std::uint64_t per_window = std::max<std::uint64_t>(e.limit, 1);
+    const std::uint64_t per_window = std::max<std::uint64_t>(share(e), 1);
     std::size_t k = 0;
     while (k < e.held.size() && e.held[k] >= per_window) ++k;
     if (k == e.held.size()) e.held.push_back(0);
@@ -146,12 +156,30 @@ class quota_pacer {
   // download's extra connections) was answered at `now`, with `notice` when
   // the answer announced its quota.
   void answered(std::string_view key, const reservation* r, time_point now, const quota_notice* notice) {
+    answer(key, r, now, notice, true);
+  }
+
+  // What the fleet knows of the key's current window, for a process that joins
+  // it (backoff::redis): taken like an answer's notice, and of what is left this
+  // process takes only its share (remaining ÷ parties); the rest belongs to
+  // those already spending it.
+  void learn(std::string_view key, const quota_notice& notice, time_point now) {
+    answer(key, nullptr, now, &notice, false);
+    std::lock_guard lock(mutex_);
+    entry& e = find_or_add(key, now);
+    if (!notice.remaining || !e.reset) return;
+    const std::uint64_t mine = std::min(share(e), e.remaining / std::max<std::uint32_t>(e.parties, 1));
+    e.sent = std::max(e.sent, share(e) - mine);
+  }
+
+ private:
+  void answer(std::string_view key, const reservation* r, time_point now, const quota_notice* notice, bool ours) {
     std::lock_guard lock(mutex_);
     entry& e = find_or_add(key, now);
     roll(e, now);
     if (r && e.in_flight > 0) --e.in_flight;
     // It used one of the quota; an answer that says what is left counts itself.
-    if ((!notice || (!notice->remaining && !notice->exhausted)) && e.remaining > 0) --e.remaining;
+    if (ours && (!notice || (!notice->remaining && !notice->exhausted)) && e.remaining > 0) --e.remaining;
     if (!notice) return;
     if (notice->window && notice->window->count() > 0) e.window = std::min(*notice->window, o_.max_reset);
     if (notice->limit) e.limit = *notice->limit;
@@ -161,7 +189,10 @@ class quota_pacer {
     if (notice->reset) {
       const duration d = std::clamp(*notice->reset, duration{0}, o_.max_reset);
       reset = detail::add(now, d);
-      if (!notice->window && d > e.window) e.window = d;
+      // No window announced: the longest reset seen, rounded up to whole
+      // seconds (windows are; a reset seen a little after a window began is
+      // shorter than the window, and later windows would begin too early).
+      if (!notice->window && d > e.window) e.window = std::chrono::ceil<std::chrono::seconds>(d);
     }
     if (!notice->remaining && !notice->exhausted) return;
     const std::uint64_t left = notice->exhausted ? 0 : *notice->remaining;
@@ -175,17 +206,36 @@ class quota_pacer {
       if (reset) e.reset = e.reset ? std::min(*e.reset, *reset) : *reset;
     }
     e.paced = true;
+    if (ours && o_.on_learn) o_.on_learn(key, view(e));
   }
 
+ public:
   state snapshot(std::string_view key, time_point now) {
     std::lock_guard lock(mutex_);
     auto it = map_.find(std::string(key));
     if (it == map_.end()) return {};
     entry& e = it->second;
     roll(e, now);
-    std::uint64_t held = 0;
-    for (auto h : e.held) held += h;
-    return {e.paced, e.remaining, e.sent, e.in_flight, held, e.limit, e.reset, e.window, e.number};
+    return view(e);
+  }
+
+  // How many processes spend the key's quota (>= 1; 0 counts as 1): each takes
+  // an equal share of every window. More parties shrink the share at once;
+  // fewer grow it only from the window after the next one: those that left
+  // may have spent their share of this window, or of the next one if their
+  // clock rolled over before ours.
+  void set_parties(std::string_view key, std::uint32_t n, time_point now) {
+    std::lock_guard lock(mutex_);
+    entry& e = find_or_add(key, now);
+    roll(e, now);
+    n = std::max<std::uint32_t>(n, 1);
+    if (n >= e.parties) {
+      e.parties = e.next_parties = n;
+      e.fewer_from = 0;
+    } else if (n != e.next_parties || e.fewer_from == 0) {
+      e.next_parties = n;
+      e.fewer_from = e.number + 2;
+    }
   }
 
   std::size_t size() {
@@ -240,16 +290,30 @@ class quota_pacer {
     std::optional<time_point> reset{};
     duration window{0};
     std::deque<std::uint64_t> held{};  // reservations for windows number+1, number+2, …
+    std::uint32_t parties = 1;       // this window's
+    std::uint32_t next_parties = 1;  // from window fewer_from on (when fewer)
+    std::uint64_t fewer_from = 0;
     time_point last_used{};
   };
 
+  static state view(const entry& e) {
+    std::uint64_t held = 0;
+    for (auto h : e.held) held += h;
+    return {e.paced, e.remaining, e.sent, e.in_flight, held, e.limit, e.reset, e.window, e.number, e.parties};
+  }
+
   duration step_of(const entry& e) const noexcept { return std::max(e.window, o_.min_window); }
 
+  // This process's places in a window: the limit, or its share of it.
+  static std::uint64_t share(const entry& e) noexcept {
+    return e.parties > 1 ? std::max<std::uint64_t>(e.limit / e.parties, 1) : e.limit;
+  }
   // How many more requests the current window takes (see the top of this header).
   static std::uint64_t room(const entry& e) noexcept {
+    const std::uint64_t mine = share(e) > e.sent ? share(e) - e.sent : 0;
     const std::uint64_t used = e.limit > e.remaining ? e.limit - e.remaining : 0;
-    if (used <= e.sent) return e.limit > e.sent ? e.limit - e.sent : 0;
-    return e.remaining > e.in_flight ? e.remaining - e.in_flight : 0;
+    if (used <= e.sent) return mine;
+    return std::min(mine, e.remaining > e.in_flight ? e.remaining - e.in_flight : 0);
   }
 
   // Moves the key into the window that holds `now`: each new window starts
@@ -260,6 +324,10 @@ class quota_pacer {
     while (now >= *e.reset) {
       ++e.number;
       e.informed = false;
+      if (e.fewer_from != 0 && e.number >= e.fewer_from) {
+        e.parties = e.next_parties;
+        e.fewer_from = 0;
+      }
       e.remaining = std::max<std::uint64_t>(e.limit, 1);
       e.sent = e.in_flight;  // the last window's unanswered requests may count in this one
       if (!e.held.empty()) {

@@ -113,6 +113,42 @@ redis.call('PUBLISH', ARGV[1], 'closed 0 ' .. ARGV[2])
 return 1
 )lua";
 
+// The processes that spend a key's quota: KEYS[1] a sorted set of process ids
+// scored by when their membership lapses. ARGV: now (unix ms), id, "join",
+// "renew" or "leave", the membership's life (ms), the channel, the key. A join
+// or a leave tells every process the new count ("parties N KEY").
+constexpr const char* parties_script = R"lua(
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[3] == 'leave' then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+else
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) + 60000)
+local n = redis.call('ZCARD', KEYS[1])
+if ARGV[3] ~= 'renew' then redis.call('PUBLISH', ARGV[5], 'parties ' .. n .. ' ' .. ARGV[6]) end
+return n
+)lua";
+
+// What the fleet knows of a key's quota window: KEYS[1] a hash (reset, in unix
+// ms; remaining; limit; window, ms). ARGV: now, reset, remaining, limit,
+// window. Within the stored window (its reset not passed) the earliest reset
+// and the least remaining win, as in one process's quota_pacer.
+constexpr const char* quota_script = R"lua(
+local now = tonumber(ARGV[1])
+local reset = tonumber(ARGV[2])
+local remaining = tonumber(ARGV[3])
+local cur = redis.call('HMGET', KEYS[1], 'reset', 'remaining')
+if tonumber(cur[1] or '0') > now then
+  reset = math.min(reset, tonumber(cur[1]))
+  remaining = math.min(remaining, tonumber(cur[2] or ARGV[3]))
+end
+redis.call('HSET', KEYS[1], 'reset', reset, 'remaining', remaining, 'limit', ARGV[4], 'window', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], math.max(1, reset - now) + 60000)
+return remaining
+)lua";
+
 std::string make_id() {
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
@@ -282,6 +318,8 @@ struct fleet::impl {
   bool stopping = false;
   std::deque<std::function<void()>> queue;  // run by the worker, connected or not
   std::set<shared_host_backoff*> hosts;
+  std::set<shared_quota*> quotas;
+  std::set<std::string> quota_keys;  // joined by this process
   std::set<std::shared_ptr<shared_budget::state>> budgets;
   std::set<std::shared_ptr<shared_breaker::state>> breakers;
   std::map<std::string, std::int64_t> releases;  // key → highest release (unix ms) this process knows
@@ -294,6 +332,13 @@ struct fleet::impl {
     std::chrono::steady_clock::time_point sent{};
   };
   std::map<std::string, pending_raise> raises;
+  // Quota windows to write, coalesced like release times.
+  struct pending_quota {
+    std::int64_t reset = 0, remaining = 0, limit = 0, window = 0;
+    bool due = false;
+    std::chrono::steady_clock::time_point sent{};
+  };
+  std::map<std::string, pending_quota> quota_writes;
 
   std::unique_ptr<detail::connection> cmd;  // worker thread only (and the constructor, before it starts)
   std::mutex sub_mutex;  // guards sub_fd against a close racing stop()'s shutdown
@@ -562,8 +607,57 @@ struct fleet::impl {
     }
   }
 
+  void learned_parties(const std::string& key, std::int64_t n) {
+    std::vector<shared_quota*> to_tell;
+    {
+      std::lock_guard lock(mutex);
+      to_tell.assign(quotas.begin(), quotas.end());
+    }
+    for (auto* q : to_tell) q->learned(key, n);
+  }
+
+  void write_quota(const std::string& key, const pending_quota& q) {
+    if (!cmd) return;
+    run({"EVAL", quota_script, "1", key_of(key, "window"), std::to_string(unix_ms_now()), std::to_string(q.reset),
+         std::to_string(q.remaining), std::to_string(q.limit), std::to_string(q.window)});
+  }
+
+  // What the fleet knows of the key's window, for a process that starts to use it.
+  void read_quota(const std::string& key) {
+    if (!cmd) return;
+    const auto r = run({"HMGET", key_of(key, "window"), "reset", "remaining", "limit", "window"});
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4) return;
+    std::optional<std::int64_t> v[4];
+    for (std::size_t k = 0; k < 4; ++k)
+      if (r->element[k]->type == REDIS_REPLY_STRING) v[k] = to_int(std::string_view(r->element[k]->str, r->element[k]->len));
+    const std::int64_t now = unix_ms_now();
+    if (!v[0] || !v[1] || *v[0] <= now || *v[1] < 0) return;
+    quota_notice n;
+    n.remaining = static_cast<std::uint64_t>(*v[1]);
+    // Each process turns its steady clock into unix milliseconds and back:
+    // allow for the rounding, so that this process never goes before the reset.
+    n.reset = milliseconds(*v[0] - now + 10);
+    if (v[2] && *v[2] > 0) n.limit = static_cast<std::uint64_t>(*v[2]);
+    if (v[3] && *v[3] > 0) n.window = milliseconds(*v[3]);
+    std::vector<shared_quota*> to_tell;
+    {
+      std::lock_guard lock(mutex);
+      to_tell.assign(quotas.begin(), quotas.end());
+    }
+    for (auto* q : to_tell) q->local().learn(key, n, std::chrono::steady_clock::now());
+  }
+
+  // Joins, renews or leaves the key's quota (see parties_script).
+  void parties(const std::string& key, const char* how) {
+    if (!cmd) return;
+    const auto life = std::max<std::int64_t>(1000, 3 * o.sync_interval.count());
+    const auto r = run({"EVAL", parties_script, "1", key_of(key, "quota"), std::to_string(unix_ms_now()), id, how,
+                        std::to_string(life), channel, key});
+    if (r && r->type == REDIS_REPLY_INTEGER) learned_parties(key, r->integer);
+  }
+
   void message(std::string_view text) {
-    // "release MS KEY", "open MS KEY", "closed 0 KEY"
+    // "release MS KEY", "open MS KEY", "closed 0 KEY", "parties N KEY"
     const auto a = text.find(' ');
     if (a == std::string_view::npos) return;
     const auto b = text.find(' ', a + 1);
@@ -575,6 +669,7 @@ struct fleet::impl {
     if (kind == "release") learned_release(key, *ms);
     else if (kind == "open") learned_open(key, *ms);
     else if (kind == "closed") learned_closed(key);
+    else if (kind == "parties") learned_parties(key, *ms);
   }
 
   // --- the worker -------------------------------------------------------------------------------
@@ -664,10 +759,16 @@ struct fleet::impl {
   void tick() {
     std::vector<std::shared_ptr<shared_budget::state>> bs;
     std::vector<std::shared_ptr<shared_breaker::state>> ks;
+    std::vector<std::string> qs;
     {
       std::lock_guard lock(mutex);
       bs.assign(budgets.begin(), budgets.end());
       ks.assign(breakers.begin(), breakers.end());
+      qs.assign(quota_keys.begin(), quota_keys.end());
+    }
+    for (const auto& k : qs) {
+      if (!cmd) break;
+      parties(k, "renew");
     }
     for (const auto& b : bs) {
       if (!cmd) break;
@@ -718,6 +819,19 @@ struct fleet::impl {
           lock.lock();
           continue;
         }
+        std::vector<std::pair<std::string, pending_quota>> windows;
+        for (auto& [key, q] : quota_writes) {
+          if (!q.due || now - q.sent < raise_gap) continue;
+          windows.emplace_back(key, q);
+          q.due = false;
+          q.sent = now;
+        }
+        if (!windows.empty()) {
+          lock.unlock();
+          for (const auto& [key, q] : windows) write_quota(key, q);
+          lock.lock();
+          continue;
+        }
       }
       if (!queue.empty()) {
         auto f = std::move(queue.front());
@@ -739,6 +853,8 @@ struct fleet::impl {
       if (!cmd) until = std::min(until, next_connect);
       for (const auto& [key, p] : raises)
         if (p.ms != 0) until = std::min(until, p.sent + raise_gap);
+      for (const auto& [key, q] : quota_writes)
+        if (q.due) until = std::min(until, q.sent + raise_gap);
       wake.wait_until(lock, until);
     }
   }
@@ -927,6 +1043,88 @@ gate_decision shared_host_backoff::key_gate::acquire(const gate_request& r) noex
 void shared_host_backoff::key_gate::record(const gate_outcome& o) noexcept {
   if (o.outcome == attempt_outcome::retryable) owner_->on_failure(key_, o.now);
   else if (o.outcome == attempt_outcome::success) owner_->on_success(key_, o.now);
+}
+
+// --- shared_quota -------------------------------------------------------------------------------
+
+shared_quota::shared_quota(fleet& f, quota_pacer::options local)
+    : fleet_(f), local_([&] {
+        local.on_learn = [this](std::string_view key, const quota_pacer::state& st) { share(key, st); };
+        return std::move(local);
+      }()) {
+  auto& i = fleet_.internals();
+  std::lock_guard lock(i.mutex);
+  i.quotas.insert(this);
+}
+
+shared_quota::~shared_quota() {
+  auto& i = fleet_.internals();
+  std::set<std::string> keys;
+  {
+    std::lock_guard lock(mutex_);
+    keys.swap(keys_);
+  }
+  {
+    std::lock_guard lock(i.mutex);
+    i.quotas.erase(this);
+    for (const auto& k : keys) i.quota_keys.erase(k);
+  }
+  // Leaving at once gives the others this process's share in their next window;
+  // what it last learnt of a window, still waiting to be written, goes too.
+  if (!keys.empty() && !i.degraded)
+    i.run_bounded([&i, keys] {
+      std::vector<std::pair<std::string, fleet::impl::pending_quota>> unwritten;
+      {
+        std::lock_guard lock(i.mutex);
+        for (auto& [k, q] : i.quota_writes)
+          if (q.due) unwritten.emplace_back(k, q), q.due = false;
+      }
+      for (const auto& [k, q] : unwritten) i.write_quota(k, q);
+      for (const auto& k : keys) i.parties(k, "leave");
+    });
+}
+
+void shared_quota::watch(const std::string& key) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!keys_.insert(key).second) return;
+  }
+  auto& i = fleet_.internals();
+  {
+    std::lock_guard lock(i.mutex);
+    i.quota_keys.insert(key);
+  }
+  if (!i.degraded)
+    i.run_bounded([&i, key] {
+      i.parties(key, "join");
+      i.read_quota(key);
+    });
+}
+
+void shared_quota::share(std::string_view key, const quota_pacer::state& st) {
+  if (!st.reset) return;
+  auto& i = fleet_.internals();
+  {
+    std::lock_guard lock(i.mutex);
+    auto& q = i.quota_writes[std::string(key)];
+    q.reset = to_unix_ms(*st.reset);
+    // What is left as far as this process can tell: its requests in flight
+    // will spend some of what the server last announced.
+    const std::uint64_t left = st.remaining > st.in_flight ? st.remaining - st.in_flight : 0;
+    q.remaining = static_cast<std::int64_t>(std::min<std::uint64_t>(left, INT64_MAX));
+    q.limit = static_cast<std::int64_t>(std::min<std::uint64_t>(st.limit, INT64_MAX));
+    q.window = std::chrono::duration_cast<milliseconds>(st.window).count();
+    q.due = true;
+  }
+  i.wake.notify_one();
+}
+
+quota_pacer& shared_quota::local() noexcept { return local_; }
+
+void shared_quota::learned(const std::string& key, std::int64_t parties) {
+  if (parties < 1) return;
+  local_.set_parties(key, static_cast<std::uint32_t>(std::min<std::int64_t>(parties, 1'000'000)),
+                     std::chrono::steady_clock::now());
 }
 
 // --- shared_budget ------------------------------------------------------------------------------

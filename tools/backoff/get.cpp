@@ -661,9 +661,17 @@ subcommand get_command(CLI::App& app) {
       plan.client.gate_first_attempt = true;
     }
 #endif
-    // Pacing from announced quotas, for every transfer of this process.
+    // Pacing from announced quotas, for every transfer of this process (with
+    // --share, its share of the fleet's).
     quota_pacer quotas;
     if (!f->ignore_quota) plan.client.quotas = &quotas;
+#ifdef BACKOFF_HAVE_REDIS
+    if (shared && !f->ignore_quota) {
+      shared->share_quota(curl::host_key(plan.many.empty() ? plan.url : plan.many.front().url));
+      for (const auto& t : plan.many) shared->share_quota(curl::host_key(t.url));
+      plan.client.quotas = &shared->quotas();
+    }
+#endif
     if (!plan.many.empty()) return get_many(plan, *f, report);
 
     signal_watch signals;

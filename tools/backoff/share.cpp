@@ -21,6 +21,7 @@ struct shared_gates::impl {
   redis::shared_host_backoff hosts;
   redis::shared_budget budget;
   redis::shared_breaker breaker;
+  redis::shared_quota quotas;
   gate_chain chain{&breaker, &budget};
   std::optional<redis::shared_host_backoff::key_gate> first;
 
@@ -63,7 +64,8 @@ struct shared_gates::impl {
         // leaves within the first fifth of its wait after it, not all at once.
         hosts(fleet, {.schedule = constant{.delay = duration{0}}, .release_spread = 0.2}),
         budget(fleet, key),
-        breaker(fleet, key) {
+        breaker(fleet, key),
+        quotas(fleet) {
     first.emplace(hosts.for_key(key));
   }
 };
@@ -75,6 +77,8 @@ shared_gates::~shared_gates() = default;
 
 void shared_gates::watch(const std::string& key) { (void)impl_->hosts.for_key(key); }
 host_backoff& shared_gates::hosts() { return impl_->hosts.local(); }
+void shared_gates::share_quota(const std::string& key) { impl_->quotas.watch(key); }
+quota_pacer& shared_gates::quotas() { return impl_->quotas.local(); }
 gate& shared_gates::gates() { return impl_->chain; }
 
 }  // namespace backoff::cli

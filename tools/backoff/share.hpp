@@ -3,7 +3,8 @@
 // fleet shares through Redis (backoff/redis/fleet.hpp) for one key — the URL's
 // host:port for get, --share-key for run: one release time (Retry-After), one
 // retry budget (10 % of the fleet's requests, plus one retry a second), one
-// circuit breaker. Redis unreachable: one warning, and the gates are local.
+// circuit breaker; for get, one quota per host, split evenly between the
+// processes that use it. Redis unreachable: one warning, and the gates are local.
 #pragma once
 
 #include <memory>
@@ -11,6 +12,7 @@
 
 #include "backoff/gate.hpp"
 #include "backoff/host_backoff.hpp"
+#include "backoff/quota.hpp"
 
 namespace backoff::cli {
 
@@ -28,6 +30,11 @@ class shared_gates {
   // The host_backoff to hand to curl::client_options::hosts: what it learns
   // is shared, and what the fleet learns reaches it.
   host_backoff& hosts();
+  // Counts this process among those that spend `key`'s quota (get), so that
+  // each takes an equal share of it; quotas() is the pacer to hand to
+  // curl::client_options::quotas.
+  void share_quota(const std::string& key);
+  quota_pacer& quotas();
   // The budget and the breaker, in that order of questions: the breaker first,
   // so that a denial by it spends no budget token.
   gate& gates();

@@ -53,6 +53,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -60,6 +62,7 @@
 #include "backoff/budget.hpp"
 #include "backoff/gate.hpp"
 #include "backoff/host_backoff.hpp"
+#include "backoff/quota.hpp"
 
 namespace backoff::redis {
 
@@ -164,6 +167,40 @@ class shared_host_backoff {
   void share(std::string_view key, time_point now);
   fleet& fleet_;
   host_backoff local_;
+};
+
+// A quota shared by the fleet (backoff/quota.hpp): each process paces itself by
+// what the server announces, with a local quota_pacer, and takes an equal share
+// of each window — the quota ÷ the processes that use the key. The processes
+// are counted in Redis ("{PREFIX:K}:quota", a sorted set): each joins when it
+// starts to use a key (watch(), waiting at most the fleet's timeout), renews
+// every sync_interval, and leaves when this object ends; a join or a leave is
+// pushed to every process at once, and a process that died without leaving is
+// forgotten after max(3 × sync_interval, 1 s). What a process learns of the
+// current window (its reset, what is left, the limit) is written to
+// "{PREFIX:K}:window" (at most every 50 ms a key), and a process that joins
+// starts from it: it does not send blind into a window the fleet has spent.
+// Redis away: the last count stays, and each process paces by its own answers.
+class shared_quota {
+ public:
+  explicit shared_quota(fleet& f, quota_pacer::options local = {});
+  ~shared_quota();  // leaves every key it joined (each bounded by the fleet's timeout)
+  shared_quota(const shared_quota&) = delete;
+  shared_quota& operator=(const shared_quota&) = delete;
+
+  // This process spends the key's quota: counts it in, and learns how many do.
+  void watch(const std::string& key);
+  // The local pacer: hand it to code that takes one (backoff::curl::client_options::quotas).
+  quota_pacer& local() noexcept;
+  // Called by the fleet's worker: how many processes share the key.
+  void learned(const std::string& key, std::int64_t parties);
+
+ private:
+  void share(std::string_view key, const quota_pacer::state& st);
+  fleet& fleet_;
+  quota_pacer local_;
+  std::mutex mutex_;
+  std::set<std::string> keys_;
 };
 
 // A fleet-wide retry budget (Finagle's rule over the fleet): retries may be at
