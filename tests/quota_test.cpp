@@ -143,6 +143,31 @@ TEST(QuotaPacer, FewerPartiesGrowTheShareTwoWindowsLater) {
   EXPECT_EQ(p.snapshot("a", t0 + 4s).parties, 3u);
 }
 
+// A process that joins mid-window, told by the fleet that 8 of 40 are left and
+// that 4 processes share them, takes 2 of the 8, not all of them.
+TEST(QuotaPacer, AJoinerTakesItsShareOfWhatIsLeft) {
+  quota_pacer p;
+  p.set_parties("a", 4, t0);
+  quota_notice fleet = left(8, 2s, 40);
+  p.learn("a", fleet, t0);
+  EXPECT_EQ(go(p, "a", t0), time_point{});
+  EXPECT_EQ(go(p, "a", t0), time_point{});
+  EXPECT_EQ(go(p, "a", t0), t0 + 2s);
+  EXPECT_EQ(p.snapshot("a", t0).in_flight, 2u);  // a fleet's notice is no answer of ours
+}
+
+// Without an announced window, the longest reset seen is the window, rounded
+// up to whole seconds: a reset seen 10 ms into a 2 s window says 1.99 s.
+TEST(QuotaPacer, AWindowGuessedFromResetsIsWholeSeconds) {
+  quota_pacer p;
+  quota_pacer::reservation r;
+  go(p, "a", t0, &r);
+  quota_notice n = left(0, 1990ms, 1);
+  p.answered("a", &r, t0, &n);
+  EXPECT_EQ(go(p, "a", t0), t0 + 1990ms);
+  EXPECT_EQ(go(p, "a", t0), t0 + 1990ms + 2s);
+}
+
 TEST(QuotaPacer, AnAnswerWithoutANoticeStillUsesOneOfTheQuota) {
   quota_pacer p;
   quota_pacer::reservation r1, r2;
