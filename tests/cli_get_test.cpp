@@ -715,6 +715,27 @@ TEST_F(Cli, GetPacesByTheQuotaTheServerAnnounces) {
   EXPECT_GT(server.quota_refusals(), 0u);  // the first four went; the next ones, in the same second, met the wall
 }
 
+// -P defaults to 4 (as documented): with every request held by the server,
+// a fifth never arrives while four are held.
+TEST_F(Cli, GetSeveralUrlsRunsFourAtOnceByDefault) {
+  backoff::testing::fault_server server;
+  std::vector<std::string> args{"get", "-q", "-O", "four"};
+  for (int i = 0; i < 6; ++i) {
+    server.add_file("/p/" + std::to_string(i), "p" + std::to_string(i));
+    server.script("/p/" + std::to_string(i), {fault::hold()});
+    args.push_back(server.url("/p/" + std::to_string(i)));
+  }
+  cli_result r;
+  std::thread run([&] { r = cli(args); });
+  EXPECT_TRUE(server.wait_held(4, 4));
+  EXPECT_FALSE(server.wait_held(5, 5, 1s));
+  server.release(6);
+  run.join();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(server.max_in_flight(), 4u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(slurp(dir / "four" / std::to_string(i)), "p" + std::to_string(i));
+}
+
 TEST_F(Cli, GetAnInputFileWithNamesAndComments) {
   backoff::testing::fault_server server;
   server.add_file("/a", "alpha");

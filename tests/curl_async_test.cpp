@@ -93,6 +93,31 @@ TEST_F(AsyncClient, TwentyDownloadsThroughFaultsOnOneThread) {
   EXPECT_EQ(got[0]->attempts[0].status, 503);
 }
 
+// max_host_connections caps what one host sees at once: six downloads, each
+// held by the server until released, and never a third request while two are held.
+TEST_F(AsyncClient, MaxHostConnectionsCapsTheRequestsToOneHost) {
+  backoff::testing::fault_server server;
+  for (int i = 0; i < 6; ++i) {
+    server.add_file("/h" + std::to_string(i), "held " + std::to_string(i));
+    server.script("/h" + std::to_string(i), {fault::hold()});
+  }
+  backoff::curl::async_client http(ctx.get_executor(), opts(), 2);
+  int done = 0;
+  for (int i = 0; i < 6; ++i)
+    http.async_download(server.url("/h" + std::to_string(i)), dir / ("h" + std::to_string(i)),
+                        [&](backoff::curl::download_result r) {
+                          EXPECT_TRUE(r.ok()) << r.error;
+                          ++done;
+                        });
+  std::thread loop([&] { ctx.run(); });
+  EXPECT_TRUE(server.wait_held(2, 2));
+  EXPECT_FALSE(server.wait_held(3, 3, 1s));  // the third waits for a connection
+  server.release(6);
+  loop.join();
+  EXPECT_EQ(done, 6);
+  EXPECT_EQ(server.max_in_flight(), 2u);
+}
+
 TEST_F(AsyncClient, ARefusingHostFailsOnlyItsOwnTransfers) {
   backoff::testing::fault_server server;
   const std::string data = content(10'000, 9);
