@@ -44,7 +44,7 @@ records=$(awk '
   /^breaks: /  { printf "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\n", id, file, find, repl, tests, equiv, substr($0, 9) }
 ' "$list")
 
-total=0 killed=0 survived=0 broken=0 equivalent=0
+total=0 killed=0 survived=0 broken=0 equivalent=0 stillborn=0
 table=""
 while IFS=$'\x1f' read -r id file find repl tests equiv breaks; do
   [[ $id =~ $only ]] || continue
@@ -59,8 +59,9 @@ while IFS=$'\x1f' read -r id file find repl tests equiv breaks; do
     targets=$tests
     [[ $tests == backoff_cli_tests ]] && targets="backoff_cli backoff_cli_tests"
     if ! cmake --build "$work/build" --target $targets > "$work/$id.build.log" 2>&1; then
-      result="killed (does not compile)"
-      killed=$((killed + 1))
+      # A mutant that does not compile tests nothing: it leaves the score.
+      result="does not compile"
+      stillborn=$((stillborn + 1))
     elif timeout 900 "$work/build/bin/$tests" --gtest_brief=1 > "$work/$id.test.log" 2>&1; then
       if [[ -n $equiv ]]; then
         result="equivalent (survived)"
@@ -84,9 +85,9 @@ done <<< "$records"
 cmake --build "$work/build" > /dev/null 2>&1 || true
 # Equivalent mutants (no test can tell them from the original; the list says
 # why) are left out of the score, like mutants that no longer apply.
-counted=$((total - broken - equivalent))
+counted=$((total - broken - equivalent - stillborn))
 score=0
 ((counted > 0)) && score=$((100 * killed / counted))
 printf '\n| mutant | result | what it breaks |\n|---|---|---|\n%s' "$table" > "$work/table.md"
 echo
-echo "mutants: $total, killed: $killed, survived: $survived, equivalent: $equivalent, not applied: $broken; score $score % of $counted (table in $work/table.md)"
+echo "mutants: $total, killed: $killed, survived: $survived, equivalent: $equivalent, not applied: $broken, not compiling: $stillborn; score $score % of $counted (table in $work/table.md)"
