@@ -736,6 +736,16 @@ TEST_F(Cli, GetSeveralUrlsRunsFourAtOnceByDefault) {
   for (int i = 0; i < 6; ++i) EXPECT_EQ(slurp(dir / "four" / std::to_string(i)), "p" + std::to_string(i));
 }
 
+// With standard input closed, the report's temporary file is descriptor 0; a
+// run that ends before the report is written still removes it (found by a
+// generated mutant: fd_ > 0 for fd_ >= 0).
+TEST_F(Cli, AReportOnDescriptorZeroIsStillRemoved) {
+  const std::string cmd = "cd " + quote(dir.string()) + " && " + quote(BACKOFF_CLI) +
+                          " get -q --report r.json -O /proc/self/no/such http://127.0.0.1:1/x <&- 2>/dev/null; echo $?";
+  EXPECT_EQ(run_cli_shell(cmd), "2\n");
+  for (const auto& e : fs::directory_iterator(dir)) ADD_FAILURE() << "left behind: " << e.path();
+}
+
 TEST_F(Cli, GetAnInputFileWithNamesAndComments) {
   backoff::testing::fault_server server;
   server.add_file("/a", "alpha");

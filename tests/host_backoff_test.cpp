@@ -25,6 +25,14 @@ TEST(HostBackoff, FailuresPushTheReleaseTime) {
   EXPECT_EQ(h.release_time("b", t0), backoff::time_point{});  // keys are independent
 }
 
+// The default schedule doubles from 1 s and stops at one minute (as documented
+// in host_backoff::options); found by a generated mutant (60 s → 61 s).
+TEST(HostBackoff, TheDefaultScheduleStopsAtOneMinute) {
+  host_backoff h;
+  for (int i = 0; i < 20; ++i) h.on_failure("a", t0);
+  EXPECT_EQ(h.release_time("a", t0), t0 + 60s);
+}
+
 TEST(HostBackoff, RetryAfterSetsAFloorAndNothingLowersTheHorizon) {
   host_backoff h;
   h.on_failure("a", t0, 30s);

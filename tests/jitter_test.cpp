@@ -111,6 +111,10 @@ TEST(Jitter, BadFractionOrAdditiveNamesFieldAndValue) {
   }
   EXPECT_THROW((void)backoff::jitter::proportional(-0.1), std::invalid_argument);
   EXPECT_THROW((void)backoff::jitter::additive(-1ms), std::invalid_argument);
+  // The limits themselves are valid: no added jitter at all, and all of the delay.
+  backoff::fast_rng zero_rng;
+  EXPECT_EQ(backoff::jitter::additive(0ms).apply(5s, 64s, zero_rng), 5s);
+  EXPECT_EQ(backoff::jitter::proportional(0.0).apply(5s, 64s, zero_rng), 5s);
   const backoff::policy p{.jitter = {backoff::jitter::kind::proportional, 2.0}};
   backoff::fast_rng rng;
   EXPECT_THROW((void)p.preview(3, rng), std::invalid_argument);

@@ -10,7 +10,7 @@ mutant per operator or statement, a seeded random sample of them.
 Kinds, each on code only (comments, string and character literals masked;
 preprocessor lines, asserts and static_asserts skipped):
   rel       < <= > >= == != swapped (< with <=, > with >=, == with !=)
-  arith     + with -, * with /
+  arith     + with -, * with / (not on lines with a string literal: concatenation)
   logic     && with ||
   not       !x with x
   bool      true with false
@@ -113,6 +113,9 @@ def mutants_of(path, lines):
                 start = at + 1
                 # ">" of "->" or ">>": not a comparison.
                 if a.strip() in ("<", ">") and (code[at - 1: at] in "<>-" or code[at + len(a): at + len(a) + 1] in "<>="):
+                    continue
+                # + on a line with a string literal is most likely concatenation: - would not compile.
+                if kind == "arith" and '"' in raw:
                     continue
                 yield kind, no, raw[:at] + b + raw[at + len(a):]
         for m in re.finditer(r"(?<![\w.])(true|false)(?![\w])", code):
