@@ -109,7 +109,13 @@ TEST_F(Cli, ShareHoldsFreshProcessesToOneRetryBudget) {
 TEST_F(Cli, ShareSplitsTheAnnouncedQuotaBetweenTheProcesses) {
   backoff::testing::redis_server redis;
   backoff::testing::fault_server server;
-  for (int i = 0; i < 24; ++i) server.add_file("/q/" + std::to_string(i), "item " + std::to_string(i));
+  for (int i = 0; i < 24; ++i) {
+    server.add_file("/q/" + std::to_string(i), "item " + std::to_string(i));
+    // Each process's first two requests wait at the server until all four
+    // processes have joined: one that started first cannot spend the window
+    // before it knows it has company.
+    if (i % 6 < 2) server.script("/q/" + std::to_string(i), {fault::hold()});
+  }
   server.set_quota(8, 1s, "ietf");
   std::vector<cli_result> results(4);
   std::vector<std::thread> fleet;
@@ -120,17 +126,20 @@ TEST_F(Cli, ShareSplitsTheAnnouncedQuotaBetweenTheProcesses) {
       for (int i = 6 * w; i < 6 * w + 6; ++i) args.push_back(server.url("/q/" + std::to_string(i)));
       results[static_cast<std::size_t>(w)] = cli(args);
     });
+  const std::string members = "{quota:127.0.0.1:" + std::to_string(server.port()) + "}:quota";
+  EXPECT_TRUE(eventually([&] { return redis.command("ZCARD " + members) == "4"; }));
+  EXPECT_TRUE(server.wait_held(8, 8));
+  server.release(8);
   for (auto& t : fleet) t.join();
   for (int w = 0; w < 4; ++w) {
     EXPECT_EQ(results[static_cast<std::size_t>(w)].status, 0) << w << ": " << results[static_cast<std::size_t>(w)].err;
     for (int i = 6 * w; i < 6 * w + 6; ++i)
       EXPECT_EQ(slurp(dir / ("w" + std::to_string(w)) / std::to_string(i)), "item " + std::to_string(i));
   }
-  // Each process's first two requests go before it knows the quota: 4 × 2 is
-  // the whole first window. After that, shares: none refused.
+  // The first eight requests are the whole first window; after that, shares
+  // of 2 a window each: none refused.
   EXPECT_EQ(server.quota_refusals(), 0u);
   // Every process left the quota as it ended.
-  const std::string members = "{quota:127.0.0.1:" + std::to_string(server.port()) + "}:quota";
   EXPECT_EQ(redis.command("ZCARD " + members), "0");
 }
 
