@@ -18,7 +18,7 @@ export CCACHE_NOHASHDIR := true
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-redis-exit bench-many bench-quota bench-concurrent bench-fleet bench-run package fuzz mutate clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-redis-exit bench-many bench-quota bench-concurrent bench-fleet bench-run package fuzz mutate mutate-generated clean
 
 all: build
 

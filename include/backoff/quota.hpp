@@ -163,14 +163,7 @@ class quota_pacer {
   // it (backoff::redis): taken like an answer's notice, and of what is left this
   // process takes only its share (remaining ÷ parties); the rest belongs to
   // those already spending it.
-  void learn(std::string_view key, const quota_notice& notice, time_point now) {
-    answer(key, nullptr, now, &notice, false);
-    std::lock_guard lock(mutex_);
-    entry& e = find_or_add(key, now);
-    if (!notice.remaining || !e.reset) return;
-    const std::uint64_t mine = std::min(share(e), e.remaining / std::max<std::uint32_t>(e.parties, 1));
-    e.sent = std::max(e.sent, share(e) - mine);
-  }
+  void learn(std::string_view key, const quota_notice& notice, time_point now) { answer(key, nullptr, now, &notice, false); }
 
  private:
   void answer(std::string_view key, const reservation* r, time_point now, const quota_notice* notice, bool ours) {
@@ -206,6 +199,12 @@ class quota_pacer {
       if (reset) e.reset = e.reset ? std::min(*e.reset, *reset) : *reset;
     }
     e.paced = true;
+    if (!ours && e.reset) {
+      // The fleet's notice (learn()): this process's share of what is left,
+      // taken under the same lock, so that no request slips in between.
+      const std::uint64_t mine = std::min(share(e), e.remaining / std::max<std::uint32_t>(e.parties, 1));
+      e.sent = std::max(e.sent, share(e) - mine);
+    }
     if (ours && o_.on_learn) o_.on_learn(key, view(e));
   }
 
