@@ -203,10 +203,9 @@ class retry_op {
     if (s.options.gate && s.options.gate_first_attempt) {
       const auto d = s.step.start(s.start);
       if (!d.allowed) return finish_without_attempt(self, d.reason);
-      if (d.not_before > s.start) {
+      if (d.not_before > s.start || d.recheck) {
         s.phase = phase::first_wait;
-        s.timer.expires_after(std::chrono::duration_cast<typename clock_type::duration>(d.not_before - s.start));
-        return s.timer.async_wait(net::experimental::prepend(std::move(self), wait_done{}));
+        return wait_until(self, d.not_before, d.recheck);
       }
     }
     start_attempt(self);
@@ -222,6 +221,17 @@ class retry_op {
       if (s.options.on_give_up)
         s.options.on_give_up(backoff::attempt<result>{s.rec, &s.last, {}, stop_reason::cancelled, true});
       return complete_with(self, stop_error<E>(stop_reason::cancelled), std::move(s.last.values));
+    }
+    if (s.recheck) {
+      // The gate asked to be asked again once the wait ended.
+      const auto d = s.step.recheck(now());
+      if (!d.allowed) {
+        if (!s.has_last) return finish_without_attempt(self, d.reason);
+        if (s.options.on_give_up) s.options.on_give_up(backoff::attempt<result>{s.rec, &s.last, {}, d.reason, true});
+        return complete_with(self, std::move(s.last.ec), std::move(s.last.values));
+      }
+      if (d.recheck || d.not_before > now()) return wait_until(self, d.not_before, d.recheck);
+      s.recheck = false;
     }
     if (s.phase == phase::first_wait) {
       s.start = now();
@@ -277,6 +287,7 @@ class retry_op {
     if (s.options.after_attempt)
       s.options.after_attempt(backoff::attempt<result>{s.rec, &s.last, thrown, stop_reason::success, false});
     s.phase = phase::wait;
+    s.recheck = d.recheck;
     s.timer.expires_after(std::chrono::duration_cast<typename clock_type::duration>(d.delay));
     s.timer.async_wait(net::experimental::prepend(std::move(self), wait_done{}));
   }
@@ -313,8 +324,19 @@ class retry_op {
     time_point start{}, t0{};
     result last{};
     bool has_last = false;
+    bool recheck = false;  // ask the gate again when the wait ends
     attempt_record rec{0, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}};
   };
+
+  // Waits (phase as set) until `at`, then asks the gate again when `recheck`.
+  template <class Self>
+  void wait_until(Self& self, time_point at, bool recheck) {
+    state& s = *s_;
+    s.recheck = recheck;
+    const time_point t = now();
+    s.timer.expires_after(std::chrono::duration_cast<typename clock_type::duration>(at > t ? at - t : duration{0}));
+    s.timer.async_wait(net::experimental::prepend(std::move(self), wait_done{}));
+  }
 
   static time_point now() noexcept { return to_backoff<clock_type>(clock_type::now()); }
 

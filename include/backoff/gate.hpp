@@ -29,15 +29,21 @@ struct gate_request {
   bool retry;          // false for the first attempt of an operation
   time_point now;
   bool after_timeout;  // the failure before this retry was a timeout (costs more in AWS's budget)
+  bool recheck = false;  // asked again after a wait the gate asked for (gate_decision::recheck)
 };
 
 struct gate_decision {
   bool allowed = true;
   stop_reason reason = stop_reason::success;  // why not, when !allowed
   time_point not_before{};                    // allowed, but not before this time (per-host backoff)
+  // Not yet: nothing was taken; wait until not_before, then ask again with the
+  // same request (a host that waits for another request's probe). The loops
+  // honour it through retry_step::recheck().
+  bool recheck = false;
 
   static gate_decision allow() noexcept { return {}; }
   static gate_decision deny(stop_reason why) noexcept { return {false, why, {}}; }
+  static gate_decision ask_again(time_point at) noexcept { return {true, stop_reason::success, at, true}; }
 };
 
 struct gate_outcome {
@@ -70,8 +76,9 @@ class gate_chain final : public gate {
     gate_decision out;
     for (std::size_t i = 0; i < gates_.size(); ++i) {
       const gate_decision d = gates_[i]->acquire(r);
-      if (!d.allowed) {
-        // The gates before this one granted an attempt that will not happen.
+      if (!d.allowed || d.recheck) {
+        // The gates before this one granted an attempt that will not happen
+        // (or not now: it is asked for again).
         for (std::size_t j = 0; j < i; ++j) gates_[j]->release(r);
         return d;
       }

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -51,6 +52,27 @@ class host_backoff {
     // requests of many processes held by one Retry-After do not come back in
     // one wave. Never earlier than the release time.
     double release_spread = 0;
+    // Release by probe (the fleet's answer to a herd; docs/simulations.md §4).
+    // When a server's hint (Retry-After) has held a key, its release lets one
+    // request go alone; the others ask again every `recheck` (the gates answer
+    // gate_decision::recheck) until that probe succeeds, and then leave paced:
+    // at first a quarter of the rate at which they came while held, doubling
+    // every `ramp_step` up to 1.5 times it (slow start), in the order they ask.
+    // A probe that meets a new hint closes the key again, with no wave. A probe
+    // with no outcome after `probe_timeout` lets another one go.
+    struct probe_options {
+      bool enabled = false;
+      duration recheck = std::chrono::milliseconds{100};
+      duration probe_timeout = std::chrono::seconds{5};
+      duration ramp_step = std::chrono::milliseconds{100};
+      // Fleet-wide probes (backoff::redis): may this process send the key's
+      // probe now? Called under the key's lock: it must not call back into
+      // this host_backoff. Unset: yes.
+      std::function<bool(std::string_view key, time_point now)> may_probe = {};
+      // This process's probe succeeded: the key is open (under the key's lock).
+      std::function<void(std::string_view key, time_point now, time_point release)> on_open = {};
+    };
+    probe_options probe = {};
     // Called when a key's release time is raised into the future (by a failure
     // or a hint), under the key's lock: it must not call back into this
     // host_backoff. backoff::redis uses it to share release times.
@@ -64,6 +86,10 @@ class host_backoff {
       detail::invalid("backoff::host_backoff", "release_spread", "in [0, 1]", o_.release_spread);
     if (o_.entry_ttl.count() <= 0) detail::invalid("backoff::host_backoff", "entry_ttl", "> 0", o_.entry_ttl);
     if (o_.max_entries == 0) detail::invalid("backoff::host_backoff", "max_entries", ">= 1", o_.max_entries);
+    if (o_.probe.recheck.count() <= 0) detail::invalid("backoff::host_backoff", "probe.recheck", "> 0", o_.probe.recheck);
+    if (o_.probe.probe_timeout.count() <= 0)
+      detail::invalid("backoff::host_backoff", "probe.probe_timeout", "> 0", o_.probe.probe_timeout);
+    if (o_.probe.ramp_step.count() <= 0) detail::invalid("backoff::host_backoff", "probe.ramp_step", "> 0", o_.probe.ramp_step);
     for (std::size_t i = 0; i < shards; ++i) shard_[i].rng.seed(0x9e3779b97f4a7c15ULL * (i + 1));
   }
 
@@ -80,6 +106,54 @@ class host_backoff {
     const auto wait = std::chrono::duration_cast<duration>(release - now);
     const auto spread = std::chrono::duration_cast<duration>(wait * o_.release_spread);
     return detail::add(release, uniform_duration(s.rng, duration{0}, spread));
+  }
+
+  // What the key's gate answers a request asked at `now` (`again`: it asks
+  // again after a recheck): admit_time(), or with options::probe, the probe,
+  // a recheck, or a place in the ramp.
+  gate_decision admit(std::string_view key, time_point now, bool again) {
+    if (!o_.probe.enabled) return {true, stop_reason::success, admit_time(key, now), false};
+    auto& s = shard_for(key);
+    std::lock_guard lock(s.mutex);
+    sweep_locked(s, now, false);
+    auto it = s.map.find(std::string(key));
+    if (it == s.map.end()) return {};
+    entry& e = it->second;
+    e.last_used = now;
+    if (e.closed) {
+      if (!again) ++e.arrivals;
+      if (e.release > now) return gate_decision::ask_again(e.release);
+      const bool probe_free = e.probe_at == time_point{} || now - e.probe_at >= o_.probe.probe_timeout;
+      if (probe_free && (!o_.probe.may_probe || o_.probe.may_probe(key, now))) {
+        e.probe_at = now;
+        return {};
+      }
+      // Spread the asking (half to one and a half recheck periods).
+      const duration r = o_.probe.recheck;
+      return gate_decision::ask_again(detail::add(now, r / 2 + uniform_duration(s.rng, duration{0}, r)));
+    }
+    if (e.release > now) return {true, stop_reason::success, e.release, false};
+    if (!e.ramping) return {};
+    return {true, stop_reason::success, ramp_slot(e, now), false};
+  }
+
+  // The key is open again (its probe, here or in another process, succeeded):
+  // held requests leave by the ramp. Ignored when a hint newer than `release`
+  // (the release the probe went after) holds the key.
+  void open(std::string_view key, time_point now, time_point release) {
+    auto& s = shard_for(key);
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(std::string(key));
+    if (it == s.map.end()) return;
+    open_locked(s, it->second, now, release);
+  }
+
+  // True while the key waits for a probe's success.
+  bool closed(std::string_view key) {
+    auto& s = shard_for(key);
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(std::string(key));
+    return it != s.map.end() && it->second.closed;
   }
 
   // When requests to `key` may go out again (time_point{} for an unknown key).
@@ -111,7 +185,11 @@ class host_backoff {
     d = o_.jitter.apply(d, o_.schedule.cap(), s.rng);
     const time_point before = e.release;
     e.release = std::max(e.release, detail::add(now, d));
-    if (hint) e.release = std::max(e.release, detail::add(now, std::clamp(*hint, duration{0}, o_.max_hint)));
+    if (hint) {
+      e.release = std::max(e.release, detail::add(now, std::clamp(*hint, duration{0}, o_.max_hint)));
+      close_locked(e, now);
+    }
+    e.probe_at = time_point{};  // a probe that failed: the next one goes after the new release
     raised(key, before, e.release, now);
   }
 
@@ -125,6 +203,7 @@ class host_backoff {
     e.last_used = now;
     const time_point before = e.release;
     e.release = std::max(e.release, detail::add(now, std::clamp(hint, duration{0}, o_.max_hint)));
+    close_locked(e, now);
     raised(key, before, e.release, now);
   }
 
@@ -135,6 +214,8 @@ class host_backoff {
     if (it == s.map.end()) return;
     if (it->second.failures > 0) --it->second.failures;
     it->second.last_used = now;
+    if (it->second.closed && open_locked(s, it->second, now, it->second.release) && o_.probe.on_open)
+      o_.probe.on_open(key, now, it->second.release);
   }
 
   std::size_t size() {
@@ -151,17 +232,14 @@ class host_backoff {
   class key_gate final : public gate {
    public:
     key_gate(host_backoff& owner, std::string key) : owner_(&owner), key_(std::move(key)) {}
-    gate_decision acquire(const gate_request& r) noexcept override {
-      gate_decision d;
-      d.not_before = owner_->admit_time(key_, r.now);
-      return d;
-    }
+    gate_decision acquire(const gate_request& r) noexcept override { return owner_->admit(key_, r.now, r.recheck); }
     void record(const gate_outcome& o) noexcept override {
       if (o.outcome == attempt_outcome::retryable) owner_->on_failure(key_, o.now);
       else if (o.outcome == attempt_outcome::success) owner_->on_success(key_, o.now);
     }
 
    private:
+    friend class host_backoff;
     host_backoff* owner_;
     std::string key_;
   };
@@ -176,7 +254,17 @@ class host_backoff {
     std::uint32_t failures = 0;
     time_point release{};
     time_point last_used{};
+    // options::probe
+    bool closed = false;           // a hint held the key; a probe's success opens it
+    bool ramping = false;          // opened: held requests leave by the ramp
+    time_point closed_since{};
+    time_point probe_at{};         // the probe that went (none: {})
+    std::uint32_t arrivals = 0;    // requests that came while closed
+    time_point opened{};           // the ramp's start
+    double rate = 0;               // the ramp's first rate (requests per second)
+    double taken = 0;              // places handed out (in requests, from a random phase)
   };
+
   struct shard {
     std::mutex mutex;
     std::unordered_map<std::string, entry> map;
@@ -184,6 +272,60 @@ class host_backoff {
     fast_rng rng;
   };
 
+  void close_locked(entry& e, time_point now) {
+    if (!o_.probe.enabled || e.closed) return;
+    e.closed = true;
+    e.ramping = false;
+    e.closed_since = now;
+    e.arrivals = 0;
+    e.probe_at = time_point{};
+  }
+
+  // Opens a closed key: the requests that came while it was closed (at
+  // `arrivals` per closed second) leave by the ramp. False when it stays closed.
+  bool open_locked(shard& s, entry& e, time_point now, time_point release) {
+    if (!e.closed || e.release > detail::add(release, std::chrono::milliseconds{5})) return false;
+    e.closed = false;
+    e.probe_at = time_point{};
+    const double held = std::max(1.0, std::chrono::duration<double>(now - e.closed_since).count());
+    // A quarter of the rate they came at, to begin with (at least one a second).
+    e.rate = std::max(1.0, e.arrivals / held) / 4;
+    e.ramping = e.arrivals > 0;
+    e.opened = now;
+    // A random phase, so that many processes' ramps add up to a smooth one.
+    e.taken = static_cast<double>(s.rng() >> 11) * 0x1p-53;  // [0, 1)
+    e.arrivals = 0;
+    return true;
+  }
+
+  // The ramp: r(t) = rate × 2^(t / step) until 6 × rate (1.5 times the rate
+  // the requests came at), then flat; N(t) its integral, the places by time t.
+  // Each request takes the next place, N⁻¹(taken); places not taken are not
+  // banked. Once the flat part keeps ahead of the requests, the ramp ends.
+  time_point ramp_slot(entry& e, time_point now) {
+    constexpr double top = 6;  // 1.5 ÷ 0.25
+    const double step = std::chrono::duration<double>(o_.probe.ramp_step).count();
+    const double ln2 = 0.6931471805599453;
+    const double t_top = step * std::log2(top);
+    const double n_top = e.rate * step / ln2 * (top - 1);
+    auto places = [&](double t) {
+      return t <= t_top ? e.rate * step / ln2 * (std::exp2(t / step) - 1) : n_top + e.rate * top * (t - t_top);
+    };
+    auto when = [&](double n) {
+      return n <= n_top ? step * std::log2(1 + n * ln2 / (e.rate * step)) : t_top + (n - n_top) / (e.rate * top);
+    };
+    const double t = std::chrono::duration<double>(now - e.opened).count();
+    if (e.taken < places(t)) {
+      e.taken = places(t);
+      if (t >= t_top) {  // the pace is ahead of the requests: no longer needed
+        e.ramping = false;
+        return time_point{};
+      }
+    }
+    const double at = when(e.taken);
+    e.taken += 1;
+    return detail::add(e.opened, std::chrono::duration_cast<duration>(std::chrono::duration<double>(at)));
+  }
   // Fewer entries than four per shard fit in one shard, so that the bound holds exactly.
   bool single_shard() const noexcept { return o_.max_entries < 4 * shards; }
   shard& shard_for(std::string_view key) {

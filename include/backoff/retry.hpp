@@ -207,6 +207,19 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     clock_started = true;
   }
   random_ref rng = o.rng;
+  // Sleeps until the gate's time, asking it again while it says recheck:
+  // why the loop must stop, or nothing.
+  auto wait_for_gate = [&](retry_step::first_decision d) -> std::optional<stop_reason> {
+    for (;;) {
+      if (d.not_before > clk().now() && !clk().sleep_until(d.not_before, o.stop_token)) {
+        step.abandon();
+        return stop_reason::cancelled;
+      }
+      if (!d.recheck) return std::nullopt;
+      d = step.recheck(clk().now());
+      if (!d.allowed) return d.reason;
+    }
+  };
 
   for (std::uint32_t n = 1;; ++n) {
     if (o.stop_token.stop_requested() && !(n == 1 && first != nullptr)) {
@@ -222,10 +235,13 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
         if (o.on_give_up) o.on_give_up(a);
         return {std::nullopt, std::nullopt, d.reason};
       }
-      if (d.not_before > start) {
-        if (!clk().sleep_until(d.not_before, o.stop_token)) {
-          step.abandon();
-          return {std::nullopt, std::nullopt, stop_reason::cancelled};
+      if (d.not_before > start || d.recheck) {
+        if (const auto why = wait_for_gate(d)) {
+          if (*why != stop_reason::cancelled && o.on_give_up) {
+            const attempt<R> a{{0, attempt_outcome::permanent, false, {}, {}, {}, duration{-1}}, nullptr, {}, *why, true};
+            o.on_give_up(a);
+          }
+          return {std::nullopt, std::nullopt, *why};
         }
         start = clk().now();
         step.started_at(start);
@@ -335,6 +351,12 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
       step.abandon();
       if (o.on_give_up) o.on_give_up(attempt<R>{rec, result, error, stop_reason::cancelled, true});
       return {std::move(value), std::move(error), stop_reason::cancelled};
+    }
+    if (d.recheck) {
+      if (const auto why = wait_for_gate({true, stop_reason::success, {}, true})) {
+        if (o.on_give_up) o.on_give_up(attempt<R>{rec, result, error, *why, true});
+        return {std::move(value), std::move(error), *why};
+      }
     }
     if (o.before_retry) o.before_retry(a);
   }

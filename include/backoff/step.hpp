@@ -57,12 +57,14 @@ class retry_step {
     stop_reason reason = stop_reason::success;  // when stop: why
     duration delay{0};                          // when not stop: the wait before the next attempt
     duration hint{-1};                          // the hint taken into account (clamped at 0), or -1
+    bool recheck = false;                       // when not stop: after the wait, call recheck() first
   };
 
   struct first_decision {
     bool allowed = true;
     stop_reason reason = stop_reason::success;  // when not allowed
     time_point not_before{};                    // allowed, but wait until then
+    bool recheck = false;                       // after the wait, call recheck() before the attempt
   };
 
   explicit retry_step(const policy& p) noexcept : policy_(&p) {}
@@ -76,8 +78,29 @@ class retry_step {
     last_request_ = {false, now, false};
     const gate_decision d = config_.gate->acquire(last_request_);
     if (!d.allowed) return {false, d.reason, {}};
-    granted_ = true;
-    return {true, stop_reason::success, d.not_before};
+    granted_ = !d.recheck;
+    return {true, stop_reason::success, d.not_before, d.recheck};
+  }
+
+  // The wait before an attempt ended, and the gate had asked to be asked
+  // again (gate_decision::recheck): asks it now. Not allowed: stop for the
+  // reason given (a retry whose new wait the stop rule refuses stops at its
+  // deadline). Allowed: wait until not_before (and recheck again if told).
+  first_decision recheck(time_point now) noexcept {
+    if (!config_.gate) return {};
+    last_request_.now = now;
+    last_request_.recheck = true;
+    const gate_decision d = config_.gate->acquire(last_request_);
+    if (!d.allowed) return {false, d.reason, {}};
+    if (last_request_.retry && d.not_before > now) {
+      const auto verdict = policy_->stop.decide({attempts_ - progressed_at_, now - start_, now, d.not_before - now});
+      if (verdict.stop || d.not_before - now > verdict.max_wait) {
+        if (!d.recheck) config_.gate->release(last_request_);
+        return {false, stop_reason::deadline, {}};
+      }
+    }
+    granted_ = !d.recheck;
+    return {true, stop_reason::success, d.not_before, d.recheck};
   }
 
   // Sets the operation's start without asking the gate (a loop that made its
@@ -114,9 +137,12 @@ class retry_step {
     if (verdict.stop) return {true, verdict.reason, duration{0}, out.hint};
     // Asked only once the stop rule agreed, so that a budget is not charged
     // for a retry that would not happen anyway.
+    bool held = false;  // the gate granted something that must be given back if no retry follows
     if (g) {
       const gate_decision d = g->acquire({true, r.now, r.timed_out});
       if (!d.allowed) return {true, d.reason, duration{0}, out.hint};
+      held = !d.recheck;
+      out.recheck = d.recheck;
       if (d.not_before > r.now && d.not_before - r.now > delay) {
         delay = d.not_before - r.now;
         floored = true;
@@ -124,17 +150,17 @@ class retry_step {
         // before_deadline judge the wait itself).
         verdict = policy_->stop.decide({counted, elapsed, r.now, delay});
         if (verdict.stop) {
-          g->release({true, r.now, r.timed_out});
+          if (held) g->release({true, r.now, r.timed_out});
           return {true, stop_reason::deadline, duration{0}, out.hint};
         }
       }
     }
     if (floored && delay > verdict.max_wait) {
-      if (g) g->release({true, r.now, r.timed_out});
+      if (held) g->release({true, r.now, r.timed_out});
       return {true, stop_reason::deadline, duration{0}, out.hint};
     }
     out.delay = std::min(delay, verdict.max_wait);
-    granted_ = g != nullptr;
+    granted_ = held;
     last_request_ = {true, r.now, r.timed_out};
     return out;
   }

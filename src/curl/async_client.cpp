@@ -129,18 +129,25 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
     step->started_at(start);
     const auto first = step->start(start);
     if (!first.allowed) return conclude(first.reason);
-    if (first.not_before > start) return wait_then_attempt(first.not_before - start);
+    if (first.not_before > start || first.recheck) return wait_then_attempt(first.not_before - start, first.recheck);
     start_attempt();
   }
 
-  void wait_then_attempt(duration d) {
-    wait.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
-    wait.async_wait([weak = this->weak_from_this()](const asio::error_code& ec) {
+  // Waits `d`, then attempts, or first asks the gate again when it said `recheck`.
+  void wait_then_attempt(duration d, bool recheck) {
+    wait.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::max(d, duration{0})));
+    wait.async_wait([weak = this->weak_from_this(), recheck](const asio::error_code& ec) {
       auto t = weak.lock();
       if (!t || t->finished) return;
       if (ec || t->cancelled) {
         t->step->abandon();
         return t->conclude(stop_reason::cancelled);
+      }
+      if (recheck) {
+        const time_point at = now();
+        const auto d2 = t->step->recheck(at);
+        if (!d2.allowed) return t->conclude(d2.reason);
+        if (d2.recheck || d2.not_before > at) return t->wait_then_attempt(d2.not_before - at, d2.recheck);
       }
       t->start_attempt();
     });
@@ -194,7 +201,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
     attempt_record rec = log_attempt(logs, opts, last, start, t0, t1);
     const retry_step::decision d = decide_after(opts, *step, rec, last, t1, cancelled, last.progressed);
     if (d.stop) return conclude(d.reason);
-    wait_then_attempt(d.delay);
+    wait_then_attempt(d.delay, d.recheck);
   }
 
   // Ends the transfer in flight at once, or the wait (its handler concludes).

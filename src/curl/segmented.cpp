@@ -141,6 +141,7 @@ struct segmented_download final : async_client::impl::transfer_base,
   std::uint64_t moved_at_report = 0;
   bool segment_digests = false;       // a Content-Digest of a segment matched
   steady::time_point retry_at{};    // a retry the step granted: later failures join it
+  bool rechecking = false;          // retry_at waits for the gate to be asked again
   download_result out;
   // Ramp-up (and the wait before the first request).
   asio::steady_timer ramp, start_wait;
@@ -216,12 +217,24 @@ struct segmented_download final : async_client::impl::transfer_base,
     // A segmented download that a previous run left: fetch only its gaps.
     if (const auto& saved = file.saved_extents(); saved && file.length() && worth_splitting(*file.length())) {
       enter_segments(*saved, file.validator(), {});
-      return after(go.not_before - start, [this] {
+      return when_allowed(go, [this] {
         grow(1);
         start_mirrors();
       });
     }
-    after(go.not_before - start, [this] { start_probe(first()); });
+    when_allowed(go, [this] { start_probe(first()); });
+  }
+
+  // Runs `then` once the gate's first decision lets the download start: after
+  // its wait, asking it again while it says recheck.
+  template <class F>
+  void when_allowed(retry_step::first_decision go, F then) {
+    after(go.not_before - now(), [this, go, then] {
+      if (!go.recheck) return then();
+      const auto again = step->recheck(now());
+      if (!again.allowed) return conclude(again.reason);
+      when_allowed(again, then);
+    });
   }
 
   // Adds a source not yet listed, while there are fewer than `most`.
@@ -823,7 +836,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     if (d.stop) return conclude(d.reason);
     retry_at = steady_now + std::chrono::duration_cast<steady::duration>(d.delay);
     cut_connections(last);
-    retry_later(c, d.delay);
+    retry_later(c, d.delay, d.recheck);
   }
 
   // A mirror is left for this download: its range goes back to the others.
@@ -891,16 +904,37 @@ struct segmented_download final : async_client::impl::transfer_base,
     cap = std::max(1u, std::min(cap, (now_active + 1) / 2));
   }
 
-  void retry_later(conn& c, duration d) {
+  // Waits `d`, then resumes the connection. `recheck`: this connection's wait
+  // was decided by a gate that asks to be asked again; the others that joined
+  // the wait follow its answer (retry_at).
+  void retry_later(conn& c, duration d, bool recheck = false) {
     c.waiting = true;
-    c.wait.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
-    c.wait.async_wait([weak = weak_from_this(), cp = &c](const asio::error_code& ec) {
+    if (recheck) rechecking = true;
+    c.wait.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::max(d, duration{0})));
+    c.wait.async_wait([weak = weak_from_this(), cp = &c, recheck](const asio::error_code& ec) {
       auto t = weak.lock();
       if (!t || t->finished || ec) return;  // stopped by stop_all, or re-armed
       cp->waiting = false;
       if (t->cancelled) {
         t->step->abandon();
         return t->conclude(stop_reason::cancelled);
+      }
+      if (recheck) {
+        const time_point at = now();
+        const auto again = t->step->recheck(at);
+        if (!again.allowed) {
+          t->rechecking = false;
+          return t->conclude(again.reason);
+        }
+        if (again.recheck || again.not_before > at) {
+          t->retry_at = steady::now() + std::chrono::duration_cast<steady::duration>(again.not_before - at);
+          return t->retry_later(*cp, again.not_before - at, again.recheck);
+        }
+        t->rechecking = false;
+      } else if (t->rechecking) {
+        // Another connection waits for the gate's answer: so does this one.
+        const auto left = std::chrono::duration_cast<duration>(t->retry_at - steady::now());
+        return t->retry_later(*cp, std::max(left, duration{std::chrono::milliseconds(10)}));
       }
       if (!t->segmented) return t->start_probe(t->first());
       t->assign(*cp);  // past the cap, this connection closes; its range goes to the others
@@ -913,7 +947,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     attempt_record rec = record(c, std::move(res), range);
     const retry_step::decision d = decide_after(opts, *step, rec, last, now(), cancelled, last.progressed);
     if (d.stop) return conclude(d.reason);
-    retry_later(first(), d.delay);
+    retry_later(first(), d.delay, d.recheck);
   }
 
   // Stops every connection but `keep` (null: all).
