@@ -290,3 +290,44 @@ TEST_F(Asio, ACoroutineFunctionIsTakenDirectly) {
   EXPECT_EQ(got, "ok");
   EXPECT_EQ(tries, 2);
 }
+
+namespace {
+// Says "not yet, ask again in 300 ms" until `until`, then allows; counts the asking.
+struct not_until final : backoff::gate {
+  backoff::time_point until;
+  int asked = 0, rechecks = 0;
+  backoff::gate_decision acquire(const backoff::gate_request& r) noexcept override {
+    ++asked;
+    if (r.recheck) ++rechecks;
+    if (r.now < until) return backoff::gate_decision::ask_again(r.now + 300ms);
+    return {};
+  }
+  void record(const backoff::gate_outcome&) noexcept override {}
+};
+}  // namespace
+
+// async_retry honours a recheck before the first attempt and before a retry:
+// it waits, asks again, and attempts only once allowed.
+TEST_F(Asio, AGateThatSaysRecheckIsAskedAgainAfterTheWait) {
+  not_until g;
+  const auto t0 = ba::manual_clock::now();
+  g.until = ba::detail::to_backoff<ba::manual_clock>(t0) + 1s;
+  std::vector<backoff::duration> starts;
+  backoff::options<ba::result_of<scripted_op>> o{.gate = &g, .gate_first_attempt = true};
+  std::optional<std::error_code> got;
+  auto inner = op({refused});
+  ba::async_retry<ba::manual_timer>(
+      ctx.get_executor(), doubling(5),
+      [&](auto&& token) {
+        starts.push_back(ba::manual_clock::now() - t0);
+        return inner(std::forward<decltype(token)>(token));
+      },
+      o, [&](std::error_code ec, int) { got = ec; });
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_FALSE(*got);
+  ASSERT_EQ(starts.size(), 2u);
+  EXPECT_EQ(starts[0], 1200ms);  // asked at 0, 300, 600, 900, 1200 ms
+  EXPECT_EQ(starts[1], 2200ms);  // the retry after 1 s: allowed at once
+  EXPECT_EQ(g.rechecks, 4);
+}

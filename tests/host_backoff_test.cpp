@@ -155,3 +155,229 @@ TEST(HostBackoff, AShorterHoldNeverLowersAndAHugeOneIsClamped) {
   hosts.hold("h", t, std::chrono::hours{24 * 365});
   EXPECT_EQ(hosts.release_time("h", t), t + std::chrono::hours{1});
 }
+
+// --- release by probe (options::probe) -------------------------------------------------------
+
+namespace {
+host_backoff probing() { return host_backoff({.probe = {.enabled = true}}); }
+}  // namespace
+
+// A hint closes the key: before the release everyone is asked to come back at
+// it; at the release one request goes alone and the others recheck, a little
+// apart, until the probe's outcome is known.
+TEST(HostBackoff, AProbeGoesAloneWhenTheReleaseTimeComes) {
+  auto h = probing();
+  h.hold("api", t0, 2s);
+  EXPECT_TRUE(h.closed("api"));
+  const auto early = h.admit("api", t0 + 1s, false);
+  EXPECT_TRUE(early.allowed);
+  EXPECT_TRUE(early.recheck);
+  EXPECT_EQ(early.not_before, t0 + 2s);
+  const auto probe = h.admit("api", t0 + 2s, true);
+  EXPECT_TRUE(probe.allowed);
+  EXPECT_FALSE(probe.recheck);
+  EXPECT_EQ(probe.not_before, backoff::time_point{});  // at once
+  for (int i = 0; i < 20; ++i) {
+    const auto other = h.admit("api", t0 + 2s, true);
+    EXPECT_TRUE(other.recheck);
+    EXPECT_GE(other.not_before, t0 + 2s + 50ms);
+    EXPECT_LE(other.not_before, t0 + 2s + 150ms);
+  }
+}
+
+// The probe fails with a new Retry-After: the key stays closed until then, and
+// one new probe goes at the new release; nobody else went in between.
+TEST(HostBackoff, AProbeThatMeetsANewHintClosesTheKeyAgain) {
+  auto h = probing();
+  h.hold("api", t0, 2s);
+  ASSERT_FALSE(h.admit("api", t0 + 2s, true).recheck);  // the probe
+  h.on_failure("api", t0 + 2100ms, 5s);
+  EXPECT_TRUE(h.closed("api"));
+  const auto d = h.admit("api", t0 + 2200ms, true);
+  EXPECT_TRUE(d.recheck);
+  EXPECT_EQ(d.not_before, t0 + 7100ms);
+  EXPECT_FALSE(h.admit("api", t0 + 7100ms, true).recheck);  // the next probe
+  EXPECT_TRUE(h.admit("api", t0 + 7100ms, true).recheck);
+}
+
+// A probe whose outcome never comes (its loop was cancelled) does not close
+// the key forever: after probe_timeout another request probes.
+TEST(HostBackoff, AProbeWithNoOutcomeLetsAnotherGoAfterItsTimeout) {
+  auto h = probing();
+  h.hold("api", t0, 1s);
+  ASSERT_FALSE(h.admit("api", t0 + 1s, true).recheck);
+  EXPECT_TRUE(h.admit("api", t0 + 5999ms, true).recheck);
+  EXPECT_FALSE(h.admit("api", t0 + 6s, true).recheck);  // 5 s later
+}
+
+// The probe succeeds: the requests held (40 over 10 s, 4 a second) leave by a
+// ramp that starts at a quarter of that rate, doubles every 100 ms and stays
+// at 1.5 times it — never all at once.
+TEST(HostBackoff, AfterTheProbeHeldRequestsLeaveBySlowStart) {
+  auto h = probing();
+  h.hold("api", t0, 10s);
+  for (int i = 0; i < 40; ++i) (void)h.admit("api", t0 + i * 250ms, false);  // arrivals while closed
+  ASSERT_FALSE(h.admit("api", t0 + 10s, true).recheck);
+  const auto opened = t0 + 10s + 50ms;
+  h.on_success("api", opened);
+  EXPECT_FALSE(h.closed("api"));
+  std::vector<backoff::duration> at;
+  for (int i = 0; i < 39; ++i) {
+    const auto d = h.admit("api", opened, true);
+    ASSERT_TRUE(d.allowed);
+    ASSERT_FALSE(d.recheck);
+    at.push_back(d.not_before - opened);
+  }
+  EXPECT_TRUE(std::is_sorted(at.begin(), at.end()));
+  auto within = [&](backoff::duration from, backoff::duration to) {
+    return std::count_if(at.begin(), at.end(), [&](auto t) { return t >= from && t < to; });
+  };
+  // rate 1/s → places: 0.14 in the first 100 ms, 0.29 in the next, … ; 6/s after 0.26 s.
+  EXPECT_LE(within(0ms, 100ms), 1);
+  EXPECT_LE(within(0ms, 260ms), 2);
+  EXPECT_GE(within(1s, 2s), 5);  // 1.5 × 4/s = 6 a second once at the top
+  EXPECT_LE(within(1s, 2s), 7);
+  EXPECT_GE(at.back(), 6s);  // 39 places take about 6.6 s
+  EXPECT_LE(at.back(), 7s);
+}
+
+// Once the ramp's pace is ahead of the requests it ends: a request long
+// after the opening goes at once.
+TEST(HostBackoff, TheRampEndsWhenItIsAheadOfTheRequests) {
+  auto h = probing();
+  h.hold("api", t0, 2s);
+  for (int i = 0; i < 4; ++i) (void)h.admit("api", t0, false);
+  ASSERT_FALSE(h.admit("api", t0 + 2s, true).recheck);
+  h.on_success("api", t0 + 2s);
+  EXPECT_EQ(h.admit("api", t0 + 10s, false).not_before, backoff::time_point{});
+  EXPECT_EQ(h.admit("api", t0 + 10s, false).not_before, backoff::time_point{});
+}
+
+// Fleet-wide probes: may_probe says whether this process may send it (the
+// Redis lock); on_open hears this process's probe succeed; open() is how
+// another process's success reaches here — unless a newer hint holds the key.
+TEST(HostBackoff, TheFleetDecidesWhoProbesAndHearsTheOpening) {
+  bool lock_held = false;
+  int opened = 0;
+  host_backoff h({.probe = {.enabled = true,
+                            .may_probe = [&](std::string_view, backoff::time_point) { return lock_held; },
+                            .on_open = [&](std::string_view key, backoff::time_point, backoff::time_point release) {
+                              EXPECT_EQ(key, "api");
+                              EXPECT_EQ(release, t0 + 1s);
+                              ++opened;
+                            }}});
+  h.hold("api", t0, 1s);
+  EXPECT_TRUE(h.admit("api", t0 + 1s, true).recheck);  // another process holds the lock
+  lock_held = true;
+  EXPECT_FALSE(h.admit("api", t0 + 1200ms, true).recheck);
+  h.on_success("api", t0 + 1300ms);
+  EXPECT_EQ(opened, 1);
+  h.on_success("api", t0 + 1400ms);  // already open: said once
+  EXPECT_EQ(opened, 1);
+
+  h.hold("b", t0, 1s);
+  h.hold("b", t0 + 500ms, 3s);  // a newer hint: until 3.5 s
+  h.open("b", t0 + 1s, t0 + 1s);  // an opening of the older release
+  EXPECT_TRUE(h.closed("b"));
+  h.open("b", t0 + 3500ms, t0 + 3500ms);
+  EXPECT_FALSE(h.closed("b"));
+}
+
+// Without options::probe nothing changes: everyone goes at the release time.
+TEST(HostBackoff, WithoutProbesEveryoneGoesAtTheReleaseTime) {
+  host_backoff h;
+  h.hold("api", t0, 2s);
+  EXPECT_FALSE(h.closed("api"));
+  for (int i = 0; i < 3; ++i) {
+    const auto d = h.admit("api", t0 + 2s, true);
+    EXPECT_FALSE(d.recheck);
+    EXPECT_EQ(d.not_before, t0 + 2s);
+  }
+}
+
+// The sync loop honours a recheck: it waits, asks again (with recheck set),
+// and attempts only once allowed; the budget before the host in a chain gives
+// back what it took each time the host said "not yet".
+TEST(HostBackoff, TheLoopWaitsForTheProbeAndAsksAgain) {
+  auto h = probing();
+  backoff::manual_clock clock;
+  const auto start = clock.now();
+  h.hold("api", start, 1s);
+  // Another request took the probe at the release and succeeds 350 ms later.
+  ASSERT_FALSE(h.admit("api", start + 1s, true).recheck);
+  struct watcher final : backoff::gate {
+    host_backoff* h;
+    backoff::time_point opens;
+    int asked = 0, rechecks = 0;
+    backoff::gate_decision acquire(const backoff::gate_request& r) noexcept override {
+      ++asked;
+      if (r.recheck) ++rechecks;
+      if (r.now >= opens && h->closed("api")) h->on_success("api", r.now);
+      return h->admit("api", r.now, r.recheck);
+    }
+    void record(const backoff::gate_outcome&) noexcept override {}
+  } w;
+  w.h = &h;
+  w.opens = start + 1350ms;
+  // A gate before the host's in the chain, which counts what it grants.
+  struct counter final : backoff::gate {
+    int held = 0;
+    backoff::gate_decision acquire(const backoff::gate_request&) noexcept override {
+      ++held;
+      return {};
+    }
+    void record(const backoff::gate_outcome&) noexcept override {}
+    void release(const backoff::gate_request&) noexcept override { --held; }
+  } before;
+  backoff::gate_chain chain{&before, &w};
+  int calls = 0;
+  backoff::time_point attempted{};
+  auto r = backoff::try_retry(backoff::policy{}, [&] {
+    ++calls;
+    attempted = clock.now();
+    return 1;
+  }, {.gate = &chain, .gate_first_attempt = true, .clock = &clock});
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_GE(attempted, start + 1350ms);  // not before the probe succeeded
+  EXPECT_LE(attempted, start + 3s);      // and soon after (the ramp's first places)
+  EXPECT_GE(w.rechecks, 2);
+  EXPECT_EQ(w.asked, w.rechecks + 1);
+  EXPECT_EQ(before.held, 1);  // every "not yet" gave its grant back; the attempt kept one
+}
+
+namespace {
+// Says "not yet, ask again in `every`" until `until`, then allows.
+struct not_until final : backoff::gate {
+  backoff::time_point until;
+  backoff::duration every;
+  int asked = 0;
+  backoff::gate_decision acquire(const backoff::gate_request& r) noexcept override {
+    ++asked;
+    if (r.now < until) return backoff::gate_decision::ask_again(r.now + every);
+    return {};
+  }
+  void record(const backoff::gate_outcome&) noexcept override {}
+};
+}  // namespace
+
+// A retry's recheck is judged by the stop rule again: a gate that keeps saying
+// "not yet" past the deadline stops the loop at its deadline, with the last
+// error kept, and no attempt is made in between.
+TEST(HostBackoff, ARecheckPastTheDeadlineStopsTheLoop) {
+  backoff::manual_clock clock;
+  not_until g;
+  g.until = clock.now() + 1h;
+  g.every = 4s;
+  int calls = 0;
+  const backoff::policy p{.schedule = backoff::constant{1s}, .jitter = backoff::jitter::none(),
+                          .stop = backoff::stop::before_elapsed(10s)};
+  auto r = backoff::try_retry(p, [&]() -> int {
+    ++calls;
+    throw std::runtime_error("refused");
+  }, {.classify = {.retry_exception = [](const std::exception_ptr&) { return true; }}, .gate = &g, .clock = &clock});
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.reason, backoff::stop_reason::deadline);
+  EXPECT_EQ(calls, 1);
+  EXPECT_GE(g.asked, 2);  // asked after the first failure, then again after each wait
+}
