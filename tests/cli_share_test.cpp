@@ -38,7 +38,7 @@ TEST_F(Cli, ShareMakesEveryProcessObeyOneRetryAfter) {
   const std::string share = redis.url("/ra");
   const std::string key = "'{ra:127.0.0.1:" + std::to_string(server.port()) + "}:release'";
   auto get = [&](int i) {
-    return cli({"get", "-q", "--share", share, "--initial", "10ms", "-o", "out" + std::to_string(i), server.url("/f")});
+    return cli({"get", "--share", share, "--initial", "10ms", "-o", "out" + std::to_string(i), server.url("/f")});
   };
   std::vector<cli_result> results(6);
   std::thread first([&] { results[0] = get(0); });
@@ -58,6 +58,42 @@ TEST_F(Cli, ShareMakesEveryProcessObeyOneRetryAfter) {
     EXPECT_GE(log[i].at - log[0].at, 3s - 2ms) << "request " << i << " came "
                                                 << std::chrono::duration_cast<std::chrono::milliseconds>(log[i].at - log[0].at).count()
                                                 << " ms after the 429";
+}
+
+// When the shared release time passes, the fleet does not all go at once: one
+// process probes; a probe that meets a new Retry-After closes the host again
+// with no wave; only a probe's success lets the others go (issue 20, part 5).
+TEST_F(Cli, ShareReleasesTheFleetByOneProbe) {
+  backoff::testing::redis_server redis;
+  backoff::testing::fault_server server;
+  const std::string body = std::string(10'000, 'p');
+  server.add_file("/f", body);
+  server.script("/f", {fault::status(429, "2"), fault::status(429, "1"), fault::slow(400ms)});
+  const std::string share = redis.url("/probe");
+  const std::string key = "'{probe:127.0.0.1:" + std::to_string(server.port()) + "}:release'";
+  auto get = [&](int i) {
+    return cli({"get", "-q", "--share", share, "--initial", "10ms", "-o", "out" + std::to_string(i), server.url("/f")});
+  };
+  std::vector<cli_result> results(6);
+  std::thread first([&] { results[0] = get(0); });
+  ASSERT_TRUE(eventually([&] { return redis.command("EXISTS " + key) == "1"; }));
+  std::vector<std::thread> rest;
+  for (int i = 1; i < 6; ++i) rest.emplace_back([&, i] { results[static_cast<std::size_t>(i)] = get(i); });
+  first.join();
+  for (auto& t : rest) t.join();
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(results[static_cast<std::size_t>(i)].status, 0) << i << ": " << results[static_cast<std::size_t>(i)].err;
+    EXPECT_EQ(slurp(dir / ("out" + std::to_string(i))), body) << i;
+  }
+  const auto log = server.requests("/f");
+  ASSERT_EQ(log.size(), 8u);  // the 429, two probes, then one request per process but the prober's
+  auto since = [&](std::size_t i, std::size_t j) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(log[i].at - log[j].at);
+  };
+  EXPECT_GE(since(1, 0), 2s - 2ms);  // the first probe, alone, at the release time
+  EXPECT_GE(since(2, 1), 1s - 2ms);  // its 429 closed the fleet for 1 s: the second probe, alone
+  for (std::size_t i = 3; i < log.size(); ++i)  // the others only after the probe's (slow) success
+    EXPECT_GE(since(i, 2), 400ms) << "request " << i << " came " << since(i, 2).count() << " ms after the probe";
 }
 
 // The cron-job case: 4 workers, each running 40 one-shot downloads one after

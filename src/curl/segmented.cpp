@@ -926,13 +926,14 @@ struct segmented_download final : async_client::impl::transfer_base,
           t->rechecking = false;
           return t->conclude(again.reason);
         }
+        t->rechecking = again.recheck;
         if (again.recheck || again.not_before > at) {
           t->retry_at = steady::now() + std::chrono::duration_cast<steady::duration>(again.not_before - at);
           return t->retry_later(*cp, again.not_before - at, again.recheck);
         }
-        t->rechecking = false;
-      } else if (t->rechecking) {
-        // Another connection waits for the gate's answer: so does this one.
+      } else if (t->rechecking || t->retry_at > steady::now() + std::chrono::milliseconds(1)) {
+        // Another connection waits for the gate's answer (or for the wait it
+        // gave, which came later than this one's): so does this one.
         const auto left = std::chrono::duration_cast<duration>(t->retry_at - steady::now());
         return t->retry_later(*cp, std::max(left, duration{std::chrono::milliseconds(10)}));
       }

@@ -113,6 +113,26 @@ redis.call('PUBLISH', ARGV[1], 'closed 0 ' .. ARGV[2])
 return 1
 )lua";
 
+// The release probe of a key (host_backoff::options::probe): this process
+// may send it when it takes the lock or holds it already. KEYS[1] the lock;
+// ARGV: id, ttl ms. Returns 1 when the probe is this process's.
+constexpr const char* probe_script = R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+)lua";
+
+// This process's probe succeeded: the lock goes (when still ours) and every
+// process opens the key. KEYS[1] the lock; ARGV: id, channel, release ms, key.
+constexpr const char* ready_script = R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('PUBLISH', ARGV[2], 'ready ' .. ARGV[3] .. ' ' .. ARGV[4])
+return 1
+)lua";
+
 // The processes that spend a key's quota: KEYS[1] a sorted set of process ids
 // scored by when their membership lapses. ARGV: now (unix ms), id, "join",
 // "renew" or "leave", the membership's life (ms), the channel, the key. A join
@@ -323,6 +343,13 @@ struct fleet::impl {
   std::set<std::shared_ptr<shared_budget::state>> budgets;
   std::set<std::shared_ptr<shared_breaker::state>> breakers;
   std::map<std::string, std::int64_t> releases;  // key → highest release (unix ms) this process knows
+  // Release probes (host_backoff::options::probe): whether this process holds
+  // a key's lock (until when, unix ms), and whether the worker is asking for it.
+  struct probe_lock {
+    std::int64_t until = 0;
+    bool asking = false;
+  };
+  std::map<std::string, probe_lock> probe_locks;
   // Release times to write, coalesced: a key is written at most once per
   // raise_gap, so that a host failing 10^4 times a second costs Redis 20
   // commands a second, while a lone Retry-After goes out at once.
@@ -607,6 +634,50 @@ struct fleet::impl {
     }
   }
 
+  // Another process's probe (or ours) succeeded: the key opens everywhere.
+  void learned_ready(const std::string& key, std::int64_t release_ms) {
+    std::vector<shared_host_backoff*> to_tell;
+    {
+      std::lock_guard lock(mutex);
+      to_tell.assign(hosts.begin(), hosts.end());
+      probe_locks.erase(key);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (auto* h : to_tell) h->local().open(key, now, from_unix_ms(release_ms));
+  }
+
+  // May this process send the key's release probe? Yes when degraded (each
+  // process probes for itself) or while it holds the lock; otherwise the
+  // worker asks for the lock, and the answer is for the next time.
+  bool may_probe(const std::string& key, std::chrono::milliseconds ttl) {
+    if (degraded) return true;
+    std::lock_guard lock(mutex);
+    auto& p = probe_locks[key];
+    if (p.until > unix_ms_now()) return true;
+    if (!p.asking) {
+      p.asking = true;
+      queue.push_back([this, key, ttl] { take_probe(key, ttl); });
+      wake.notify_one();
+    }
+    return false;
+  }
+
+  void take_probe(const std::string& key, std::chrono::milliseconds ttl) {
+    const std::int64_t asked = unix_ms_now();
+    const auto r = cmd ? run({"EVAL", probe_script, "1", key_of(key, "release-probe"), id, std::to_string(ttl.count())})
+                       : reply{};
+    std::lock_guard lock(mutex);
+    auto& p = probe_locks[key];
+    p.asking = false;
+    // Ours for a little less than the lock lives, counted from the asking.
+    p.until = integer(r) == 1 ? asked + ttl.count() - 100 : 0;
+  }
+
+  void probe_succeeded(const std::string& key, std::int64_t release_ms) {
+    if (!cmd) return;
+    run({"EVAL", ready_script, "1", key_of(key, "release-probe"), id, channel, std::to_string(release_ms), key});
+  }
+
   void learned_parties(const std::string& key, std::int64_t n) {
     std::vector<shared_quota*> to_tell;
     {
@@ -657,7 +728,7 @@ struct fleet::impl {
   }
 
   void message(std::string_view text) {
-    // "release MS KEY", "open MS KEY", "closed 0 KEY", "parties N KEY"
+    // "release MS KEY", "ready MS KEY", "open MS KEY", "closed 0 KEY", "parties N KEY"
     const auto a = text.find(' ');
     if (a == std::string_view::npos) return;
     const auto b = text.find(' ', a + 1);
@@ -667,6 +738,7 @@ struct fleet::impl {
     const std::string key(text.substr(b + 1));
     if (!ms) return;
     if (kind == "release") learned_release(key, *ms);
+    else if (kind == "ready") learned_ready(key, *ms);
     else if (kind == "open") learned_open(key, *ms);
     else if (kind == "closed") learned_closed(key);
     else if (kind == "parties") learned_parties(key, *ms);
@@ -977,6 +1049,20 @@ const std::string& fleet::id() const noexcept { return impl_->id; }
 shared_host_backoff::shared_host_backoff(fleet& f, host_backoff::options local)
     : fleet_(f), local_([&] {
         local.on_raise = [this](std::string_view key, time_point release) { share(key, release); };
+        if (local.probe.enabled) {
+          // One probe for the fleet: the process that holds the key's lock in Redis.
+          const auto ttl = std::max(std::chrono::milliseconds{200},
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(local.probe.probe_timeout));
+          if (!local.probe.may_probe)
+            local.probe.may_probe = [this, ttl](std::string_view key, time_point) {
+              return fleet_.internals().may_probe(std::string(key), ttl);
+            };
+          if (!local.probe.on_open)
+            local.probe.on_open = [this](std::string_view key, time_point, time_point release) {
+              auto& i = fleet_.internals();
+              i.post([&i, k = std::string(key), ms = to_unix_ms(release)] { i.probe_succeeded(k, ms); });
+            };
+        }
         return std::move(local);
       }()) {
   auto& i = fleet_.internals();
@@ -1035,9 +1121,7 @@ shared_host_backoff::key_gate shared_host_backoff::for_key(std::string key) {
 host_backoff& shared_host_backoff::local() noexcept { return local_; }
 
 gate_decision shared_host_backoff::key_gate::acquire(const gate_request& r) noexcept {
-  gate_decision d;
-  d.not_before = owner_->local().admit_time(key_, r.now);
-  return d;
+  return owner_->local().admit(key_, r.now, r.recheck);
 }
 
 void shared_host_backoff::key_gate::record(const gate_outcome& o) noexcept {

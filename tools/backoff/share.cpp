@@ -60,9 +60,11 @@ struct shared_gates::impl {
       : fleet(options(url, quiet, warned, password_file, ca_file)),
         // Failures alone do not hold a host back (each transfer has its own
         // backoff); a Retry-After does, for the whole fleet.
-        // Every process waits for one release time: each request held back
-        // leaves within the first fifth of its wait after it, not all at once.
-        hosts(fleet, {.schedule = constant{.delay = duration{0}}, .release_spread = 0.2}),
+        // Every process waits for one release time, and then for one probe:
+        // when it passes, one process of the fleet sends one request; its
+        // success opens the host to all, each process's held requests leaving
+        // by a slow-start ramp (host_backoff::options::probe).
+        hosts(fleet, {.schedule = constant{.delay = duration{0}}, .probe = {.enabled = true}}),
         budget(fleet, key),
         breaker(fleet, key),
         quotas(fleet) {
