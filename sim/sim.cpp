@@ -550,10 +550,11 @@ fleet_result run_fleet(const fleet_options& o) {
 
   for (std::size_t mi = 0; mi < o.modes.size(); ++mi) {
     const std::string& mode = o.modes[mi];
-    if (mode != "local" && mode != "shared" && mode != "probe")
-      throw std::invalid_argument("--modes: unknown mode '" + mode + "' (local, shared, probe)");
+    if (mode != "local" && mode != "shared" && mode != "probe" && mode != "gates")
+      throw std::invalid_argument("--modes: unknown mode '" + mode + "' (local, shared, probe, gates)");
     const bool probe = mode == "probe";
-    const bool shared = mode == "shared" || probe;
+    const bool gates = mode == "gates";  // the probe as built: host_backoff::options::probe
+    const bool shared = mode == "shared" || probe || gates;
     const auto wall0 = std::chrono::steady_clock::now();
     fast_rng rng{mix(o.seed, mi)};
 
@@ -561,7 +562,10 @@ fleet_result run_fleet(const fleet_options& o) {
     // release time (shared). Local budgets are built when a process first retries.
     std::vector<std::unique_ptr<retry_budget>> budgets(shared ? 0 : o.processes);
     retry_budget fleet_budget = retry_budget::finagle({.ttl = std::chrono::seconds{10}, .min_retries_per_sec = 1, .percent_can_retry = 0.1});
-    host_backoff hosts({.schedule = constant{.delay = duration{0}}, .max_entries = 1, .release_spread = o.release_spread});
+    host_backoff hosts({.schedule = constant{.delay = duration{0}},
+                        .max_entries = 1,
+                        .release_spread = gates ? 0 : o.release_spread,
+                        .probe = {.enabled = gates}});
     auto host = hosts.for_key("server");
     gate_chain fleet_gates{&host, &fleet_budget};
 
@@ -571,6 +575,7 @@ fleet_result run_fleet(const fleet_options& o) {
       bool started = false;
       bool probe = false;     // probe: the one request that tests the server for the fleet
       bool admitted = false;  // probe: let through by the pacing
+      bool recheck = false;   // gates: ask the gate again before the attempt
     };
     std::vector<request> pool;
     std::vector<std::uint32_t> free_list;
@@ -691,6 +696,20 @@ fleet_result run_fleet(const fleet_options& o) {
       request& rq = pool[id];
       if (probe && !rq.probe && !rq.admitted && !admitted(id, now)) return;
       rq.admitted = false;
+      if (rq.recheck) {  // gates: the wait the gate asked for ended
+        rq.recheck = false;
+        const auto d = rq.step.recheck(at(now));
+        if (!d.allowed) {
+          free_list.push_back(id);
+          return;
+        }
+        const std::int64_t nb = d.not_before.time_since_epoch().count();
+        if (d.recheck || nb > now) {
+          rq.recheck = d.recheck;
+          q.push({std::max(nb, now + 1), seq++, id, 0});
+          return;
+        }
+      }
       if (!rq.started) {
         rq.started = true;
         const auto first = rq.step.start(at(now));
@@ -704,8 +723,9 @@ fleet_result run_fleet(const fleet_options& o) {
           return;
         }
         const std::int64_t nb = first.not_before.time_since_epoch().count();
-        if (nb > now) {  // held back by the fleet's release time
-          q.push({nb, seq++, id, 0});
+        if (nb > now || first.recheck) {  // held back by the fleet's release time (or its probe)
+          rq.recheck = first.recheck;
+          q.push({std::max(nb, now + 1), seq++, id, 0});
           return;
         }
       }
@@ -748,7 +768,8 @@ fleet_result run_fleet(const fleet_options& o) {
         return;
       }
       std::int64_t next = now + d.delay.count();
-      if (shared && !probe) next = std::max(next, hosts.admit_time("server", at(now)).time_since_epoch().count());
+      rq.recheck = d.recheck;
+      if (shared && !probe && !gates) next = std::max(next, hosts.admit_time("server", at(now)).time_since_epoch().count());
       q.push({next, seq++, id, 0});
     };
 
@@ -759,8 +780,8 @@ fleet_result run_fleet(const fleet_options& o) {
         const std::int64_t now = next_arrival;
         next_arrival += exp_gap(rng, offered);
         const auto proc = static_cast<std::uint32_t>(uniform_u64(rng, o.processes - 1));
-        const std::uint32_t id = take_slot(pool, free_list, request{0, retry_step(p), false, false, false});
-        pool[id] = {proc, retry_step(p, {gate_of(proc), shared}), false, false, false};
+        const std::uint32_t id = take_slot(pool, free_list, request{0, retry_step(p), false, false, false, false});
+        pool[id] = {proc, retry_step(p, {gate_of(proc), shared}), false, false, false, false};
         ++requests;
         if (now >= down_from && now < down_to) ++outage_requests;
         arrived[static_cast<std::size_t>(now / second)] += 1;

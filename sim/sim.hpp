@@ -192,7 +192,14 @@ struct fleet_options {
   std::chrono::milliseconds probe_interval{1000};
   double slow_start_from = 0.25;
   double max_factor = 1.5;
-  std::vector<std::string> modes{"local", "shared"};  // and "probe"
+  // gates: the probe as the Redis gates and `backoff get --share` build it —
+  // the real host_backoff with options::probe, its state shared by the fleet
+  // (Redis, without its round trips): one probe when the release time passes
+  // (the Retry-After is obeyed, so probes come every retry_after), the others
+  // recheck every 100 ms, and after the probe's success they leave by the
+  // ramp (a quarter of the rate they came at, doubling every 100 ms, up to
+  // 1.5 times it). No AIMD: a failure with a Retry-After closes the fleet again.
+  std::vector<std::string> modes{"local", "shared"};  // and "probe", "gates"
   std::uint64_t seed = 1;
 };
 

@@ -18,7 +18,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -55,11 +54,15 @@ class host_backoff {
     // Release by probe (the fleet's answer to a herd; docs/simulations.md §4).
     // When a server's hint (Retry-After) has held a key, its release lets one
     // request go alone; the others ask again every `recheck` (the gates answer
-    // gate_decision::recheck) until that probe succeeds, and then leave paced:
-    // at first a quarter of the rate at which they came while held, doubling
-    // every `ramp_step` up to 1.5 times it (slow start), in the order they ask.
-    // A probe that meets a new hint closes the key again, with no wave. A probe
-    // with no outcome after `probe_timeout` lets another one go.
+    // gate_decision::recheck) until that probe succeeds. Then they leave paced,
+    // still asking every `recheck`: at first a quarter of the rate at which
+    // requests came while the key was held (at least one a second), doubling
+    // every `ramp_step` (slow start) up to 1.5 times that rate; once more than
+    // 5 % of a step's outcomes fail, the pace drops by 30 % and then grows by
+    // 5 % of the rate per step (AIMD, as TCP). Pacing ends when a whole step
+    // kept no one waiting at the full rate. A probe that meets a new hint
+    // closes the key again, with no wave; a probe with no outcome after
+    // `probe_timeout` lets another one go.
     struct probe_options {
       bool enabled = false;
       duration recheck = std::chrono::milliseconds{100};
@@ -134,7 +137,14 @@ class host_backoff {
     }
     if (e.release > now) return {true, stop_reason::success, e.release, false};
     if (!e.ramping) return {};
-    return {true, stop_reason::success, ramp_slot(e, now), false};
+    pace(e, now);
+    if (e.ramping && e.tokens < 1) {
+      ++e.waited;
+      const duration r = o_.probe.recheck;
+      return gate_decision::ask_again(detail::add(now, r / 2 + uniform_duration(s.rng, duration{0}, r)));
+    }
+    if (e.ramping) e.tokens -= 1;
+    return {};
   }
 
   // The key is open again (its probe, here or in another process, succeeded):
@@ -190,6 +200,7 @@ class host_backoff {
       close_locked(e, now);
     }
     e.probe_at = time_point{};  // a probe that failed: the next one goes after the new release
+    if (e.ramping) ++e.step_failures;
     raised(key, before, e.release, now);
   }
 
@@ -214,6 +225,7 @@ class host_backoff {
     if (it == s.map.end()) return;
     if (it->second.failures > 0) --it->second.failures;
     it->second.last_used = now;
+    if (it->second.ramping) ++it->second.step_successes;
     if (it->second.closed && open_locked(s, it->second, now, it->second.release) && o_.probe.on_open)
       o_.probe.on_open(key, now, it->second.release);
   }
@@ -260,9 +272,13 @@ class host_backoff {
     time_point closed_since{};
     time_point probe_at{};         // the probe that went (none: {})
     std::uint32_t arrivals = 0;    // requests that came while closed
-    time_point opened{};           // the ramp's start
-    double rate = 0;               // the ramp's first rate (requests per second)
-    double taken = 0;              // places handed out (in requests, from a random phase)
+    double came = 0;               // requests per second while closed (≥ 1): the ramp's unit
+    double rate = 0;               // the pace now (requests per second)
+    double tokens = 0;             // requests that may go now
+    bool slow_start = true;
+    time_point paced{};            // tokens counted until here
+    time_point step_end{};         // the current ramp step ends
+    std::uint32_t step_failures = 0, step_successes = 0, waited = 0;
   };
 
   struct shard {
@@ -288,44 +304,52 @@ class host_backoff {
     e.closed = false;
     e.probe_at = time_point{};
     const double held = std::max(1.0, std::chrono::duration<double>(now - e.closed_since).count());
-    // A quarter of the rate they came at, to begin with (at least one a second).
-    e.rate = std::max(1.0, e.arrivals / held) / 4;
+    e.came = std::max(1.0, e.arrivals / held);
+    e.rate = e.came / 4;
+    e.slow_start = true;
     e.ramping = e.arrivals > 0;
-    e.opened = now;
+    e.paced = now;
+    e.step_end = detail::add(now, o_.probe.ramp_step);
+    e.step_failures = e.step_successes = e.waited = 0;
     // A random phase, so that many processes' ramps add up to a smooth one.
-    e.taken = static_cast<double>(s.rng() >> 11) * 0x1p-53;  // [0, 1)
+    e.tokens = static_cast<double>(s.rng() >> 11) * 0x1p-53;  // [0, 1)
     e.arrivals = 0;
     return true;
   }
 
-  // The ramp: r(t) = rate × 2^(t / step) until 6 × rate (1.5 times the rate
-  // the requests came at), then flat; N(t) its integral, the places by time t.
-  // Each request takes the next place, N⁻¹(taken); places not taken are not
-  // banked. Once the flat part keeps ahead of the requests, the ramp ends.
-  time_point ramp_slot(entry& e, time_point now) {
-    constexpr double top = 6;  // 1.5 ÷ 0.25
-    const double step = std::chrono::duration<double>(o_.probe.ramp_step).count();
-    const double ln2 = 0.6931471805599453;
-    const double t_top = step * std::log2(top);
-    const double n_top = e.rate * step / ln2 * (top - 1);
-    auto places = [&](double t) {
-      return t <= t_top ? e.rate * step / ln2 * (std::exp2(t / step) - 1) : n_top + e.rate * top * (t - t_top);
-    };
-    auto when = [&](double n) {
-      return n <= n_top ? step * std::log2(1 + n * ln2 / (e.rate * step)) : t_top + (n - n_top) / (e.rate * top);
-    };
-    const double t = std::chrono::duration<double>(now - e.opened).count();
-    if (e.taken < places(t)) {
-      e.taken = places(t);
-      if (t >= t_top) {  // the pace is ahead of the requests: no longer needed
-        e.ramping = false;
-        return time_point{};
+  // The ramp's pace at `now`: tokens at `rate`, which each ramp step
+  // doubles (slow start) or, after a step with more than 5 % failures, cuts
+  // by 30 % and then raises by 5 % of `came` (AIMD); between a quarter and
+  // 1.5 times `came`. A step at the full rate that kept no one waiting ends it.
+  void pace(entry& e, time_point now) {
+    while (e.ramping && now >= e.step_end) {
+      if (now - e.step_end > 10 * o_.probe.ramp_step && e.waited == 0) {
+        e.ramping = false;  // nobody asked for a whole second: the backlog is gone
+        break;
       }
+      add_tokens(e, e.step_end);
+      const std::uint32_t outcomes = e.step_failures + e.step_successes;
+      if (outcomes > 0 && e.step_failures * 20 > outcomes) {
+        e.rate = std::max(e.came / 4, e.rate * 0.7);
+        e.slow_start = false;
+      } else {
+        const bool full = e.rate >= e.came;
+        if (full && e.waited == 0) e.ramping = false;
+        e.rate = std::min(1.5 * e.came, e.slow_start ? e.rate * 2 : e.rate + 0.05 * e.came);
+      }
+      e.step_failures = e.step_successes = e.waited = 0;
+      e.step_end = detail::add(e.step_end, o_.probe.ramp_step);
     }
-    const double at = when(e.taken);
-    e.taken += 1;
-    return detail::add(e.opened, std::chrono::duration_cast<duration>(std::chrono::duration<double>(at)));
+    add_tokens(e, now);
   }
+  void add_tokens(entry& e, time_point t) {
+    if (t <= e.paced) return;
+    e.tokens += e.rate * std::chrono::duration<double>(t - e.paced).count();
+    // Not banked beyond one step's worth (at least one request).
+    e.tokens = std::min(e.tokens, std::max(1.0, e.rate * std::chrono::duration<double>(o_.probe.ramp_step).count()));
+    e.paced = t;
+  }
+
   // Fewer entries than four per shard fit in one shard, so that the bound holds exactly.
   bool single_shard() const noexcept { return o_.max_entries < 4 * shards; }
   shard& shard_for(std::string_view key) {

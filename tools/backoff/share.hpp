@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSL-1.0
 // --share redis://HOST:PORT[/PREFIX]: the gates every backoff process of a
 // fleet shares through Redis (backoff/redis/fleet.hpp) for one key — the URL's
-// host:port for get, --share-key for run: one release time (Retry-After), one
+// host:port for get, --share-key for run: one release time (Retry-After) and
+// one probe after it (host_backoff::options::probe), one
 // retry budget (10 % of the fleet's requests, plus one retry a second), one
 // circuit breaker; for get, one quota per host, split evenly between the
 // processes that use it. Redis unreachable: one warning, and the gates are local.

@@ -295,7 +295,7 @@ int overload(const simulate_options& so) {
 int fleet(const simulate_options& so) {
   sim::fleet_options o;
   o.seed = so.seed;
-  o.modes = {"local", "shared", "probe"};
+  o.modes = {"local", "shared", "probe", "gates"};
   if (!so.clients.empty()) {
     const auto c = split(so.clients);
     if (c.size() != 1) throw usage_error("--clients: fleet takes one count (processes)");

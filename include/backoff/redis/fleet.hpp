@@ -125,6 +125,14 @@ class fleet {
 // A fleet-wide host_backoff: release times per key, raised by any process and
 // obeyed by all. The local host_backoff (options as given) answers acquire()
 // and keeps working when Redis is away.
+//
+// With local.probe.enabled (host_backoff::options::probe), the release has no
+// herd: when a release time passes, one process of the fleet sends the probe —
+// the one that takes "{PREFIX:K}:release-probe" (SET NX PX, for
+// probe.probe_timeout; kept by a process whose probe failed, so that it probes
+// again after the next release). Its success publishes "ready", and every
+// process opens the key: its held requests (rechecking every probe.recheck)
+// leave by its own slow-start ramp. Redis away: each process probes for itself.
 class shared_host_backoff {
  public:
   explicit shared_host_backoff(fleet& f, host_backoff::options local = {});
