@@ -265,6 +265,32 @@ TEST(SimFleet, AProbeReleasesTheFleetWithoutAWave) {
   EXPECT_THROW(backoff::sim::run_fleet(bad), std::invalid_argument);
 }
 
+// The same goals met by what is built: the fleet's gates as backoff::redis and
+// `get --share` run them (host_backoff::options::probe, state shared by the
+// fleet), not the model above.
+TEST(SimFleet, TheBuiltProbeReleasesTheFleetWithoutAWave) {
+  backoff::sim::fleet_options o;
+  o.processes = 10000;
+  o.rate_per_process = 0.1;
+  o.capacity = 1.1;
+  o.modes = {"shared", "gates"};
+  const auto res = backoff::sim::run_fleet(o);
+  ASSERT_EQ(res.summaries.size(), 2u);
+  const auto& shared = res.summaries[0];
+  const auto& gates = res.summaries[1];
+  EXPECT_GT(shared.peak_after_outage, 3.0);
+  EXPECT_LE(gates.peak_after_outage, 1.5);
+  ASSERT_TRUE(gates.recovered_at_s);
+  EXPECT_LE(*gates.recovered_at_s, 31.0);
+  EXPECT_LE(gates.amplification, 1.05);
+  EXPECT_GT(gates.goodput_share, shared.goodput_share);
+  // While the server is down, one probe per Retry-After (5 s) for the whole fleet.
+  double outage_attempts = 0;
+  for (const auto& r : res.rows)
+    if (r.mode == "gates" && r.t_s >= 11 && r.t_s < 30) outage_attempts += r.attempts_per_s;
+  EXPECT_LE(outage_attempts, 5.0);
+}
+
 TEST(SimFleet, DeterministicForASeedAndCheckedOptions) {
   backoff::sim::fleet_options o;
   o.processes = 300;
