@@ -2,8 +2,15 @@
 // backoff get/run --share: several backoff processes, one redis-server (Debian's,
 // on an ephemeral loopback port), one fault server; what the fleet shares is
 // read from the server's log of requests.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <mutex>
+#include <thread>
 
 #include "cli_support.hpp"
 #include "redis_server.hpp"
@@ -18,6 +25,78 @@ using backoff::testing::eventually;
 
 namespace {
 
+
+// A TCP proxy on 127.0.0.1 that closes each connection once `cut` bytes of
+// the server's replies have gone through: every reply past that is cut in
+// the middle (issue 20's chaos case).
+class cutting_proxy {
+ public:
+  cutting_proxy(int upstream, std::size_t cut) : upstream_(upstream), cut_(cut) {
+    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(listen_, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(listen_, 64) != 0 ||
+        ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      throw std::runtime_error("cutting_proxy: cannot listen");
+    port_ = ntohs(a.sin_port);
+    accepter_ = std::thread([this] { accept_loop(); });
+  }
+  ~cutting_proxy() {
+    stop_ = true;
+    accepter_.join();
+    for (auto& t : pipes_) t.join();
+    ::close(listen_);
+  }
+  int port() const { return port_; }
+  std::size_t connections() const { return connections_; }
+
+ private:
+  void accept_loop() {
+    while (!stop_) {
+      pollfd p{listen_, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      const int client = ::accept(listen_, nullptr, nullptr);
+      if (client < 0) continue;
+      ++connections_;
+      pipes_.emplace_back([this, client] { pipe(client); });
+    }
+  }
+  void pipe(int client) {
+    const int server = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(upstream_));
+    std::size_t passed = 0;
+    if (::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      char buf[4096];
+      while (!stop_ && passed < cut_) {
+        pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+        if (::poll(p, 2, 20) <= 0) continue;
+        if (p[0].revents) {
+          const auto n = ::read(client, buf, sizeof buf);
+          if (n <= 0 || ::write(server, buf, static_cast<std::size_t>(n)) != n) break;
+        }
+        if (p[1].revents) {
+          const auto n = ::read(server, buf, std::min(sizeof buf, cut_ - passed));
+          if (n <= 0 || ::write(client, buf, static_cast<std::size_t>(n)) != n) break;
+          passed += static_cast<std::size_t>(n);
+        }
+      }
+    }
+    ::close(server);
+    ::close(client);
+  }
+  int upstream_;
+  std::size_t cut_;
+  int listen_ = -1, port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::size_t> connections_{0};
+  std::thread accepter_;
+  std::vector<std::thread> pipes_;  // accepter's thread only, joined after it
+};
 
 int count(const std::string& text, const std::string& what) {
   int n = 0;
@@ -237,6 +316,41 @@ TEST_F(Cli, ShareWithRedisHungWarnsAndExits) {
   EXPECT_NE(r.err.find("unreachable"), std::string::npos) << r.err;
   // Not a speed check: a bound far above any healthy run, far below the watchdog.
   EXPECT_LT(took, 20s);
+}
+
+// Redis behind a proxy that cuts every connection in the middle of a reply
+// (after 4 bytes: no reply ever arrives whole; after 120: the hand-shake and
+// the first reads pass, later replies are cut): the process never hangs,
+// warns once, finishes its download, and never goes before the release time
+// it read before the cuts began.
+TEST_F(Cli, ShareThroughAProxyThatCutsRepliesNeitherHangsNorGoesEarly) {
+  backoff::testing::redis_server redis;
+  backoff::testing::fault_server server;
+  server.add_file("/f", "cut");
+  for (const std::size_t cut : {std::size_t{4}, std::size_t{120}}) {
+    cutting_proxy proxy(redis.port(), cut);
+    const std::string prefix = "cut" + std::to_string(cut);
+    const auto unix_ms = [] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    };
+    const auto set_at = std::chrono::steady_clock::now();
+    redis.command("SET {" + prefix + ":127.0.0.1:" + std::to_string(server.port()) + "}:release " +
+                  std::to_string(unix_ms() + 1500) + " PX 60000");
+    const auto before = server.requests("/f").size();
+    const auto r = cli({"get", "--share", "redis://127.0.0.1:" + std::to_string(proxy.port()) + "/" + prefix, "-o",
+                        "f" + prefix, server.url("/f")});
+    const auto took = std::chrono::steady_clock::now() - set_at;
+    EXPECT_EQ(r.status, 0) << cut << ": " << r.err;
+    EXPECT_EQ(slurp(dir / ("f" + prefix)), "cut") << cut;
+    EXPECT_LE(count(r.err, "warning"), 1) << cut << ": " << r.err;
+    EXPECT_GE(proxy.connections(), 1u) << cut;
+    EXPECT_LT(took, 20s) << cut;  // not a speed check: far above a healthy run, far below the watchdog
+    const auto log = server.requests("/f");
+    ASSERT_EQ(log.size(), before + 1) << cut;
+    if (cut == 120) {  // the release time was read whole: obeyed
+      EXPECT_GE(log.back().at - set_at, 1500ms - 20ms) << cut;
+    }
+  }
 }
 
 // Redis with requirepass: the password from the URL, the environment or a
