@@ -276,3 +276,48 @@ TEST_F(AsyncClient, AStallShorterThanASecondEndsTheAttempt) {
   EXPECT_EQ(read_file(dir / "f.bin"), data);
   EXPECT_EQ(got->resumes, 1u);
 }
+
+namespace {
+// Retries: "ask again in 30 ms", and when asked again, "go in 60 ms" (a plain
+// wait). First attempts go at once.
+struct recheck_then_wait final : backoff::gate {
+  int retries_asked = 0, rechecks = 0;
+  backoff::gate_decision acquire(const backoff::gate_request& r) noexcept override {
+    if (!r.retry) return {};
+    if (!r.recheck) {
+      ++retries_asked;
+      return backoff::gate_decision::ask_again(r.now + 30ms);
+    }
+    ++rechecks;
+    return {true, stop_reason::success, r.now + 60ms, false};
+  }
+  void record(const backoff::gate_outcome&) noexcept override {}
+};
+}  // namespace
+
+// A download's retry whose gate says "ask again", and then, asked again, "wait
+// 60 ms": the download waits, then retries and completes (it once waited for
+// a recheck that would never come).
+TEST_F(AsyncClient, ARecheckAnsweredWithAPlainWaitStillRetries) {
+  backoff::testing::fault_server server;
+  server.add_file("/f", "after the wait");
+  for (const unsigned connections : {1u, 4u}) {  // one transfer, and the segmented download's loop
+    server.script("/f", {fault::status(503)});
+    recheck_then_wait g;
+    auto o = opts();
+    o.gate = &g;
+    o.segments.connections = connections;
+    backoff::curl::async_client http(ctx.get_executor(), o);
+    std::optional<backoff::curl::download_result> out;
+    const auto target = dir / ("f" + std::to_string(connections));
+    http.async_download(server.url("/f"), target, [&](backoff::curl::download_result r) { out = std::move(r); });
+    ctx.restart();
+    ctx.run_for(10s);
+    ASSERT_TRUE(out) << connections << ": the download never finished";
+    EXPECT_EQ(out->reason, stop_reason::success) << out->error;
+    EXPECT_EQ(read_file(target), "after the wait");
+    EXPECT_EQ(g.retries_asked, 1);
+    EXPECT_EQ(g.rechecks, 1);
+  }
+  EXPECT_EQ(server.hits("/f"), 4u);
+}
