@@ -110,7 +110,7 @@ int main() {
   backoff::testing::redis_server redis;
   rate_and_propagation("plain TCP, one node", redis.url(""), "", timeout);
   {
-    const std::string dir = "build/bench-fleet-tls";
+    const std::string dir = std::filesystem::absolute("build/bench-fleet-tls").string();
     std::filesystem::create_directories(dir);
     backoff::testing::make_test_certificates(dir);
     backoff::testing::redis_server tls({}, false, dir);

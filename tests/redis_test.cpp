@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 #include <set>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <thread>
 
@@ -420,4 +422,32 @@ TEST(RedisCluster, AFailoverOfTheUrlsNodeKeepsTheFleetAndItsReleaseTime) {
   ASSERT_TRUE(eventually([&] { return cluster.command("GET '" + key + "'") != stored; }, 30s));
   ASSERT_TRUE(eventually([&] { return hb.release_time("api:443", now()) > now() + 100s; }, 30s));
   EXPECT_FALSE(a.degraded());
+}
+
+// A TLS Redis that goes away under a connected fleet: the writes that follow
+// go to a closed connection. OpenSSL writes with write(2), whose SIGPIPE would
+// kill the whole process (it did, in make bench-fleet); the fleet must only
+// lose Redis and keep the gates local.
+TEST(RedisFleet, ATlsRedisThatGoesAwayDoesNotKillTheProcessWithSigpipe) {
+  const auto dir = std::filesystem::temp_directory_path() / ("backoff-tls-pipe-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  backoff::testing::make_test_certificates(dir.string());
+  struct sigaction old{};
+  struct sigaction dfl{};
+  dfl.sa_handler = SIG_DFL;  // as in a program that never heard of SIGPIPE
+  ::sigaction(SIGPIPE, &dfl, &old);
+  {
+    backoff::testing::redis_server redis("", false, dir.string());
+    backoff::redis::fleet f({.url = redis.url("/pipe"), .ca_file = (dir / "ca.pem").string()});
+    backoff::redis::shared_host_backoff hosts(f);
+    ASSERT_TRUE(eventually([&] { return !f.degraded(); }));
+    redis.stop();
+    for (int i = 0; i < 50 && !f.degraded(); ++i) {
+      hosts.hold("k" + std::to_string(i), now(), 60s);  // each one a write to Redis
+      std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_TRUE(eventually([&] { return f.degraded(); }));
+  }
+  ::sigaction(SIGPIPE, &old, nullptr);
+  std::filesystem::remove_all(dir);
 }

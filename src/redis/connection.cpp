@@ -7,7 +7,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -18,12 +21,46 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 
 namespace backoff::redis::detail {
 
 namespace {
 
 using steady = std::chrono::steady_clock;
+
+// OpenSSL writes with write(2): to a connection the server closed, that
+// raises SIGPIPE, whose default action kills the process — for a library, a
+// Redis that goes away must cost the gates, never the program. While one of
+// these lives, SIGPIPE is blocked in this thread; one raised meanwhile is
+// taken off the pending set before the mask is restored (as libcurl does).
+class sigpipe_blocked {
+ public:
+  sigpipe_blocked() {
+    ::sigemptyset(&pipe_);
+    ::sigaddset(&pipe_, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+    sigset_t pending;
+    ::sigpending(&pending);
+    was_pending_ = ::sigismember(&pending, SIGPIPE) == 1;
+  }
+  ~sigpipe_blocked() {
+    sigset_t pending;
+    ::sigpending(&pending);
+    if (!was_pending_ && ::sigismember(&pending, SIGPIPE) == 1) {
+      const timespec zero{};
+      while (::sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+      }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  sigpipe_blocked(const sigpipe_blocked&) = delete;
+  sigpipe_blocked& operator=(const sigpipe_blocked&) = delete;
+
+ private:
+  sigset_t pipe_{}, old_{};
+  bool was_pending_ = false;
+};
 
 bool is_ip(const std::string& host) {
   in6_addr a6{};
@@ -177,6 +214,7 @@ bool connection::handshake(const target& t, steady::time_point deadline) {
     SSL_set1_host(ssl_, t.host.c_str());
     SSL_set_tlsext_host_name(ssl_, t.host.c_str());
   }
+  const sigpipe_blocked quiet;
   for (;;) {
     ERR_clear_error();
     const int r = SSL_connect(ssl_);
@@ -192,6 +230,8 @@ bool connection::handshake(const target& t, steady::time_point deadline) {
 }
 
 bool connection::send_all(const char* data, std::size_t n, steady::time_point deadline) {
+  std::optional<sigpipe_blocked> quiet;
+  if (ssl_) quiet.emplace();
   std::size_t done = 0;
   while (done < n) {
     if (ssl_) {
@@ -219,6 +259,8 @@ bool connection::send_all(const char* data, std::size_t n, steady::time_point de
 }
 
 bool connection::read_once(steady::time_point deadline) {
+  std::optional<sigpipe_blocked> quiet;  // a TLS read may write (a key update's answer)
+  if (ssl_) quiet.emplace();
   char buf[16384];
   for (;;) {
     ssize_t n = 0;
