@@ -28,6 +28,7 @@
 #include "backoff/http/digest.hpp"
 #include "cli.hpp"
 #include "progress.hpp"
+#include "metrics.hpp"
 #include "report.hpp"
 #ifdef BACKOFF_HAVE_REDIS
 #include "share.hpp"
@@ -39,6 +40,7 @@ namespace {
 
 struct get_flags {
   policy_flags policy;
+  metrics_options metrics;  // --metrics, --metrics-name, --push-metrics
   std::vector<std::string> urls, mirrors;
   std::string input_file, output_dir;
   unsigned parallel = 4;
@@ -455,7 +457,7 @@ curl::download_result download_segmented(const get_plan& plan, const curl::clien
 
 // Several URLs on one thread: an async_client on an io_context, at most
 // --parallel transfers at once, one Retry-After per host shared by all of them.
-int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& report) {
+int get_many(get_plan& plan, const get_flags& f, run_record& report) {
   asio::io_context ctx;
   // Shared by every transfer: a host's Retry-After holds back all of its
   // transfers. Failures alone do not (each transfer has its own backoff).
@@ -550,98 +552,12 @@ int get_many(get_plan& plan, const get_flags& f, std::optional<report_file>& rep
 
 }  // namespace
 
-subcommand get_command(CLI::App& app) {
-  auto f = std::make_shared<get_flags>();
-  auto* cmd = app.add_subcommand("get", "Download a URL (or call an API), retrying failures and resuming broken transfers");
-  cmd->footer(
-      "Exit status: 0 when every URL was saved; 3 when retries did not help; 4 on a permanent error (404, a redirect "
-      "loop, a status with no body to save); 5 when the output could not be written; 6 when the file did not match "
-      "--checksum twice; 128+N when stopped by signal N (130 for Ctrl-C); 2 for a bad flag or value (nothing was "
-      "fetched). With several URLs, the worst of theirs.");
-  f->policy.add_to(*cmd);
-  cmd->add_option("url", f->urls, "The URL(s) to download");
-  cmd->add_option("-i,--input-file", f->input_file, "Download the URLs listed in FILE ('URL [NAME]' per line; - for stdin)");
-  cmd->add_option("-P,--parallel", f->parallel,
-                  "Transfers at once with several URLs (default 4). Not wget's -P DIR: that is -O DIR here");
-  cmd->add_option("--connections", f->connections,
-                  "Connections per file, 1..32 (default 8): a file whose server supports ranges is fetched in "
-                  "segments, adding connections while they speed it up; 1 fetches it as one stream");
-  cmd->add_option("--mirror", f->mirrors,
-                  "Another URL of the same file (repeat for more): each mirror adds one connection, must agree on the "
-                  "length and digest, and is dropped if it fails or disagrees");
-  cmd->add_option("--min-split-size", f->min_split_size,
-                  "Smallest segment, e.g. 4M (default 1M); files under twice this use one connection");
-  cmd->add_option("-O,--output-dir", f->output_dir,
-                  "Save under DIR, each file under its URL's name. Not curl's -O (the URL's name is the default "
-                  "here) nor wget's -O FILE (that is -o FILE)");
-#ifdef BACKOFF_HAVE_REDIS
-  cmd->add_option("--share", f->share,
-                  "Share Retry-After, a retry budget and a circuit breaker for the URL's host with every backoff "
-                  "using the same Redis: redis://[USER[:PASSWORD]@]HOST:PORT[/PREFIX], rediss:// for TLS (or the "
-                  "password in BACKOFF_REDIS_PASSWORD)");
-  cmd->add_option("--share-password-file", f->share_password_file,
-                  "Read the Redis password for --share from the first line of FILE (kept out of ps)");
-  cmd->add_option("--share-cacert", f->share_cacert, "With --share rediss://: trust the CAs in FILE (PEM) for Redis");
-#endif
-  cmd->add_flag("--per-transfer-retry-after", f->per_transfer_retry_after,
-                "With several URLs: a Retry-After holds back only the transfer that got it (default: a 429's holds "
-                "every transfer to that host, a 503's only its own unless the host keeps failing)");
-  cmd->add_flag("--host-wide-retry-after", f->host_wide_retry_after,
-                "Every Retry-After (a 503's too) holds back every transfer to that host");
-  cmd->add_flag("--ignore-quota", f->ignore_quota,
-                "Do not pace by the quota servers announce (RateLimit, X-RateLimit-*, ...): send until a 429 "
-                "(default: once a host's quota is spent, its transfers wait for the window to reset)");
-  cmd->add_option("-o,--output", f->output,
-                  "Where to write it: a file (replaced only when complete), '-' for standard output "
-                  "(default: the URL's file name; standard output with -X/-d)");
-  // Options that repeat take one value each time, so that `-H 'K: v' URL`
-  // leaves the URL a URL (CLI11 would give a vector option every word up to the next flag).
-  cmd->add_option("-H,--header", f->headers, "An extra request header, 'Name: value' (repeatable)")
-      ->allow_extra_args(false);
-  cmd->add_option("-A,--user-agent", f->user_agent, "Send this User-Agent header");
-  cmd->add_option("-u,--user", f->user, "USER:PASSWORD for HTTP Basic authentication (never shown in messages)");
-  cmd->add_option("--cacert", f->cacert,
-                  "Trust the CAs in this PEM file instead of the system's (default: $CURL_CA_BUNDLE, else "
-                  "$SSL_CERT_FILE, as curl reads them)");
-  cmd->add_option("--capath", f->capath, "Trust the CAs in this directory of hashed certificates (default: $SSL_CERT_DIR)");
-  cmd->add_option("--cert", f->cert, "Client certificate (PEM) for servers that ask for one");
-  cmd->add_option("--key", f->key, "The client certificate's private key (PEM), when not in the --cert file");
-  cmd->add_flag("-k,--insecure", f->insecure,
-                "Do not verify the server's certificate or name (a warning is printed every time)");
-  cmd->add_flag("--compressed", f->compressed,
-                "API calls (-X, -d, --json): ask for a compressed response and save it decoded. Downloads always "
-                "fetch the file as stored, so that resume and checksums hold");
-  // curl's -L and -f: what get does anyway, so they bind to nothing.
-  cmd->add_flag("-L,--location")->description("Follow redirects (always done; accepted for curl's habit)");
-  cmd->add_flag("-f,--fail")->description(
-      "Fail on HTTP errors (always done: an error page is never saved; accepted for curl's habit)");
-  cmd->add_option("--stall-timeout", f->stall_timeout, "End an attempt that receives nothing for this long (default 30s)");
-  cmd->add_option("--timeout", f->timeout, "Time limit for each whole attempt (default: none for downloads, 30s for -X/-d)");
-  cmd->add_option("--connect-timeout", f->connect_timeout, "Time limit for connecting (default 10s)");
-  cmd->add_option("--max-retry-after", f->max_retry_after, "Longest Retry-After to obey (default 1h)");
-  cmd->add_option("--max-filesize", f->max_filesize, "Fail on bodies larger than this, e.g. 500M (default: no limit)");
-  cmd->add_option("--checksum", f->checksum, "Verify the file before it is saved: sha256:HEX or sha512:HEX");
-  cmd->add_option("--retry-on-http-error", f->retry_on, "Also retry these statuses, e.g. 404,520-527");
-  cmd->add_option("--no-retry-on-http-error", f->no_retry_on, "Never retry these statuses, e.g. 503");
-  cmd->add_option("-X,--request", f->method, "Make one API call with this method instead of a download");
-  cmd->add_option("-d,--data", f->data,
-                  "Request body: TEXT, or @FILE sent unchanged (implies POST; unlike curl's -d, line breaks are kept)");
-  cmd->add_option("--data-binary", f->data_binary, "Request body: TEXT or @FILE, unchanged (as -d)");
-  cmd->add_option("--data-raw", f->data_raw, "Request body: TEXT as given, a leading @ included");
-  cmd->add_option("--json", f->json,
-                  "JSON request body: TEXT or @FILE, with Content-Type and Accept: application/json (implies POST)");
-  cmd->add_option("--idempotency-key", f->idempotency_key,
-                  "Send an Idempotency-Key ('auto' for a random one), the same on every attempt; lets a POST be retried");
-  cmd->add_option("--report", f->report, "Write the attempt history as JSON to FILE");
-  cmd->add_flag("-q,--quiet,-s,--silent", f->quiet, "No progress, retry or error messages");
-  cmd->add_flag("-S,--show-error", f->show_error, "With -q or -s: still say why it failed (curl's -sS)");
-  return {cmd, [f]() -> int {
+// The work of `backoff get`, its report document left in `report`.
+int get_run(const std::shared_ptr<get_flags>& f, run_record& report) {
     get_plan plan = plan_of(*f);
     if (f->insecure)
       std::cerr << "backoff: warning: --insecure: the server's certificate is not checked; anyone on the path can "
                    "read and change this transfer\n";
-    std::optional<report_file> report;
-    if (!f->report.empty()) report.emplace(f->report);  // fails now, not after the download
     if (!f->output_dir.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(f->output_dir, ec);
@@ -743,6 +659,106 @@ subcommand get_command(CLI::App& app) {
     }
     if (r.checksum_mismatch) return exit_code::checksum;
     return exit_for(r.reason, r.file_error, signals.signal());
+}
+
+subcommand get_command(CLI::App& app) {
+  auto f = std::make_shared<get_flags>();
+  auto* cmd = app.add_subcommand("get", "Download a URL (or call an API), retrying failures and resuming broken transfers");
+  cmd->footer(
+      "Exit status: 0 when every URL was saved; 3 when retries did not help; 4 on a permanent error (404, a redirect "
+      "loop, a status with no body to save); 5 when the output could not be written; 6 when the file did not match "
+      "--checksum twice; 128+N when stopped by signal N (130 for Ctrl-C); 2 for a bad flag or value (nothing was "
+      "fetched). With several URLs, the worst of theirs.");
+  f->policy.add_to(*cmd);
+  cmd->add_option("url", f->urls, "The URL(s) to download");
+  cmd->add_option("-i,--input-file", f->input_file, "Download the URLs listed in FILE ('URL [NAME]' per line; - for stdin)");
+  cmd->add_option("-P,--parallel", f->parallel,
+                  "Transfers at once with several URLs (default 4). Not wget's -P DIR: that is -O DIR here");
+  cmd->add_option("--connections", f->connections,
+                  "Connections per file, 1..32 (default 8): a file whose server supports ranges is fetched in "
+                  "segments, adding connections while they speed it up; 1 fetches it as one stream");
+  cmd->add_option("--mirror", f->mirrors,
+                  "Another URL of the same file (repeat for more): each mirror adds one connection, must agree on the "
+                  "length and digest, and is dropped if it fails or disagrees");
+  cmd->add_option("--min-split-size", f->min_split_size,
+                  "Smallest segment, e.g. 4M (default 1M); files under twice this use one connection");
+  cmd->add_option("-O,--output-dir", f->output_dir,
+                  "Save under DIR, each file under its URL's name. Not curl's -O (the URL's name is the default "
+                  "here) nor wget's -O FILE (that is -o FILE)");
+#ifdef BACKOFF_HAVE_REDIS
+  cmd->add_option("--share", f->share,
+                  "Share Retry-After, a retry budget and a circuit breaker for the URL's host with every backoff "
+                  "using the same Redis: redis://[USER[:PASSWORD]@]HOST:PORT[/PREFIX], rediss:// for TLS (or the "
+                  "password in BACKOFF_REDIS_PASSWORD)");
+  cmd->add_option("--share-password-file", f->share_password_file,
+                  "Read the Redis password for --share from the first line of FILE (kept out of ps)");
+  cmd->add_option("--share-cacert", f->share_cacert, "With --share rediss://: trust the CAs in FILE (PEM) for Redis");
+#endif
+  cmd->add_flag("--per-transfer-retry-after", f->per_transfer_retry_after,
+                "With several URLs: a Retry-After holds back only the transfer that got it (default: a 429's holds "
+                "every transfer to that host, a 503's only its own unless the host keeps failing)");
+  cmd->add_flag("--host-wide-retry-after", f->host_wide_retry_after,
+                "Every Retry-After (a 503's too) holds back every transfer to that host");
+  cmd->add_flag("--ignore-quota", f->ignore_quota,
+                "Do not pace by the quota servers announce (RateLimit, X-RateLimit-*, ...): send until a 429 "
+                "(default: once a host's quota is spent, its transfers wait for the window to reset)");
+  cmd->add_option("-o,--output", f->output,
+                  "Where to write it: a file (replaced only when complete), '-' for standard output "
+                  "(default: the URL's file name; standard output with -X/-d)");
+  // Options that repeat take one value each time, so that `-H 'K: v' URL`
+  // leaves the URL a URL (CLI11 would give a vector option every word up to the next flag).
+  cmd->add_option("-H,--header", f->headers, "An extra request header, 'Name: value' (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("-A,--user-agent", f->user_agent, "Send this User-Agent header");
+  cmd->add_option("-u,--user", f->user, "USER:PASSWORD for HTTP Basic authentication (never shown in messages)");
+  cmd->add_option("--cacert", f->cacert,
+                  "Trust the CAs in this PEM file instead of the system's (default: $CURL_CA_BUNDLE, else "
+                  "$SSL_CERT_FILE, as curl reads them)");
+  cmd->add_option("--capath", f->capath, "Trust the CAs in this directory of hashed certificates (default: $SSL_CERT_DIR)");
+  cmd->add_option("--cert", f->cert, "Client certificate (PEM) for servers that ask for one");
+  cmd->add_option("--key", f->key, "The client certificate's private key (PEM), when not in the --cert file");
+  cmd->add_flag("-k,--insecure", f->insecure,
+                "Do not verify the server's certificate or name (a warning is printed every time)");
+  cmd->add_flag("--compressed", f->compressed,
+                "API calls (-X, -d, --json): ask for a compressed response and save it decoded. Downloads always "
+                "fetch the file as stored, so that resume and checksums hold");
+  // curl's -L and -f: what get does anyway, so they bind to nothing.
+  cmd->add_flag("-L,--location")->description("Follow redirects (always done; accepted for curl's habit)");
+  cmd->add_flag("-f,--fail")->description(
+      "Fail on HTTP errors (always done: an error page is never saved; accepted for curl's habit)");
+  cmd->add_option("--stall-timeout", f->stall_timeout, "End an attempt that receives nothing for this long (default 30s)");
+  cmd->add_option("--timeout", f->timeout, "Time limit for each whole attempt (default: none for downloads, 30s for -X/-d)");
+  cmd->add_option("--connect-timeout", f->connect_timeout, "Time limit for connecting (default 10s)");
+  cmd->add_option("--max-retry-after", f->max_retry_after, "Longest Retry-After to obey (default 1h)");
+  cmd->add_option("--max-filesize", f->max_filesize, "Fail on bodies larger than this, e.g. 500M (default: no limit)");
+  cmd->add_option("--checksum", f->checksum, "Verify the file before it is saved: sha256:HEX or sha512:HEX");
+  cmd->add_option("--retry-on-http-error", f->retry_on, "Also retry these statuses, e.g. 404,520-527");
+  cmd->add_option("--no-retry-on-http-error", f->no_retry_on, "Never retry these statuses, e.g. 503");
+  cmd->add_option("-X,--request", f->method, "Make one API call with this method instead of a download");
+  cmd->add_option("-d,--data", f->data,
+                  "Request body: TEXT, or @FILE sent unchanged (implies POST; unlike curl's -d, line breaks are kept)");
+  cmd->add_option("--data-binary", f->data_binary, "Request body: TEXT or @FILE, unchanged (as -d)");
+  cmd->add_option("--data-raw", f->data_raw, "Request body: TEXT as given, a leading @ included");
+  cmd->add_option("--json", f->json,
+                  "JSON request body: TEXT or @FILE, with Content-Type and Accept: application/json (implies POST)");
+  cmd->add_option("--idempotency-key", f->idempotency_key,
+                  "Send an Idempotency-Key ('auto' for a random one), the same on every attempt; lets a POST be retried");
+  cmd->add_option("--report", f->report, "Write the attempt history as JSON to FILE");
+  f->metrics.add_to(*cmd);
+  cmd->add_flag("-q,--quiet,-s,--silent", f->quiet, "No progress, retry or error messages");
+  cmd->add_flag("-S,--show-error", f->show_error, "With -q or -s: still say why it failed (curl's -sS)");
+  return {cmd, [f]() -> int {
+    run_record report;
+    if (!f->report.empty()) report.file.emplace(f->report);  // fails now, not after the download
+    f->metrics.check("get");
+    const auto started = std::chrono::system_clock::now();
+    const int code = get_run(f, report);
+    if (f->metrics.wanted()) {
+      const std::string trouble = write_metrics(
+          f->metrics, summarize(f->metrics.name, report.doc, code, started, std::chrono::system_clock::now()));
+      if (!trouble.empty()) std::cerr << "backoff: warning: " << trouble << "\n";
+    }
+    return code;
   }};
 }
 

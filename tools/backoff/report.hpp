@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "cli.hpp"
@@ -76,6 +77,23 @@ class report_file {
  private:
   std::string path_, temp_;
   int fd_ = -1;
+};
+
+// What a run learns for --report and --metrics: its report document, written
+// to the report file when there is one (`file`), and kept for the metrics.
+class run_record {
+ public:
+  std::optional<report_file> file;
+  nlohmann::json doc;  // null until written
+
+  void write(nlohmann::json d) {
+    if (file) file->write(d);
+    doc = std::move(d);
+  }
+  // So that code written for std::optional<report_file> reads the same:
+  // `if (report) report->write(…)` — a document is always kept.
+  explicit operator bool() const noexcept { return true; }
+  run_record* operator->() noexcept { return this; }
 };
 
 }  // namespace backoff::cli

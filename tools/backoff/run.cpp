@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "metrics.hpp"
 #include "report.hpp"
 #include "run_loop.hpp"
 #ifdef BACKOFF_HAVE_REDIS
@@ -269,6 +270,7 @@ subcommand run_command(CLI::App& app) {
   cmd->add_option("--kill-after", ro->kill_after, "Grace period between SIGTERM and SIGKILL (default 5s)");
   cmd->add_flag("--stdin-replay", ro->stdin_replay, "Buffer standard input and give it to every attempt");
   cmd->add_option("--report", ro->report, "Write the attempt history as JSON to FILE");
+  ro->metrics.add_to(*cmd);
   cmd->add_flag("-q,--quiet", ro->quiet, "Print nothing about retries");
   cmd->add_option("--retry-if-output", ro->retry_if_output,
                   "Retry when a line of the command's output matches this extended regex, e.g. '429|Too Many Requests', "
@@ -291,8 +293,10 @@ subcommand run_command(CLI::App& app) {
     // A command that exits without reading what --stdin-replay feeds it must
     // not take backoff down with SIGPIPE: the write fails instead, quietly.
     ::signal(SIGPIPE, SIG_IGN);
-    std::optional<report_file> report;
-    if (!ro->report.empty()) report.emplace(ro->report);  // an unwritable path fails before the command runs
+    run_record report;
+    if (!ro->report.empty()) report.file.emplace(ro->report);  // an unwritable path fails before the command runs
+    ro->metrics.check("run");
+    const auto started = std::chrono::system_clock::now();
 
     std::string input;
     if (ro->stdin_replay) input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
@@ -320,6 +324,11 @@ subcommand run_command(CLI::App& app) {
                      {"reason", std::string(to_string(r.reason))},
                      {"exit_status", r.status},
                      {"attempts", r.attempts}});
+    if (ro->metrics.wanted()) {
+      const std::string trouble = write_metrics(
+          ro->metrics, summarize(ro->metrics.name, report.doc, r.status, started, std::chrono::system_clock::now()));
+      if (!trouble.empty()) std::cerr << "backoff: warning: " << trouble << "\n";
+    }
     return r.status;
   }};
 }

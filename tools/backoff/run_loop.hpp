@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics.hpp"
 #include "backoff/backoff.hpp"
 #include "cli.hpp"
 
@@ -43,6 +44,7 @@ struct run_options {
   bool stdin_replay = false, quiet = false;
   std::string share, share_key, share_password_file, share_cacert;  // --share redis://…, --share-key NAME, …
   std::string retry_if_output, success_if_output;  // extended regular expressions, matched line by line
+  metrics_options metrics;                          // --metrics, --metrics-name, --push-metrics
   std::vector<std::string> command;
 };
 
