@@ -4,7 +4,8 @@
 # but only those missing. Safe to run repeatedly; needs root (or sudo) to install.
 # (lintian checks the packages in the package test; openssl makes the TLS tests'
 # certificates; aria2 is the yardstick of the segmented-download benchmark, and
-# python3 runs its connection-cutting proxy.)
+# python3 runs its connection-cutting proxy; promtool (prometheus),
+# node_exporter and the Pushgateway check and take what --metrics writes.)
 set -euo pipefail
 
 packages=(
@@ -16,6 +17,7 @@ packages=(
   curl bc libasio-dev
   libhiredis-dev redis-server
   dpkg-dev groff-base lintian openssl aria2 python3
+  prometheus prometheus-node-exporter prometheus-pushgateway
 )
 
 missing=()
