@@ -2,11 +2,13 @@
 // Core benchmarks. Names are stable so results can be compared over time:
 //   BM_DirectCall          a non-inlined trivial callee, called directly (the baseline)
 //   BM_RetrySuccess        the same callee through retry() with a 3-attempt policy
+//   BM_RetrySuccessObserved the same with backoff::metrics attached (it reads the clock twice)
 //   BM_RetryThreeFailures  three retryable failures then success, manual clock (no sleeping)
 //   BM_NextDelay/<jitter>  one delay from the policy (schedule + jitter)
 #include <benchmark/benchmark.h>
 
 #include <backoff/backoff.hpp>
+#include <backoff/metrics.hpp>
 
 #include <system_error>
 
@@ -37,6 +39,19 @@ void BM_RetrySuccess(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_RetrySuccess);
+
+void BM_RetrySuccessObserved(benchmark::State& state) {
+  const backoff::policy p{.stop = backoff::stop::after_attempts(3)};
+  backoff::metrics m;
+  const backoff::options<int> o{.observer = &m};
+  int x = 0;
+  for (auto _ : state) {
+    x = backoff::retry(p, [&] { return callee(x); }, o);
+    benchmark::DoNotOptimize(x);
+  }
+  if (m.attempts(backoff::attempt_outcome::success) == 0) state.SkipWithError("the observer saw nothing");
+}
+BENCHMARK(BM_RetrySuccessObserved);
 
 void BM_RetryThreeFailures(benchmark::State& state) {
   const backoff::policy p{.stop = backoff::stop::after_attempts(4)};

@@ -22,6 +22,7 @@
 
 #include "backoff/breaker.hpp"
 #include "backoff/budget.hpp"
+#include "backoff/metrics.hpp"
 
 using namespace std::chrono_literals;
 namespace ba = backoff::asio;
@@ -330,4 +331,19 @@ TEST_F(Asio, AGateThatSaysRecheckIsAskedAgainAfterTheWait) {
   EXPECT_EQ(starts[0], 1200ms);  // asked at 0, 300, 600, 900, 1200 ms
   EXPECT_EQ(starts[1], 2200ms);  // the retry after 1 s: allowed at once
   EXPECT_EQ(g.rechecks, 4);
+}
+
+// async_retry tells an observer what the sync loop tells it.
+TEST_F(Asio, AnObserverHearsEachAttemptAndTheEnd) {
+  backoff::metrics m;
+  backoff::options<ba::result_of<scripted_op>> o{.observer = &m};
+  std::optional<std::error_code> got;
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({refused, refused}), o,
+                                    [&](std::error_code ec, int) { got = ec; });
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(m.attempts(backoff::attempt_outcome::retryable), 2u);
+  EXPECT_EQ(m.attempts(backoff::attempt_outcome::success), 1u);
+  EXPECT_EQ(m.retries(), 2u);
+  EXPECT_EQ(m.operations(stop_reason::success), 1u);
 }

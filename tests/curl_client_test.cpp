@@ -17,6 +17,7 @@
 
 #include "backoff/budget.hpp"
 #include "backoff/clock.hpp"
+#include "backoff/metrics.hpp"
 #include "backoff/host_backoff.hpp"
 #include "backoff/stop.hpp"
 #include "content.hpp"
@@ -579,4 +580,26 @@ TEST_F(CurlClient, BadRequestsAreRejectedWithAMessage) {
   const auto r = http.download(server.url("/x"), dir / "no-such-dir" / "file");
   EXPECT_EQ(r.reason, stop_reason::permanent);
   EXPECT_NE(r.error.find("cannot create"), std::string::npos) << r.error;
+}
+
+// An observer on the client hears every request's attempts: its retries are
+// http.request.resend_count (OpenTelemetry), here 2 for the first request and
+// 0 for the second; a 404 ends permanent.
+TEST_F(CurlClient, AnObserverCountsResendsPerRequest) {
+  server.script("/r", {fault::status(503), fault::status(503)});
+  server.script("/missing", {fault::status(404)});
+  backoff::metrics m;
+  auto o = opts();
+  o.observer = &m;
+  backoff::curl::client http(o);
+  ASSERT_TRUE(http.perform({.url = server.url("/r")}).ok());
+  EXPECT_EQ(m.retries(), 2u);
+  ASSERT_TRUE(http.perform({.url = server.url("/r")}).ok());
+  EXPECT_EQ(m.retries(), 2u);
+  EXPECT_EQ(http.perform({.url = server.url("/missing")}).reason, stop_reason::permanent);
+  EXPECT_EQ(m.attempts(backoff::attempt_outcome::retryable), 2u);
+  EXPECT_EQ(m.attempts(backoff::attempt_outcome::success), 2u);
+  EXPECT_EQ(m.attempts(backoff::attempt_outcome::permanent), 1u);
+  EXPECT_EQ(m.operations(stop_reason::success), 2u);
+  EXPECT_EQ(m.operations(stop_reason::permanent), 1u);
 }

@@ -265,7 +265,7 @@ class retry_op {
         self.get_cancellation_state().cancelled() != net::cancellation_type::none)
       return give_up(self, stop_reason::cancelled, thrown);
 
-    retry_step::report report{outcome, t1, std::nullopt, false, false};
+    retry_step::report report{outcome, t1, std::nullopt, false, false, t1 - s.t0};
     if (s.options.gate && s.options.is_timeout) report.timed_out = s.options.is_timeout(seen);
     if (outcome == attempt_outcome::retryable) {
       if (s.options.server_hint) report.hint = s.options.server_hint(seen);
@@ -307,7 +307,7 @@ class retry_op {
           policy(own_policy ? *own_policy : p),
           options(own_options ? *own_options : opts ? *opts : default_options()),
           timer(std::move(t)),
-          step(policy, {options.gate, options.gate_first_attempt}) {}
+          step(policy, {options.gate, options.gate_first_attempt, options.observer}) {}
     static const backoff::options<result>& default_options() {
       static const backoff::options<result> none{};
       return none;

@@ -17,6 +17,8 @@
 #include "backoff/host_backoff.hpp"
 #include "backoff/history.hpp"
 #include "backoff/jitter.hpp"
+#include "backoff/metrics.hpp"
+#include "backoff/observer.hpp"
 #include "backoff/outcome.hpp"
 #include "backoff/policy.hpp"
 #include "backoff/presets.hpp"

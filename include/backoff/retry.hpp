@@ -131,6 +131,9 @@ struct options {
   // the last real error. With gate_first_attempt, the first attempt asks too.
   backoff::gate* gate = nullptr;
   bool gate_first_attempt = false;
+  // Told every attempt, retry, gate denial and the end (backoff/observer.hpp;
+  // backoff::metrics counts them). Unset: nothing is called.
+  backoff::observer* observer = nullptr;
   // Whether a failed attempt was a timeout (AWS's budget charges those more).
   std::function<bool(const attempt<R>&)> is_timeout{};
   // Whether a failed attempt still moved the work forward (a resumable download
@@ -187,7 +190,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
   // Read the clock before the first attempt whenever something will see its
   // record; a loop that does not may skip it (the success path stays cheap).
   const bool timed = h != nullptr || hooks || p.stop.uses_clock() || o.gate != nullptr || o.server_hint ||
-                     o.fallback || o.made_progress;
+                     o.fallback || o.made_progress || o.observer != nullptr;
   backoff::clock* clock_ptr = o.clock;
   auto clk = [&]() -> backoff::clock& {
     if (!clock_ptr) clock_ptr = &real_clock::instance();
@@ -198,7 +201,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
   // any attempt. A loop whose first attempt was already made (retry()'s fast
   // path) checks before its first retry, keeping that attempt's error nested.
   if (first == nullptr) p.validate();
-  retry_step step(p, {o.gate, o.gate_first_attempt});
+  retry_step step(p, {o.gate, o.gate_first_attempt, o.observer});
   time_point start{};
   bool clock_started = false;
   if (timed && first == nullptr) {
@@ -274,8 +277,8 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
           start = t1;
           clock_started = true;
         }
-        if (o.gate) step.after({outcome, t1, std::nullopt, false, false}, rng);
         const time_point begun = n == 1 ? start : t0;
+        if (o.gate || o.observer) step.after({outcome, t1, std::nullopt, false, false, t1 - begun}, rng);
         const attempt_record rec{n, outcome, false, begun - start, t1 - begun, duration{0}, duration{-1}};
         if (h) h->push(rec);
         if (hooks) {
@@ -321,7 +324,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
     };
 
     const attempt<R> seen{rec, result, error, stop_reason::success, false};
-    retry_step::report report{outcome, t1, std::nullopt, false, false};
+    retry_step::report report{outcome, t1, std::nullopt, false, false, t1 - begun};
     if (o.gate && o.is_timeout) report.timed_out = o.is_timeout(seen);
     if (outcome == attempt_outcome::retryable) {
       if (n == 1 && first != nullptr) {

@@ -32,6 +32,7 @@
 #include "backoff/clock.hpp"
 #include "backoff/gate.hpp"
 #include "backoff/history.hpp"
+#include "backoff/observer.hpp"
 #include "backoff/policy.hpp"
 
 namespace backoff {
@@ -41,6 +42,7 @@ class retry_step {
   struct config {
     backoff::gate* gate = nullptr;    // asked before each retry, told about every attempt
     bool gate_first_attempt = false;  // ask before the first attempt too
+    backoff::observer* observer = nullptr;  // told every attempt, retry, denial and the end
   };
 
   // How an attempt ended, as the loop classified it.
@@ -50,6 +52,7 @@ class retry_step {
     std::optional<duration> hint{};       // the server's requested wait, if any
     bool timed_out = false;               // a timeout (AWS's budget charges more)
     bool made_progress = false;           // moved the work forward (see retry.hpp's made_progress)
+    duration took{-1};                    // how long the attempt took (-1: not timed), for the observer
   };
 
   struct decision {
@@ -77,7 +80,10 @@ class retry_step {
     if (!config_.gate || !config_.gate_first_attempt) return {};
     last_request_ = {false, now, false};
     const gate_decision d = config_.gate->acquire(last_request_);
-    if (!d.allowed) return {false, d.reason, {}};
+    if (!d.allowed) {
+      denied(d.reason);
+      return {false, d.reason, {}};
+    }
     granted_ = !d.recheck;
     return {true, stop_reason::success, d.not_before, d.recheck};
   }
@@ -91,11 +97,15 @@ class retry_step {
     last_request_.now = now;
     last_request_.recheck = true;
     const gate_decision d = config_.gate->acquire(last_request_);
-    if (!d.allowed) return {false, d.reason, {}};
+    if (!d.allowed) {
+      denied(d.reason);
+      return {false, d.reason, {}};
+    }
     if (last_request_.retry && d.not_before > now) {
       const auto verdict = policy_->stop.decide({attempts_ - progressed_at_, now - start_, now, d.not_before - now});
       if (verdict.stop || d.not_before - now > verdict.max_wait) {
         if (!d.recheck) config_.gate->release(last_request_);
+        ended(stop_reason::deadline);
         return {false, stop_reason::deadline, {}};
       }
     }
@@ -114,8 +124,9 @@ class retry_step {
     gate* const g = config_.gate;
     const bool retry = attempts_ > 1;
     if (g) g->record({r.outcome, retry, r.timed_out, r.now});
-    if (r.outcome == attempt_outcome::success) return {true, stop_reason::success, duration{0}, duration{-1}};
-    if (r.outcome == attempt_outcome::permanent) return {true, stop_reason::permanent, duration{0}, duration{-1}};
+    if (observer* ob = config_.observer) ob->attempt_ended({attempts_, r.outcome, r.took, r.timed_out, r.now});
+    if (r.outcome == attempt_outcome::success) return stopped(stop_reason::success, duration{-1});
+    if (r.outcome == attempt_outcome::permanent) return stopped(stop_reason::permanent, duration{-1});
 
     if (r.made_progress) {
       sched_ = schedule_state{};
@@ -134,13 +145,16 @@ class retry_step {
     const duration elapsed = r.now - start_;
     const std::uint32_t counted = attempts_ - progressed_at_;
     auto verdict = policy_->stop.decide({counted, elapsed, r.now, delay});
-    if (verdict.stop) return {true, verdict.reason, duration{0}, out.hint};
+    if (verdict.stop) return stopped(verdict.reason, out.hint);
     // Asked only once the stop rule agreed, so that a budget is not charged
     // for a retry that would not happen anyway.
     bool held = false;  // the gate granted something that must be given back if no retry follows
     if (g) {
       const gate_decision d = g->acquire({true, r.now, r.timed_out});
-      if (!d.allowed) return {true, d.reason, duration{0}, out.hint};
+      if (!d.allowed) {
+        denied(d.reason);
+        return {true, d.reason, duration{0}, out.hint};
+      }
       held = !d.recheck;
       out.recheck = d.recheck;
       if (d.not_before > r.now && d.not_before - r.now > delay) {
@@ -151,17 +165,19 @@ class retry_step {
         verdict = policy_->stop.decide({counted, elapsed, r.now, delay});
         if (verdict.stop) {
           if (held) g->release({true, r.now, r.timed_out});
-          return {true, stop_reason::deadline, duration{0}, out.hint};
+          return stopped(stop_reason::deadline, out.hint);
         }
       }
     }
     if (floored && delay > verdict.max_wait) {
       if (held) g->release({true, r.now, r.timed_out});
-      return {true, stop_reason::deadline, duration{0}, out.hint};
+      return stopped(stop_reason::deadline, out.hint);
     }
     out.delay = std::min(delay, verdict.max_wait);
     granted_ = held;
     last_request_ = {true, r.now, r.timed_out};
+    if (observer* ob = config_.observer)
+      ob->retry_scheduled({attempts_ + 1, out.delay, r.hint ? std::optional<duration>(out.hint) : std::nullopt, r.timed_out});
     return out;
   }
 
@@ -170,11 +186,26 @@ class retry_step {
   void abandon() noexcept {
     if (granted_ && config_.gate) config_.gate->release(last_request_);
     granted_ = false;
+    ended(stop_reason::cancelled);
   }
   std::uint32_t attempts() const noexcept { return attempts_; }
   time_point started() const noexcept { return start_; }
 
  private:
+  void ended(stop_reason why) noexcept {
+    if (config_.observer) config_.observer->ended(why, attempts_);
+  }
+  void denied(stop_reason why) noexcept {
+    if (config_.observer) {
+      config_.observer->gate_denied(why);
+      config_.observer->ended(why, attempts_);
+    }
+  }
+  decision stopped(stop_reason why, duration hint) noexcept {
+    ended(why);
+    return {true, why, duration{0}, hint};
+  }
+
   const policy* policy_;
   config config_;
   time_point start_{};

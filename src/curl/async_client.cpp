@@ -119,7 +119,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
     }
     w = std::make_unique<wiring>(owner.options, work.url);
     opts = loop_options<attempt_result>(*w, logs, [](const attempt_result& r) -> const attempt_result& { return r; });
-    step = std::make_unique<retry_step>(w->policy, retry_step::config{opts.gate, opts.gate_first_attempt});
+    step = std::make_unique<retry_step>(w->policy, retry_step::config{opts.gate, opts.gate_first_attempt, opts.observer});
     slot = cancel_slot;
     if (slot.is_connected()) slot.assign([weak = this->weak_from_this()](asio::cancellation_type) {
       if (auto t = weak.lock()) t->cancel();

@@ -167,7 +167,7 @@ inline attempt_record log_attempt(std::vector<attempt_log>& logs, const backoff:
 inline retry_step::decision decide_after(backoff::options<attempt_result>& opts, retry_step& step, attempt_record& rec,
                                          const attempt_result& last, time_point t1, bool cancelled, bool progressed) {
   const backoff::attempt<attempt_result> seen{rec, &last, {}, stop_reason::success, false};
-  retry_step::report report{rec.outcome, t1, std::nullopt, false, false};
+  retry_step::report report{rec.outcome, t1, std::nullopt, false, false, rec.took};
   if (opts.gate && opts.is_timeout) report.timed_out = opts.is_timeout(seen);
   if (rec.outcome == attempt_outcome::retryable && !cancelled) {
     report.hint = opts.server_hint(seen);

@@ -155,6 +155,7 @@ backoff::options<R> loop_options(wiring& w, std::vector<attempt_log>& logs, Get 
           },
       .gate = w.gate,
       .gate_first_attempt = w.options.gate_first_attempt || w.host_gate.has_value() || w.quota_gate.has_value(),
+      .observer = o.observer,
       .is_timeout = [get](const attempt<R>& a) { return a.result && get(*a.result).failure == http::transport::timeout; },
       .made_progress = [get](const attempt<R>& a) { return a.result && get(*a.result).progressed; },
       .clock = o.clock,

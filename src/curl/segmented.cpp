@@ -204,7 +204,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     if (!first().easy) return fail_early("curl_easy_init failed", false);
     w = std::make_unique<wiring>(options(), url);
     opts = loop_options<attempt_result>(*w, logs, [](const attempt_result& r) -> const attempt_result& { return r; });
-    step = std::make_unique<retry_step>(w->policy, retry_step::config{opts.gate, opts.gate_first_attempt});
+    step = std::make_unique<retry_step>(w->policy, retry_step::config{opts.gate, opts.gate_first_attempt, opts.observer});
     slot = cancel_slot;
     if (slot.is_connected()) slot.assign([weak = weak_from_this()](asio::cancellation_type) {
       if (auto t = weak.lock()) t->cancel();

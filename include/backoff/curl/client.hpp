@@ -52,6 +52,7 @@
 
 #include "backoff/gate.hpp"
 #include "backoff/host_backoff.hpp"
+#include "backoff/observer.hpp"
 #include "backoff/quota.hpp"
 #include "backoff/http/classify.hpp"
 #include "backoff/http/hint.hpp"
@@ -205,6 +206,9 @@ struct client_options {
   // first attempts too when gate_first_attempt is set.
   backoff::gate* gate = nullptr;
   bool gate_first_attempt = false;
+  // Told every attempt, retry, gate denial and the end of each request
+  // (backoff/observer.hpp; backoff::metrics counts them, as http.request.resend_count).
+  backoff::observer* observer = nullptr;
   // Backoff shared per host (keyed by host_key(url), "host:port"): every
   // request waits for the host's release time, and failures and the hints
   // hint_scope says push it for all of them.

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: BSL-1.0
+// backoff/observer.hpp — what a retry loop decides, told as it happens: for
+// metrics, traces and logs, without wrapping the operation.
+//
+//   backoff::metrics m;                                  // backoff/metrics.hpp: an observer that counts
+//   backoff::retry(policy, call, {.observer = &m});
+//   std::cout << m.prometheus();                         // text exposition
+//
+// Every loop (retry, try_retry, backoff::asio::async_retry, the curl
+// clients) tells the observer through its decision step (backoff/step.hpp):
+// each attempt that ended, each retry it scheduled, each denial by a gate,
+// and how the operation ended. Unset (the default), nothing is called and
+// the success path reads no clock for it. An observer is shared by many
+// loops at once: its methods must be thread-safe, must not throw and should
+// be quick (they run on the loop's thread, between attempts).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "backoff/clock.hpp"
+#include "backoff/history.hpp"
+#include "backoff/outcome.hpp"
+
+namespace backoff {
+
+struct attempt_ended_event {
+  std::uint32_t number;      // 1 for the first attempt
+  attempt_outcome outcome;
+  duration took;             // how long the attempt took (-1 when the loop did not time it)
+  bool timed_out;            // it failed by timing out
+  time_point now;            // when it ended
+};
+
+struct retry_scheduled_event {
+  std::uint32_t next;              // the attempt that will follow (2 for the first retry)
+  duration delay;                  // the wait before it
+  std::optional<duration> hint;    // the server's requested wait, when it asked for one
+  bool after_timeout;              // the failure before it was a timeout
+};
+
+class observer {
+ public:
+  virtual ~observer() = default;
+  virtual void attempt_ended(const attempt_ended_event& e) noexcept { (void)e; }
+  virtual void retry_scheduled(const retry_scheduled_event& e) noexcept { (void)e; }
+  // A gate (budget, breaker, throttle, host, quota) said no; `ended` follows.
+  virtual void gate_denied(stop_reason why) noexcept { (void)why; }
+  // The operation is over: success, or why it stopped, after `attempts` attempts.
+  virtual void ended(stop_reason why, std::uint32_t attempts) noexcept {
+    (void)why;
+    (void)attempts;
+  }
+};
+
+}  // namespace backoff
