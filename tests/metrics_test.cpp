@@ -22,6 +22,7 @@ namespace {
 // Records every event in order, as text.
 struct recorder final : backoff::observer {
   std::vector<std::string> events;
+  void attempt_started(std::uint32_t n, backoff::time_point) noexcept override { events.push_back("start " + std::to_string(n)); }
   void attempt_ended(const backoff::attempt_ended_event& e) noexcept override {
     events.push_back("attempt " + std::to_string(e.number) + " " + std::string(backoff::to_string(e.outcome)) + " took " +
                      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.took).count()) + "ms");
@@ -55,9 +56,9 @@ TEST(Observer, TheLoopTellsEachAttemptRetryAndTheEnd) {
     return calls;
   }, {.classify = {.retry_exception = [](const std::exception_ptr&) { return true; }}, .observer = &rec, .clock = &clock});
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(rec.events, (std::vector<std::string>{"attempt 1 retryable took 250ms", "retry 2 in 1000ms",
-                                                  "attempt 2 retryable took 250ms", "retry 3 in 2000ms",
-                                                  "attempt 3 success took 250ms", "ended success after 3"}));
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"start 1", "attempt 1 retryable took 250ms", "retry 2 in 1000ms",
+                                                  "start 2", "attempt 2 retryable took 250ms", "retry 3 in 2000ms",
+                                                  "start 3", "attempt 3 success took 250ms", "ended success after 3"}));
 }
 
 // A gate's denial is told, then the end with its reason; the attempt limit too.
@@ -138,4 +139,24 @@ TEST(Metrics, CountsAttemptsRetriesAndEnds) {
   ::unlink(path);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
   EXPECT_EQ(out, "") << text;
+}
+
+// A breaker that names an observer tells each change of state: it trips
+// (open), lets a probe through after the break (half-open), and closes on
+// the probe's success.
+TEST(Metrics, BreakerChangesOfStateAreCounted) {
+  backoff::metrics m;
+  backoff::circuit_breaker b({.failure_ratio = 0.5, .minimum_throughput = 2, .break_duration = 1s, .observer = &m});
+  const backoff::time_point t0{std::chrono::hours{1}};
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(b.acquire({false, t0, false}).allowed);
+    b.record({attempt_outcome::retryable, false, false, t0});
+  }
+  EXPECT_EQ(m.breaker_changes(backoff::breaker_state::open), 1u);
+  EXPECT_FALSE(b.acquire({false, t0 + 500ms, false}).allowed);
+  ASSERT_TRUE(b.acquire({false, t0 + 1s, false}).allowed);  // the probe
+  EXPECT_EQ(m.breaker_changes(backoff::breaker_state::half_open), 1u);
+  b.record({attempt_outcome::success, false, false, t0 + 1s});
+  EXPECT_EQ(m.breaker_changes(backoff::breaker_state::closed), 1u);
+  EXPECT_NE(m.prometheus().find("backoff_breaker_transitions_total{state=\"open\"} 1"), std::string::npos) << m.prometheus();
 }

@@ -346,6 +346,7 @@ class retry_op {
     ++s.n;
     s.phase = phase::attempting;
     s.t0 = now();
+    if (s.options.observer) s.options.observer->attempt_started(s.n, s.t0);
     s.op(std::move(self));  // s stays put: only the pointer to it moves
   }
 

@@ -24,6 +24,7 @@
 #include "backoff/detail/saturate.hpp"
 #include "backoff/detail/validate.hpp"
 #include "backoff/gate.hpp"
+#include "backoff/observer.hpp"
 
 namespace backoff {
 
@@ -39,6 +40,7 @@ class circuit_breaker final : public gate {
     double break_growth = 2.0;                // >= 1: factor per consecutive trip
     duration max_break = std::chrono::minutes{5};
     std::uint32_t probes = 1;                 // concurrent attempts allowed when half-open
+    backoff::observer* observer = nullptr;    // told each change of state (under the breaker's lock)
   };
 
   circuit_breaker() : circuit_breaker(options{}) {}
@@ -72,6 +74,7 @@ class circuit_breaker final : public gate {
     if (s == state::open) {
       if (r.now < open_until_) return gate_decision::deny(stop_reason::circuit_open);
       state_.store(state::half_open, std::memory_order_release);
+      changed(state::open, state::half_open);
       probes_in_flight_ = 0;
     }
     if (state_.load(std::memory_order_relaxed) == state::half_open) {
@@ -100,6 +103,7 @@ class circuit_breaker final : public gate {
         trip_locked(o.now);
       } else {
         state_.store(state::closed, std::memory_order_release);
+        changed(state::half_open, state::closed);
         consecutive_trips_ = 0;
         reset_window_locked();
       }
@@ -129,6 +133,9 @@ class circuit_breaker final : public gate {
 
  private:
   static constexpr int slots = 10;  // the sampling window in ten buckets, like Polly's
+  void changed(state from, state to) const noexcept {
+    if (o_.observer) o_.observer->breaker_changed(static_cast<breaker_state>(from), static_cast<breaker_state>(to));
+  }
   struct slot {
     std::int64_t index = -1;
     std::uint64_t total = 0, failures = 0;
@@ -143,7 +150,9 @@ class circuit_breaker final : public gate {
     const duration brk = std::min(o_.max_break, detail::from_double_ns(static_cast<double>(o_.break_duration.count()) * factor));
     open_until_ = detail::add(now, brk);
     ++consecutive_trips_;
+    const state from = state_.load(std::memory_order_relaxed);
     state_.store(state::open, std::memory_order_release);
+    changed(from, state::open);
     reset_window_locked();
   }
   void reset_window_locked() noexcept { slots_.fill({}); }

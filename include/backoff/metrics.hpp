@@ -54,6 +54,15 @@ class metrics final : public observer {
     causes_[cause].fetch_add(1, std::memory_order_relaxed);
     delays_.add(seconds(e.delay));
   }
+  void attempt_started(std::uint32_t number, time_point now) noexcept override {
+    (void)number;
+    (void)now;
+    started_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void breaker_changed(breaker_state from, breaker_state to) noexcept override {
+    (void)from;
+    transitions_[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
+  }
   void gate_denied(stop_reason why) noexcept override { denials_[index(why)].fetch_add(1, std::memory_order_relaxed); }
   void ended(stop_reason why, std::uint32_t attempts) noexcept override {
     (void)attempts;
@@ -63,6 +72,10 @@ class metrics final : public observer {
   // Readings (for tests and custom exporters).
   std::uint64_t attempts(attempt_outcome o) const noexcept {
     return outcomes_[static_cast<std::size_t>(o)].load(std::memory_order_relaxed);
+  }
+  std::uint64_t started() const noexcept { return started_.load(std::memory_order_relaxed); }
+  std::uint64_t breaker_changes(breaker_state to) const noexcept {
+    return transitions_[static_cast<std::size_t>(to)].load(std::memory_order_relaxed);
   }
   std::uint64_t operations(stop_reason r) const noexcept { return ended_[index(r)].load(std::memory_order_relaxed); }
   std::uint64_t denials(stop_reason r) const noexcept { return denials_[index(r)].load(std::memory_order_relaxed); }
@@ -83,6 +96,8 @@ class metrics final : public observer {
     auto head = [&](const char* name, const char* type, const char* help) {
       out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
     };
+    head("backoff_attempts_started_total", "counter", "Attempts started (those in flight are started minus ended).");
+    out += "backoff_attempts_started_total" + labels("") + " " + std::to_string(started()) + "\n";
     head("backoff_attempts_total", "counter", "Attempts made, by how they ended.");
     for (const auto o : {attempt_outcome::success, attempt_outcome::retryable, attempt_outcome::permanent})
       out += "backoff_attempts_total" + labels("outcome=\"" + std::string(to_string(o)) + "\"") + " " +
@@ -101,6 +116,11 @@ class metrics final : public observer {
       if (const auto n = ended_[i].load(std::memory_order_relaxed); n > 0)
         out += "backoff_operations_total" + labels("reason=\"" + std::string(to_string(static_cast<stop_reason>(i))) + "\"") +
                " " + std::to_string(n) + "\n";
+    head("backoff_breaker_transitions_total", "counter", "Circuit breaker changes of state, by the state entered.");
+    const char* states[] = {"closed", "open", "half_open"};
+    for (std::size_t i = 0; i < 3; ++i)
+      out += "backoff_breaker_transitions_total" + labels(std::string("state=\"") + states[i] + "\"") + " " +
+             std::to_string(transitions_[i].load(std::memory_order_relaxed)) + "\n";
     head("backoff_gate_denials_total", "counter", "Attempts a gate (budget, breaker, throttle) refused, by reason.");
     for (std::size_t i = 0; i < reasons; ++i)
       if (const auto n = denials_[i].load(std::memory_order_relaxed); n > 0)
@@ -165,6 +185,8 @@ class metrics final : public observer {
   options o_;
   std::array<std::atomic<std::uint64_t>, 3> outcomes_{};
   std::array<std::atomic<std::uint64_t>, 3> causes_{};  // error, timeout, hint
+  std::array<std::atomic<std::uint64_t>, 3> transitions_{};  // by the state entered
+  std::atomic<std::uint64_t> started_{0};
   std::array<std::atomic<std::uint64_t>, reasons> ended_{};
   std::array<std::atomic<std::uint64_t>, reasons> denials_{};
   histogram durations_{duration_buckets};

@@ -24,6 +24,9 @@
 
 namespace backoff {
 
+// A circuit breaker's state, for observers (circuit_breaker::state has the same values).
+enum class breaker_state : std::uint8_t { closed, open, half_open };
+
 struct attempt_ended_event {
   std::uint32_t number;      // 1 for the first attempt
   attempt_outcome outcome;
@@ -42,10 +45,21 @@ struct retry_scheduled_event {
 class observer {
  public:
   virtual ~observer() = default;
+  // An attempt is about to be made (number 1 is the first). Segmented
+  // downloads tell only their attempts' ends.
+  virtual void attempt_started(std::uint32_t number, time_point now) noexcept {
+    (void)number;
+    (void)now;
+  }
   virtual void attempt_ended(const attempt_ended_event& e) noexcept { (void)e; }
   virtual void retry_scheduled(const retry_scheduled_event& e) noexcept { (void)e; }
   // A gate (budget, breaker, throttle, host, quota) said no; `ended` follows.
   virtual void gate_denied(stop_reason why) noexcept { (void)why; }
+  // A circuit_breaker whose options name this observer changed state.
+  virtual void breaker_changed(breaker_state from, breaker_state to) noexcept {
+    (void)from;
+    (void)to;
+  }
   // The operation is over: success, or why it stopped, after `attempts` attempts.
   virtual void ended(stop_reason why, std::uint32_t attempts) noexcept {
     (void)why;

@@ -251,6 +251,7 @@ loop_end<R> run(const policy& p, F& fn, const options<R>& o, history* h, first_a
       }
     }
     const time_point t0 = (clock_started && n > 1) ? clk().now() : start;
+    if (o.observer) o.observer->attempt_started(n, t0);
 
     std::optional<V> value;
     error_slot thrown;

@@ -156,6 +156,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
   void start_attempt() {
     ++n;
     t0 = now();
+    if (opts.observer) opts.observer->attempt_started(n, t0);
     attempt_result early;
     if (!job().prepare(easy, n, early)) {
       // No transfer to make: finish the attempt on the next turn, not inside this call.
