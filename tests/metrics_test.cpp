@@ -160,3 +160,13 @@ TEST(Metrics, BreakerChangesOfStateAreCounted) {
   EXPECT_EQ(m.breaker_changes(backoff::breaker_state::closed), 1u);
   EXPECT_NE(m.prometheus().find("backoff_breaker_transitions_total{state=\"open\"} 1"), std::string::npos) << m.prometheus();
 }
+
+// retry() (not only try_retry) tells the observer about a first attempt that
+// succeeds: its fast path, which reads no clock, is not taken then (found by
+// BM_RetrySuccessObserved, whose observer saw nothing).
+TEST(Observer, RetrysFastPathIsNotTakenWithAnObserver) {
+  backoff::manual_clock clock;
+  recorder rec;
+  EXPECT_EQ(backoff::retry(doubling, [] { return 7; }, {.observer = &rec, .clock = &clock}), 7);
+  EXPECT_EQ(rec.events, (std::vector<std::string>{"start 1", "attempt 1 success took 0ms", "ended success after 1"}));
+}

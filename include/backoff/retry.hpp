@@ -481,7 +481,7 @@ detail::result_of_t<F> retry(const policy& p, F&& fn, const options<detail::resu
   // Fast path: when nothing needs the clock before the first attempt, make it
   // here, so that a success returns fn's value with almost no overhead.
   if (!o.wrap_errors && !o.before_retry && !o.after_attempt && !o.on_give_up && !o.on_success && !o.gate &&
-      !p.stop.uses_clock() && !o.stop_token.stop_requested()) {
+      !o.observer && !p.stop.uses_clock() && !o.stop_token.stop_requested()) {
     return detail::retry_fast<R>(p, fn, o, [&o](const value_t<R>& v) {
       return o.classify.succeeded(v);
     });
