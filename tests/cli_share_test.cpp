@@ -106,19 +106,13 @@ int count(const std::string& text, const std::string& what) {
 
 }  // namespace
 
-// One process gets "429, Retry-After: 3"; five more start once it has told the
-// fleet. No request from any of them reaches the server before the release time.
-TEST_F(Cli, ShareMakesEveryProcessObeyOneRetryAfter) {
-  backoff::testing::redis_server redis;
-  backoff::testing::fault_server server;
-  const std::string body = std::string(10'000, 'r');
-  server.add_file("/f", body);
-  server.script("/f", {fault::status(429, "3")});
-  const std::string share = redis.url("/ra");
-  const std::string key = "'{ra:127.0.0.1:" + std::to_string(server.port()) + "}:release'";
-  auto get = [&](int i) {
-    return cli({"get", "--share", share, "--initial", "10ms", "-o", "out" + std::to_string(i), server.url("/f")});
-  };
+namespace cli_test {
+// The fleet of the Retry-After tests: `get -q --share` of `url` into out0 …
+// out5, the first alone until it has told Redis (`key` exists), then five
+// more at once; every process exits 0 with the whole body.
+void Cli::get_first_then_five(const std::string& share, const std::string& key, const std::string& url,
+                              const std::string& body, backoff::testing::redis_server& redis) {
+  auto get = [&](int i) { return cli({"get", "-q", "--share", share, "--initial", "10ms", "-o", "out" + std::to_string(i), url}); };
   std::vector<cli_result> results(6);
   std::thread first([&] { results[0] = get(0); });
   ASSERT_TRUE(eventually([&] { return redis.command("EXISTS " + key) == "1"; }));
@@ -130,6 +124,20 @@ TEST_F(Cli, ShareMakesEveryProcessObeyOneRetryAfter) {
     EXPECT_EQ(results[static_cast<std::size_t>(i)].status, 0) << i << ": " << results[static_cast<std::size_t>(i)].err;
     EXPECT_EQ(slurp(dir / ("out" + std::to_string(i))), body) << i;
   }
+}
+}  // namespace cli_test
+
+// One process gets "429, Retry-After: 3"; five more start once it has told the
+// fleet. No request from any of them reaches the server before the release time.
+TEST_F(Cli, ShareMakesEveryProcessObeyOneRetryAfter) {
+  backoff::testing::redis_server redis;
+  backoff::testing::fault_server server;
+  const std::string body = std::string(10'000, 'r');
+  server.add_file("/f", body);
+  server.script("/f", {fault::status(429, "3")});
+  const std::string share = redis.url("/ra");
+  const std::string key = "'{ra:127.0.0.1:" + std::to_string(server.port()) + "}:release'";
+  ASSERT_NO_FATAL_FAILURE(get_first_then_five(share, key, server.url("/f"), body, redis));
   const auto log = server.requests("/f");
   ASSERT_EQ(log.size(), 7u);  // the 429, then one request per process
   // Redis keeps milliseconds: allow the one lost in rounding.
@@ -150,20 +158,7 @@ TEST_F(Cli, ShareReleasesTheFleetByOneProbe) {
   server.script("/f", {fault::status(429, "2"), fault::status(429, "1"), fault::slow(400ms)});
   const std::string share = redis.url("/probe");
   const std::string key = "'{probe:127.0.0.1:" + std::to_string(server.port()) + "}:release'";
-  auto get = [&](int i) {
-    return cli({"get", "-q", "--share", share, "--initial", "10ms", "-o", "out" + std::to_string(i), server.url("/f")});
-  };
-  std::vector<cli_result> results(6);
-  std::thread first([&] { results[0] = get(0); });
-  ASSERT_TRUE(eventually([&] { return redis.command("EXISTS " + key) == "1"; }));
-  std::vector<std::thread> rest;
-  for (int i = 1; i < 6; ++i) rest.emplace_back([&, i] { results[static_cast<std::size_t>(i)] = get(i); });
-  first.join();
-  for (auto& t : rest) t.join();
-  for (int i = 0; i < 6; ++i) {
-    EXPECT_EQ(results[static_cast<std::size_t>(i)].status, 0) << i << ": " << results[static_cast<std::size_t>(i)].err;
-    EXPECT_EQ(slurp(dir / ("out" + std::to_string(i))), body) << i;
-  }
+  ASSERT_NO_FATAL_FAILURE(get_first_then_five(share, key, server.url("/f"), body, redis));
   const auto log = server.requests("/f");
   ASSERT_EQ(log.size(), 8u);  // the 429, two probes, then one request per process but the prober's
   auto since = [&](std::size_t i, std::size_t j) {

@@ -27,6 +27,10 @@
 #endif
 
 
+namespace backoff::testing {
+class redis_server;
+}  // namespace backoff::testing
+
 namespace cli_test {
 
 using namespace std::chrono_literals;
@@ -210,6 +214,9 @@ class Cli : public ::testing::Test {
            " -ne 0 ] && [ $n -ge " + std::to_string(succeed_on) + " ] && exit 0; exit " + std::to_string(exit_code);
   }
   int runs() { return std::stoi(slurp(dir / "count")); }
+  // cli_share_test.cpp: six `get --share` processes, the first alone until it told Redis.
+  void get_first_then_five(const std::string& share, const std::string& key, const std::string& url,
+                           const std::string& body, backoff::testing::redis_server& redis);
 };
 
 }  // namespace cli_test

@@ -753,11 +753,7 @@ subcommand get_command(CLI::App& app) {
     f->metrics.check("get");
     const auto started = std::chrono::system_clock::now();
     const int code = get_run(f, report);
-    if (f->metrics.wanted()) {
-      const std::string trouble = write_metrics(
-          f->metrics, summarize(f->metrics.name, report.doc, code, started, std::chrono::system_clock::now()));
-      if (!trouble.empty()) std::cerr << "backoff: warning: " << trouble << "\n";
-    }
+    finish_metrics(f->metrics, report.doc, code, started);
     return code;
   }};
 }

@@ -14,9 +14,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <thread>
 
+#include "backoff/metrics.hpp"
 #include "cli.hpp"
 
 namespace backoff::cli {
@@ -368,16 +370,7 @@ void metrics_options::check(const std::string& command) {
   }
 }
 
-std::string escape_label(const std::string& v) {
-  std::string out;
-  for (const char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
-  return out;
-}
+std::string escape_label(const std::string& v) { return backoff::metrics::escape(v); }
 
 std::optional<double> find_sample(const std::string& text, const std::string& family, const std::string& name) {
   std::istringstream in(text);
@@ -473,6 +466,13 @@ std::string write_metrics(const metrics_options& o, const run_summary& s) {
     if (!e.empty()) errors += std::string(errors.empty() ? "" : "; ") + "--push-metrics: " + e;
   }
   return errors;
+}
+
+void finish_metrics(const metrics_options& o, const nlohmann::json& doc, int exit_code,
+                    std::chrono::system_clock::time_point started) {
+  if (!o.wanted()) return;
+  const std::string trouble = write_metrics(o, summarize(o.name, doc, exit_code, started, std::chrono::system_clock::now()));
+  if (!trouble.empty()) std::cerr << "backoff: warning: " << trouble << "\n";
 }
 
 }  // namespace backoff::cli

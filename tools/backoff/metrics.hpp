@@ -52,6 +52,10 @@ std::string render_metrics(const run_summary& s, std::optional<double> last_succ
 // and pushes it to options.push. Returns what failed, for a warning (the
 // run's own exit status is not changed by a metrics failure), or "".
 std::string write_metrics(const metrics_options& o, const run_summary& s);
+// At the end of `command`'s run: summarizes `doc`, writes and pushes when
+// asked, and prints a warning (to stderr) for what failed.
+void finish_metrics(const metrics_options& o, const nlohmann::json& doc, int exit_code,
+                    std::chrono::system_clock::time_point started);
 
 // Exposition-format helpers, public for the tests.
 std::string escape_label(const std::string& v);

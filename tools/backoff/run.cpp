@@ -324,11 +324,7 @@ subcommand run_command(CLI::App& app) {
                      {"reason", std::string(to_string(r.reason))},
                      {"exit_status", r.status},
                      {"attempts", r.attempts}});
-    if (ro->metrics.wanted()) {
-      const std::string trouble = write_metrics(
-          ro->metrics, summarize(ro->metrics.name, report.doc, r.status, started, std::chrono::system_clock::now()));
-      if (!trouble.empty()) std::cerr << "backoff: warning: " << trouble << "\n";
-    }
+    finish_metrics(ro->metrics, report.doc, r.status, started);
     return r.status;
   }};
 }
