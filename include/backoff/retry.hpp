@@ -444,25 +444,37 @@ template <class R, class F>
 
 namespace detail {
 
+// The loop after a first attempt that retry()'s fast path made and that did
+// not succeed: what it returned, or what it threw, is handed over here.
+template <class R, class F, class Options>
+[[gnu::noinline]] R retry_after_first(const policy& p, F& fn, const Options& options,
+                                      std::optional<value_t<R>>&& value, std::exception_ptr&& thrown) {
+  first_attempt<R> first{std::move(value), {}};
+  if (thrown) first.thrown.emplace(std::move(thrown));
+  return retry_slow<R>(p, fn, options(), &first);
+}
+
 // The first attempt, made inline: a success returns fn's value at once; a
-// failure hands what happened to the out-of-line loop.
-template <class R, class F, class Success>
-[[gnu::always_inline]] inline R retry_fast(const policy& p, F& fn, const options<R>& o, Success&& is_success) {
-  first_attempt<R> first;
+// failure hands what happened to the out-of-line loop. Nothing else happens on
+// the success path: options() (which finds the options) is not even called.
+template <class R, class F, class Options, class Success>
+[[gnu::always_inline]] inline R retry_fast(const policy& p, F& fn, const Options& options, Success&& is_success) {
+  std::optional<value_t<R>> failed;
+  std::exception_ptr thrown;
   try {
     if constexpr (std::is_void_v<R>) {
       fn();
       if (is_success(std::monostate{})) return;
-      first.value.emplace();
+      failed.emplace();
     } else {
       R v = fn();
       if (is_success(v)) return v;
-      first.value.emplace(std::move(v));
+      failed.emplace(std::move(v));
     }
   } catch (...) {
-    first.thrown.emplace(std::current_exception());
+    thrown = std::current_exception();
   }
-  return retry_slow<R>(p, fn, o, &first);
+  return retry_after_first<R>(p, fn, options, std::move(failed), std::move(thrown));
 }
 
 }  // namespace detail
@@ -482,7 +494,7 @@ detail::result_of_t<F> retry(const policy& p, F&& fn, const options<detail::resu
   // here, so that a success returns fn's value with almost no overhead.
   if (!o.wrap_errors && !o.before_retry && !o.after_attempt && !o.on_give_up && !o.on_success && !o.gate &&
       !o.observer && !p.stop.uses_clock() && !o.stop_token.stop_requested()) {
-    return detail::retry_fast<R>(p, fn, o, [&o](const value_t<R>& v) {
+    return detail::retry_fast<R>(p, fn, [&o]() -> const options<R>& { return o; }, [&o](const value_t<R>& v) {
       return o.classify.succeeded(v);
     });
   }
@@ -494,10 +506,10 @@ detail::result_of_t<F> retry(const policy& p, F&& fn, const options<detail::resu
 template <class F>
 [[gnu::always_inline]] inline detail::result_of_t<F> retry(const policy& p, F&& fn) {
   using R = detail::result_of_t<F>;
-  const options<R>& o = detail::default_options<R>();
   if (!p.stop.uses_clock())
-    return detail::retry_fast<R>(p, fn, o, [](const value_t<R>& v) { return detail::default_success(v); });
-  return detail::retry_slow<R>(p, fn, o, nullptr);
+    return detail::retry_fast<R>(p, fn, [] { return std::cref(detail::default_options<R>()); },
+                                 [](const value_t<R>& v) { return detail::default_success(v); });
+  return detail::retry_slow<R>(p, fn, detail::default_options<R>(), nullptr);
 }
 
 // The same with the default policy.
