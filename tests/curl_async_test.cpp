@@ -2,6 +2,7 @@
 // backoff::curl::async_client: many downloads at once on one io_context thread,
 // against the fault server and the raw scripted server on loopback.
 #include "backoff/curl/async_client.hpp"
+#include "backoff/metrics.hpp"
 
 #include <gtest/gtest.h>
 
@@ -320,4 +321,37 @@ TEST_F(AsyncClient, ARecheckAnsweredWithAPlainWaitStillRetries) {
     EXPECT_EQ(g.rechecks, 1);
   }
   EXPECT_EQ(server.hits("/f"), 4u);
+}
+
+// A segmented download tells its observer each request's start and end: a
+// first reply cut after 1000 bytes (the file has split by then), a 503 on the
+// range that resumes it, then the rest: every request the server saw was
+// started and ended once, and the download ends as one successful operation.
+TEST_F(AsyncClient, ASegmentedDownloadTellsTheObserverEveryRequest) {
+  backoff::testing::fault_server server;
+  std::string content(4u << 20, '\0');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>('a' + (i * 7919) % 26);
+  server.add_file("/big", content);
+  server.script("/big", {fault::cut(1000), fault::status(503)});
+  backoff::metrics m;
+  auto o = opts();
+  o.observer = &m;
+  o.segments.connections = 4;
+  o.segments.min_split = 256u << 10;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  std::optional<backoff::curl::download_result> out;
+  const auto target = dir / "big";
+  http.async_download(server.url("/big"), target, [&](backoff::curl::download_result r) { out = std::move(r); });
+  ctx.restart();
+  ctx.run_for(20s);
+  ASSERT_TRUE(out) << "the download never finished";
+  EXPECT_EQ(out->reason, stop_reason::success) << out->error;
+  EXPECT_EQ(read_file(target), content);
+  const std::uint64_t ended = m.attempts(backoff::attempt_outcome::success) +
+                              m.attempts(backoff::attempt_outcome::retryable) +
+                              m.attempts(backoff::attempt_outcome::permanent);
+  EXPECT_EQ(m.started(), server.hits("/big"));
+  EXPECT_EQ(ended, server.hits("/big"));
+  EXPECT_GE(m.attempts(backoff::attempt_outcome::retryable), 2u);
+  EXPECT_EQ(m.operations(stop_reason::success), 1u);
 }

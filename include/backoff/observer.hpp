@@ -45,8 +45,9 @@ struct retry_scheduled_event {
 class observer {
  public:
   virtual ~observer() = default;
-  // An attempt is about to be made (number 1 is the first). Segmented
-  // downloads tell only their attempts' ends.
+  // An attempt is about to be made (number 1 is the first). A segmented
+  // download tells each of its requests' starts and ends (several may run at
+  // once), and retries as its one retry step decides them.
   virtual void attempt_started(std::uint32_t number, time_point now) noexcept {
     (void)number;
     (void)now;

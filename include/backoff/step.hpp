@@ -188,18 +188,22 @@ class retry_step {
     granted_ = false;
     ended(stop_reason::cancelled);
   }
+  // The operation ended without a decision of this step saying so (a
+  // segmented download whose last part arrived): the observer hears it, once,
+  // with the loop's own count of attempts. A no-op when the step already told.
+  void finished(stop_reason why, std::uint32_t attempts) noexcept {
+    if (told_ || !config_.observer) return;
+    told_ = true;
+    config_.observer->ended(why, attempts);
+  }
   std::uint32_t attempts() const noexcept { return attempts_; }
   time_point started() const noexcept { return start_; }
 
  private:
-  void ended(stop_reason why) noexcept {
-    if (config_.observer) config_.observer->ended(why, attempts_);
-  }
+  void ended(stop_reason why) noexcept { finished(why, attempts_); }
   void denied(stop_reason why) noexcept {
-    if (config_.observer) {
-      config_.observer->gate_denied(why);
-      config_.observer->ended(why, attempts_);
-    }
+    if (config_.observer) config_.observer->gate_denied(why);
+    ended(why);
   }
   decision stopped(stop_reason why, duration hint) noexcept {
     ended(why);
@@ -213,6 +217,7 @@ class retry_step {
   std::uint32_t attempts_ = 0;
   std::uint32_t progressed_at_ = 0;
   bool granted_ = false;
+  bool told_ = false;  // the observer heard the end
   gate_request last_request_{};
 };
 

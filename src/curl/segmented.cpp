@@ -285,6 +285,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     c.waiting = false;
     c.n = ++attempts;
     c.t0 = now();
+    tell_start(c);
     job->stop_at = UINT64_MAX;
     job->buffer_size = buffer_size();
     attempt_result early;
@@ -502,6 +503,7 @@ struct segmented_download final : async_client::impl::transfer_base,
     c.probe = false;
     c.n = ++attempts;
     c.t0 = now();
+    tell_start(c);
     c.asked = r;
     c.next = r.begin;
     c.end = r.end;
@@ -793,9 +795,22 @@ struct segmented_download final : async_client::impl::transfer_base,
     return detail::log_attempt(logs, opts, last, start, c.t0, now(), range);
   }
 
+  // The observer hears every request start and end. Those the retry step
+  // judges are told by the step; the others (a part done, a request dropped,
+  // a failure that joins a wait already chosen) are told here.
+  void tell_start(const conn& c) {
+    if (opts.observer) opts.observer->attempt_started(c.n, c.t0);
+  }
+  void tell_end(const attempt_record& rec) {
+    if (opts.observer)
+      opts.observer->attempt_ended(
+          {rec.number, rec.outcome, rec.took, last.failure == http::transport::timeout, now()});
+  }
+
   // A request that did its part: logged, no decision to make.
   void log_attempt(conn& c, attempt_result r, const std::string& range) {
     attempt_record rec = record(c, std::move(r), range);
+    tell_end(rec);
     opts.after_attempt(backoff::attempt<attempt_result>{rec, &last, {}, stop_reason::success, false});
   }
 
@@ -808,6 +823,7 @@ struct segmented_download final : async_client::impl::transfer_base,
       // Another connection's failure already decided the wait: join it.
       if (last.hint) opts.server_hint(backoff::attempt<attempt_result>{rec, &last, {}, stop_reason::success, false});
       rec.delay = std::chrono::duration_cast<duration>(retry_at - steady_now);
+      tell_end(rec);
       opts.after_attempt(backoff::attempt<attempt_result>{rec, &last, {}, stop_reason::success, false});
       cut_connections(last);
       return retry_later(c, rec.delay);
@@ -1112,6 +1128,7 @@ struct segmented_download final : async_client::impl::transfer_base,
 
   void finish(download_result r) {
     finished = true;
+    if (step) step->finished(r.reason, attempts);
     if (sources.size() > 1 && r.sources.empty())
       for (const auto& s : sources) r.sources.push_back({s.url, s.bytes, s.rate(), s.dropped});
     if (slot.is_connected()) slot.clear();
