@@ -59,6 +59,16 @@ class metrics final : public observer {
     (void)now;
     started_.fetch_add(1, std::memory_order_relaxed);
   }
+  void hedged(std::uint32_t copy, time_point now) noexcept override {
+    (void)copy;
+    (void)now;
+    hedges_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void attempt_cancelled(std::uint32_t number, duration took) noexcept override {
+    (void)number;
+    (void)took;
+    cancelled_.fetch_add(1, std::memory_order_relaxed);
+  }
   void breaker_changed(breaker_state from, breaker_state to) noexcept override {
     (void)from;
     transitions_[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
@@ -74,6 +84,8 @@ class metrics final : public observer {
     return outcomes_[static_cast<std::size_t>(o)].load(std::memory_order_relaxed);
   }
   std::uint64_t started() const noexcept { return started_.load(std::memory_order_relaxed); }
+  std::uint64_t hedges() const noexcept { return hedges_.load(std::memory_order_relaxed); }
+  std::uint64_t cancelled() const noexcept { return cancelled_.load(std::memory_order_relaxed); }
   std::uint64_t breaker_changes(breaker_state to) const noexcept {
     return transitions_[static_cast<std::size_t>(to)].load(std::memory_order_relaxed);
   }
@@ -96,8 +108,14 @@ class metrics final : public observer {
     auto head = [&](const char* name, const char* type, const char* help) {
       out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
     };
-    head("backoff_attempts_started_total", "counter", "Attempts started (those in flight are started minus ended).");
+    head("backoff_attempts_started_total", "counter",
+         "Attempts started (those in flight are started minus ended minus cancelled).");
     out += "backoff_attempts_started_total" + labels("") + " " + std::to_string(started()) + "\n";
+    head("backoff_attempts_cancelled_total", "counter",
+         "Attempts cancelled before they ended: hedged copies that lost, operations cancelled.");
+    out += "backoff_attempts_cancelled_total" + labels("") + " " + std::to_string(cancelled()) + "\n";
+    head("backoff_hedges_total", "counter", "Copies sent beside a running attempt by hedged requests.");
+    out += "backoff_hedges_total" + labels("") + " " + std::to_string(hedges()) + "\n";
     head("backoff_attempts_total", "counter", "Attempts made, by how they ended.");
     for (const auto o : {attempt_outcome::success, attempt_outcome::retryable, attempt_outcome::permanent})
       out += "backoff_attempts_total" + labels("outcome=\"" + std::string(to_string(o)) + "\"") + " " +
@@ -187,6 +205,8 @@ class metrics final : public observer {
   std::array<std::atomic<std::uint64_t>, 3> causes_{};  // error, timeout, hint
   std::array<std::atomic<std::uint64_t>, 3> transitions_{};  // by the state entered
   std::atomic<std::uint64_t> started_{0};
+  std::atomic<std::uint64_t> hedges_{0};
+  std::atomic<std::uint64_t> cancelled_{0};
   std::array<std::atomic<std::uint64_t>, reasons> ended_{};
   std::array<std::atomic<std::uint64_t>, reasons> denials_{};
   histogram durations_{duration_buckets};

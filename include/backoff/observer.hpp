@@ -54,6 +54,19 @@ class observer {
   }
   virtual void attempt_ended(const attempt_ended_event& e) noexcept { (void)e; }
   virtual void retry_scheduled(const retry_scheduled_event& e) noexcept { (void)e; }
+  // A hedged request sent another copy (number 2 for the first hedge) beside
+  // the ones still running; attempt_started follows.
+  virtual void hedged(std::uint32_t copy, time_point now) noexcept {
+    (void)copy;
+    (void)now;
+  }
+  // An attempt was cancelled before it ended — a hedged copy that lost, or
+  // the whole operation cancelled: it has no outcome, and attempt_ended is
+  // not told.
+  virtual void attempt_cancelled(std::uint32_t number, duration took) noexcept {
+    (void)number;
+    (void)took;
+  }
   // A gate (budget, breaker, throttle, host, quota) said no; `ended` follows.
   virtual void gate_denied(stop_reason why) noexcept { (void)why; }
   // A circuit_breaker whose options name this observer changed state.

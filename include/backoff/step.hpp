@@ -119,12 +119,43 @@ class retry_step {
 
   template <class G>
   decision after(const report& r, G& rng) {
+    note(r);
+    return decide(r, rng);
+  }
+
+  // after() in two halves, for a loop with several attempts in flight (a
+  // hedged request): note() tells the gate and the observer that an attempt
+  // ended; decide() then judges the last one when no other is left.
+  void note(const report& r) noexcept {
     ++attempts_;
     granted_ = false;  // a grant from before was used by this attempt
-    gate* const g = config_.gate;
-    const bool retry = attempts_ > 1;
-    if (g) g->record({r.outcome, retry, r.timed_out, r.now});
+    if (gate* const g = config_.gate) g->record({r.outcome, attempts_ > 1, r.timed_out, r.now});
     if (observer* ob = config_.observer) ob->attempt_ended({attempts_, r.outcome, r.took, r.timed_out, r.now});
+  }
+
+  // Another attempt beside those still running (a hedge), when `started`
+  // attempts have been started in all: allowed only when the stop rule would
+  // allow one more attempt now and the gate grants it now, as it would a
+  // retry — a gate that denies or asks to wait refuses it (and keeps
+  // nothing). Hedging never passes a budget or an attempt limit.
+  bool hedge(time_point now, std::uint32_t started) noexcept {
+    if (policy_->stop.decide({started - progressed_at_, now - start_, now, duration{0}}).stop) return false;
+    gate* const g = config_.gate;
+    if (!g) return true;
+    const gate_request q{true, now, false};
+    const gate_decision d = g->acquire(q);
+    if (!d.allowed) return false;
+    if (d.recheck) return false;
+    if (d.not_before > now) {
+      g->release(q);
+      return false;
+    }
+    return true;
+  }
+
+  template <class G>
+  decision decide(const report& r, G& rng) {
+    gate* const g = config_.gate;
     if (r.outcome == attempt_outcome::success) return stopped(stop_reason::success, duration{-1});
     if (r.outcome == attempt_outcome::permanent) return stopped(stop_reason::permanent, duration{-1});
 
