@@ -3,6 +3,9 @@
 //   BM_AsioTimerBaseline        three failed attempts and their three waits, written by hand on bare
 //                               manual timers (the floor for any async retry loop)
 //   BM_AsyncRetryThreeFailures  the same sequence through async_retry
+//   BM_AsyncRetryFirstSuccess   async_retry whose first attempt succeeds (the floor for hedging)
+//   BM_AsyncHedgeFirstWins      async_hedge (2 copies, delay 2 s) whose first copy succeeds before the
+//                               delay: the hedge timer armed and cancelled, no second copy
 //   BM_AsyncPending/N           N async_retry operations pending at once on one io_context thread,
 //                               every one completing; bytes_per_op = growth of resident memory / N
 #include <benchmark/benchmark.h>
@@ -12,6 +15,7 @@
 #include <asio/post.hpp>
 
 #include <backoff/asio.hpp>
+#include <backoff/asio_hedge.hpp>
 
 #include <cstdio>
 #include <functional>
@@ -86,6 +90,35 @@ void BM_AsyncRetryThreeFailures(benchmark::State& state) {
   if (done != static_cast<int>(state.iterations())) state.SkipWithError("a loop did not succeed");
 }
 BENCHMARK(BM_AsyncRetryThreeFailures);
+
+void BM_AsyncRetryFirstSuccess(benchmark::State& state) {
+  asio::io_context ctx;
+  int done = 0;
+  for (auto _ : state) {
+    int calls = 0;
+    ba::async_retry(ctx.get_executor(), three_waits, failing_op{&ctx, 0, &calls}, [&](std::error_code ec) { done += !ec; });
+    ctx.restart();
+    ctx.run();
+  }
+  if (done != static_cast<int>(state.iterations())) state.SkipWithError("a loop did not succeed");
+}
+BENCHMARK(BM_AsyncRetryFirstSuccess);
+
+void BM_AsyncHedgeFirstWins(benchmark::State& state) {
+  asio::io_context ctx;
+  const backoff::hedge_policy hedge{.max_attempts = 2, .delay = 2s, .retry = three_waits};
+  int done = 0, copies = 0;
+  for (auto _ : state) {
+    int calls = 0;
+    ba::async_hedge(ctx.get_executor(), hedge, failing_op{&ctx, 0, &calls}, [&](std::error_code ec) { done += !ec; });
+    ctx.restart();
+    ctx.run();
+    copies += calls;
+  }
+  if (done != static_cast<int>(state.iterations())) state.SkipWithError("a hedge did not succeed");
+  if (copies != done) state.SkipWithError("a second copy was sent");
+}
+BENCHMARK(BM_AsyncHedgeFirstWins);
 
 long resident_bytes() {
   std::ifstream statm("/proc/self/statm");

@@ -363,14 +363,22 @@ TEST_F(Hedge, TheAdaptiveDelayIsTheRecentP95) {
   EXPECT_EQ(run(floored, slow)->took, 310ms);
 }
 
-// Each winner's latency is added to the sketch; losers' are not.
-TEST_F(Hedge, WinnersFeedTheSketch) {
+// Each request's latency, as its caller saw it (from the first copy's start
+// to the winner's end), is added to the sketch; the cancelled copy's is not.
+TEST_F(Hedge, RequestLatenciesFeedTheSketch) {
   backoff::latency_sketch sketch;
-  const backoff::hedge_policy hp{.delay = 100ms, .adaptive = &sketch};
+  const backoff::hedge_policy hp{.delay = 100ms, .adaptive = &sketch, .quantile = 0.5};
   timed_op op{&ctx, {{2s}, {30ms}}};
   ASSERT_TRUE(run(hp, op));
   EXPECT_EQ(sketch.held(), 1u);
   EXPECT_EQ(sketch.quantile(0.5), std::nullopt);
+  for (int i = 1; i < 20; ++i) {
+    timed_op again{&ctx, {{2s}, {30ms}}};
+    ASSERT_TRUE(run(hp, again));  // 19 samples or fewer so far: the fixed 100 ms delay
+  }
+  const auto p50 = *sketch.quantile(0.5);
+  EXPECT_GE(p50, 130ms);  // the winning copy's own 30 ms would put it far lower
+  EXPECT_LE(p50, 130ms * 1.19);
 }
 
 // The caller's cancellation cancels every copy; the operation completes once

@@ -203,3 +203,57 @@ TEST(Step, ProgressRestartsTheScheduleAndTheCount) {
   EXPECT_EQ(d.delay, 2s);
   EXPECT_TRUE(step.after(failed(t0), rng).stop);
 }
+
+namespace {
+struct end_counter final : backoff::observer {
+  int ends = 0;
+  stop_reason last = stop_reason::success;
+  std::uint32_t attempts = 0;
+  void ended(stop_reason why, std::uint32_t n) noexcept override {
+    ++ends;
+    last = why;
+    attempts = n;
+  }
+};
+}  // namespace
+
+// An operation ends once for its observer: finished() after a decision that
+// stopped (or after abandon) says nothing more; finished() alone tells it,
+// with the loop's own count of attempts.
+TEST(Step, TheObserverHearsTheEndOnce) {
+  const auto p = doubling(4);
+  backoff::fast_rng rng{1};
+  end_counter seen;
+  retry_step decided(p, {.observer = &seen});
+  decided.after({attempt_outcome::success, t0}, rng);
+  decided.finished(stop_reason::success, 1);
+  decided.abandon();
+  EXPECT_EQ(seen.ends, 1);
+
+  end_counter quiet;
+  retry_step undecided(p, {.observer = &quiet});
+  undecided.note({attempt_outcome::success, t0});
+  undecided.finished(stop_reason::success, 7);
+  undecided.finished(stop_reason::cancelled, 8);
+  EXPECT_EQ(quiet.ends, 1);
+  EXPECT_EQ(quiet.last, stop_reason::success);
+  EXPECT_EQ(quiet.attempts, 7u);
+}
+
+// A hedge is a retry to the stop rule and the gate: refused past the attempt
+// limit, refused (with nothing kept) by a gate that denies or asks to wait.
+TEST(Step, AHedgeAsksTheStopRuleAndTheGate) {
+  const auto p = doubling(3);
+  retry_step free(p);
+  free.started_at(t0);
+  EXPECT_TRUE(free.hedge(t0, 1));
+  EXPECT_TRUE(free.hedge(t0, 2));
+  EXPECT_FALSE(free.hedge(t0, 3));  // a 4th attempt would pass after_attempts(3)
+
+  backoff::retry_budget budget = backoff::retry_budget::grpc({.max_tokens = 10, .token_ratio = 0.1});
+  retry_step gated(p, {.gate = &budget});
+  gated.started_at(t0);
+  EXPECT_TRUE(gated.hedge(t0, 1));
+  for (int i = 0; i < 6; ++i) budget.record({attempt_outcome::retryable, false, false, t0});
+  EXPECT_FALSE(gated.hedge(t0, 1));
+}

@@ -24,8 +24,9 @@
 //    then a new round; or give up with the last copy's error.
 // Attempts are copies: a stop rule's after_attempts(n) counts each one.
 //
-// The copies' completions and the hedge timer run on `ex`: on a thread pool,
-// pass a strand. The operation honours the completion handler's cancellation
+// The hedge timer runs on `ex`, and each copy completes where op completes
+// it: the operation's state is not locked, so on a thread pool, pass a strand
+// as `ex` and give op the same one. The operation honours the completion handler's cancellation
 // slot: cancelled, it cancels every copy and completes with the reason
 // cancelled (asio::error::operation_aborted, or the last copy's error).
 #pragma once
@@ -34,7 +35,6 @@
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/bind_cancellation_slot.hpp>
-#include <asio/bind_executor.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/post.hpp>
@@ -49,13 +49,12 @@ namespace backoff::asio {
 
 namespace detail {
 
-template <class Op, class Timer, class Handler, class E, class... Ts>
-class hedge_op : public std::enable_shared_from_this<hedge_op<Op, Timer, Handler, E, Ts...>> {
+template <class Executor, class Op, class Timer, class Handler, class E, class... Ts>
+class hedge_op : public std::enable_shared_from_this<hedge_op<Executor, Op, Timer, Handler, E, Ts...>> {
  public:
   using result = attempt_result<E, Ts...>;
   using clock_type = typename Timer::clock_type;
 
-  template <class Executor>
   hedge_op(const Executor& ex, Handler h, Op op, const hedge_policy& hp, bool borrowed_policy,
            const options<result>* o, bool borrowed_options)
       : handler_(std::move(h)),
@@ -80,9 +79,13 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Op, Timer, Handler
     if (o_.gate && o_.gate_first_attempt) {
       const auto d = step_.start(start_);
       if (!d.allowed) return finish_without_attempt(d.reason);
-      if (d.not_before > start_ || d.recheck) return wait_until(d.not_before, d.recheck, true);
+      if (d.not_before > start_ || d.recheck) {
+        initiating_ = false;
+        return wait_until(d.not_before, d.recheck, true);
+      }
     }
     start_round();
+    initiating_ = false;
   }
 
   // One copy completed (on ex).
@@ -176,7 +179,13 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Op, Timer, Handler
     round_start_ = now();
     refused_ = false;
     launch();
-    arm_hedge();
+    if (!may_hedge()) return;
+    // The hedge timer is armed one turn later, and only if the copy is still
+    // running: a copy that completes at once (a cached answer, an immediate
+    // error) costs no timer. The delay still counts from the copy's start.
+    net::post(ex_, [s = this->shared_from_this(), gen = timer_gen_] {
+      if (gen == s->timer_gen_ && !s->finishing_ && !s->waiting_ && s->running_ > 0) s->arm_hedge();
+    });
   }
 
   bool may_hedge() const noexcept { return !refused_ && started_ < hp_.max_attempts; }
@@ -203,7 +212,7 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Op, Timer, Handler
     c.t0 = now();
     ++running_;
     if (o_.observer) o_.observer->attempt_started(c.number, c.t0);
-    op_(net::bind_cancellation_slot(c.signal.slot(), net::bind_executor(ex_, copy_done{this->shared_from_this(), i})));
+    op_(net::bind_cancellation_slot(c.signal.slot(), copy_done{this->shared_from_this(), i}));
   }
 
   void arm_hedge() {
@@ -212,11 +221,13 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Op, Timer, Handler
       timer_.cancel();
       return;
     }
-    timer_.expires_after(std::chrono::duration_cast<typename clock_type::duration>(hp_.hedge_delay()));
-    timer_.async_wait(net::bind_executor(ex_, [s = this->shared_from_this(), gen = timer_gen_](const std::error_code& ec) {
+    const copy& newest = copies_[started_ - 1];
+    const duration left = hp_.hedge_delay() - (now() - newest.t0);
+    timer_.expires_after(std::chrono::duration_cast<typename clock_type::duration>(std::max(left, duration{0})));
+    timer_.async_wait([s = this->shared_from_this(), gen = timer_gen_](const std::error_code& ec) {
       if (ec || gen != s->timer_gen_ || s->finishing_ || s->waiting_) return;
       s->hedge();
-    }));
+    });
   }
 
   // Every copy of the round failed: the retry step decides.
@@ -237,10 +248,10 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Op, Timer, Handler
     ++timer_gen_;
     const time_point t = now();
     timer_.expires_after(std::chrono::duration_cast<typename clock_type::duration>(at > t ? at - t : duration{0}));
-    timer_.async_wait(net::bind_executor(
-        ex_, [s = this->shared_from_this(), gen = timer_gen_, recheck, first](const std::error_code&) {
+    timer_.async_wait(
+        [s = this->shared_from_this(), gen = timer_gen_, recheck, first](const std::error_code&) {
           if (gen == s->timer_gen_) s->wait_ended(recheck, first);
-        }));
+        });
   }
 
   void wait_ended(bool recheck, bool first) {
@@ -324,17 +335,19 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Op, Timer, Handler
     complete(stop_error<E>(why), std::tuple<Ts...>{});
   }
 
-  // Completes through the handler's executor (posted: this may run inside the
-  // initiating function).
+  // Completes through the handler's executor: posted when this runs inside
+  // the initiating function, dispatched otherwise (we run on ex already).
   void complete(E ec, std::tuple<Ts...> values) {
     if (done_) return;
     done_ = true;
     auto slot = net::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) slot.clear();
     auto hex = net::get_associated_executor(handler_, ex_);
-    net::post(hex, [h = std::move(handler_), ec = std::move(ec), values = std::move(values)]() mutable {
+    auto call = [h = std::move(handler_), ec = std::move(ec), values = std::move(values)]() mutable {
       std::apply([&](Ts&... v) { std::move(h)(std::move(ec), std::move(v)...); }, values);
-    });
+    };
+    if (initiating_) net::post(hex, std::move(call));
+    else net::dispatch(hex, std::move(call));
   }
 
   Handler handler_;
@@ -343,7 +356,7 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Op, Timer, Handler
   std::unique_ptr<options<result>> own_options_;
   const hedge_policy& hp_;
   const options<result>& o_;
-  net::any_io_executor ex_;
+  Executor ex_;
   Timer timer_;
   retry_step step_;
   std::unique_ptr<copy[]> copies_;
@@ -356,6 +369,7 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Op, Timer, Handler
   bool finishing_ = false;
   bool cancelled_ = false;
   bool done_ = false;
+  bool initiating_ = true;  // inside async_hedge's call: complete() must post
   bool has_last_ = false;
   stop_reason reason_ = stop_reason::success;
   time_point start_{}, round_start_{};
@@ -374,7 +388,7 @@ auto start_hedge(void (*)(E, Ts...), const Executor& ex, const hedge_policy& hp,
   };
   return net::async_initiate<Token, void(E, Ts...)>(
       [&ex, &hp, borrowed_policy, o, borrowed_options](auto handler, op_type f) {
-        using impl = hedge_op<op_type, Timer, decltype(handler), E, Ts...>;
+        using impl = hedge_op<Executor, op_type, Timer, decltype(handler), E, Ts...>;
         std::make_shared<impl>(ex, std::move(handler), std::move(f), hp, borrowed_policy, o, borrowed_options)->begin();
       },
       token, wrap());
