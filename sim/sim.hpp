@@ -224,4 +224,35 @@ struct fleet_result {
 };
 fleet_result run_fleet(const fleet_options& o);
 
+// hedging: "The Tail at Scale" (Dean and Barroso 2013). Requests one after
+// another, each copy's latency log-normal around `median` (sigma of its log),
+// and with probability `hiccup` a pause drawn log-uniformly from
+// hiccup_min..hiccup_max on top — what strikes one server and not its twin,
+// so two copies are independent. Each row sends them plain ("none") or
+// hedged by the library's own hedge_policy and latency_sketch at a quantile:
+// the next copy after the sketch's quantile of recent request latencies (the
+// fixed initial_delay until it holds 20), the first answer wins. The server
+// is not slowed by the extra copies (a lightly loaded service, as in the
+// paper's measurements).
+struct hedging_options {
+  std::uint64_t requests = 100000;
+  duration median = std::chrono::milliseconds{10};
+  double sigma = 0.3;
+  double hiccup = 0.02;
+  duration hiccup_min = std::chrono::milliseconds{200};
+  duration hiccup_max = std::chrono::seconds{2};
+  std::uint32_t max_attempts = 2;
+  duration initial_delay = std::chrono::milliseconds{100};
+  std::vector<double> quantiles{0.5, 0.9, 0.95, 0.99};  // one row each, after "none"
+  std::uint64_t seed = 1;
+};
+
+struct hedging_row {
+  std::string hedge;         // "none", "p95", …
+  double mean_delay_ms = 0;  // the hedge delay, averaged over the requests
+  double p50_ms = 0, p99_ms = 0, p999_ms = 0;  // request latency
+  double extra_load = 0;     // copies beyond one per request ÷ requests
+};
+std::vector<hedging_row> run_hedging(const hedging_options& o);
+
 }  // namespace backoff::sim

@@ -329,6 +329,11 @@ TEST_F(Cli, SimulateFailuresAndOverloadCsvColumns) {
   const auto o = cli({"simulate", "overload", "--policies", "backoff-default", "--format", "csv"});
   ASSERT_EQ(o.status, 0) << o.err;
   EXPECT_EQ(o.out.substr(0, o.out.find('\n')), "policy,t_s,offered_per_s,attempts_per_s,goodput_per_s");
+  const auto h = cli({"simulate", "hedging", "--requests", "5000", "--quantiles", "0.95", "--format", "csv"});
+  ASSERT_EQ(h.status, 0) << h.err;
+  EXPECT_EQ(h.out.substr(0, h.out.find('\n')), "hedge,mean_delay_ms,p50_ms,p99_ms,p999_ms,extra_load");
+  EXPECT_NE(h.out.find("\nnone,0.00,"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("\np95,"), std::string::npos) << h.out;
 }
 
 TEST_F(Cli, SimulatePlotsWithGnuplot) {
@@ -363,6 +368,10 @@ TEST_F(Cli, SimulateBadInputExitsTwo) {
       {{"simulate", "fleet", "--duration", "1000000h"}, "--duration: must be in 1s..24h"},
       {{"simulate", "fleet", "--clients", "10000000", "--rate", "100"}, "more than 2e9 requests"},
       {{"simulate", "fleet", "--capacity", "0"}, "--capacity: must be in (0, 100]"},
+      {{"simulate", "hedging", "--quantiles", "0.95,1.5"}, "--quantiles: '1.5' is not in (0, 1)"},
+      {{"simulate", "hedging", "--quantiles", "p95"}, "--quantiles"},
+      {{"simulate", "hedging", "--hedge-max", "1"}, "--hedge-max: must be in 2..10"},
+      {{"simulate", "hedging", "--requests", "0"}, "--requests: must be in 1..10000000"},
       {{"simulate", "contention", "--runs", "2147483647"}, "--runs: must be in 1..100000"},
       {{"simulate", "failures", "--rate", "inf"}, "--rate: must be in (0, 1000000]"},
       {{"simulate", "failures", "--duration", "1000000h"}, "--duration: must be in (0, 24h]"},

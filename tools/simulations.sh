@@ -20,6 +20,8 @@ mkdir -p "$out" docs/img
 # The same with the release spread `get --share` uses (docs/simulations.md §4).
 "$bin" simulate fleet --clients 10000 --rate 0.1 --capacity 1.1 --release-spread 0.2 --format csv > "$out/fleet-spread.csv"
 "$bin" simulate fleet --clients 10000 --rate 0.1 --capacity 1.1 --release-spread 0.2 > "$out/fleet-spread.txt"
+"$bin" simulate hedging --format csv --plot docs/img/hedging.png > "$out/hedging.csv"
+"$bin" simulate hedging > "$out/hedging.txt"
 # The default policy's recovery on several seeds (docs/simulations.md quotes it).
 for shape in spike ramp; do
   for seed in 1 2 3 4 5 6 7 8; do

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSL-1.0
 // backoff simulate: reproduce the backoff and retry-storm experiments with the
 // library's own objects (sim/sim.hpp), as a table, CSV or JSON, and plot them.
+#include <algorithm>
 #include <unistd.h>
 
 #include <cstdio>
@@ -33,6 +34,9 @@ struct simulate_options {
   bool gate_per_client = false;
   std::string outage = "10s-30s", retry_after = "5s";
   std::optional<double> capacity, release_spread;
+  std::vector<std::string> quantiles;
+  std::optional<std::uint64_t> requests;
+  std::optional<unsigned> hedge_max;
 };
 
 std::vector<std::string> split(const std::vector<std::string>& items) {
@@ -375,13 +379,74 @@ int fleet(const simulate_options& so) {
   return exit_code::ok;
 }
 
+int hedging(const simulate_options& so) {
+  sim::hedging_options o;
+  o.seed = so.seed;
+  if (so.requests) {
+    if (*so.requests < 1 || *so.requests > 10'000'000) throw usage_error("--requests: must be in 1..10000000");
+    o.requests = *so.requests;
+  }
+  if (so.hedge_max) {
+    if (*so.hedge_max < 2 || *so.hedge_max > 10) throw usage_error("--hedge-max: must be in 2..10");
+    o.max_attempts = *so.hedge_max;
+  }
+  if (!so.quantiles.empty()) {
+    o.quantiles.clear();
+    for (const auto& q : split(so.quantiles)) {
+      const double v = to_double(q, "--quantiles");
+      if (!(v > 0 && v < 1)) throw usage_error("--quantiles: '" + q + "' is not in (0, 1)");
+      o.quantiles.push_back(v);
+    }
+  }
+  const auto rows = sim::run_hedging(o);
+  if (so.format == "csv") {
+    std::cout << "hedge,mean_delay_ms,p50_ms,p99_ms,p999_ms,extra_load\n";
+    for (const auto& r : rows)
+      std::cout << r.hedge << "," << fmt(r.mean_delay_ms, 2) << "," << fmt(r.p50_ms, 2) << "," << fmt(r.p99_ms, 2) << ","
+                << fmt(r.p999_ms, 2) << "," << fmt(r.extra_load, 4) << "\n";
+  } else if (so.format == "json") {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : rows)
+      out.push_back({{"hedge", r.hedge}, {"mean_delay_ms", r.mean_delay_ms}, {"p50_ms", r.p50_ms}, {"p99_ms", r.p99_ms},
+                     {"p999_ms", r.p999_ms}, {"extra_load", r.extra_load}});
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::printf("%llu requests; each copy log-normal around %.0f ms, %.0f %% of copies paused 200 ms-2 s; up to %u copies\n",
+                static_cast<unsigned long long>(o.requests), std::chrono::duration<double, std::milli>(o.median).count(),
+                o.hiccup * 100, o.max_attempts);
+    std::printf("%-8s %12s %10s %10s %10s %12s\n", "hedge at", "mean delay", "p50", "p99", "p99.9", "extra load");
+    for (const auto& r : rows)
+      std::printf("%-8s %10.1fms %8.1fms %8.1fms %8.1fms %11.1f%%\n", r.hedge.c_str(), r.mean_delay_ms, r.p50_ms, r.p99_ms,
+                  r.p999_ms, r.extra_load * 100);
+  }
+  if (!so.plot.empty()) {
+    const auto dir = temp_dir();
+    {
+      std::ofstream data(dir / "hedging.dat");
+      auto by_load = rows;  // drawn left to right
+      std::sort(by_load.begin(), by_load.end(), [](const auto& a, const auto& b) { return a.extra_load < b.extra_load; });
+      for (const auto& r : by_load)
+        data << r.extra_load * 100 << " " << r.p50_ms << " " << r.p99_ms << " " << r.p999_ms << " " << r.hedge << "\n";
+    }
+    run_gnuplot(dir,
+                "set logscale y\nset xlabel 'extra requests (%)'\nset ylabel 'request latency (ms)'\n"
+                "set title 'Hedging at a quantile of recent latencies'\n"
+                "plot 'hedging.dat' using 1:4 with linespoints title 'p99.9', "
+                "'' using 1:3 with linespoints title 'p99', '' using 1:2 with linespoints title 'p50', "
+                "'' using 1:4:5 with labels offset 0,1 notitle\n",
+                so.plot);
+    fs::remove_all(dir);
+  }
+  return exit_code::ok;
+}
+
 }  // namespace
 
 subcommand simulate_command(CLI::App& app) {
   auto so = std::make_shared<simulate_options>();
-  auto* cmd = app.add_subcommand("simulate", "Simulate retry strategies: contention, failures, overload or fleet");
+  auto* cmd = app.add_subcommand("simulate", "Simulate retry strategies: contention, failures, overload, fleet or hedging");
   cmd->footer("Exit status: 0 on success; 2 for a bad flag or value; 1 when something else failed.");
-  cmd->add_option("scenario", so->scenario, "contention, failures, overload or fleet")->required();
+  cmd->add_option("scenario", so->scenario, "contention, failures, overload, fleet or hedging")->required();
   cmd->add_option("--format", so->format, "table, csv or json (default table)");
   cmd->add_option("--plot", so->plot, "Draw the results with gnuplot into FILE.png or FILE.svg");
   cmd->add_option("--seed", so->seed, "Random seed (default 1): same seed, same numbers");
@@ -401,6 +466,9 @@ subcommand simulate_command(CLI::App& app) {
   cmd->add_option("--release-spread", so->release_spread,
                   "fleet: requests held by the shared release time leave spread over this fraction of their wait "
                   "after it, 0..1 (default 0; get --share uses 0.2)");
+  cmd->add_option("--quantiles", so->quantiles, "hedging: hedge at these quantiles of recent latencies (default 0.5,0.9,0.95,0.99)");
+  cmd->add_option("--requests", so->requests, "hedging: requests simulated (default 100000)");
+  cmd->add_option("--hedge-max", so->hedge_max, "hedging: copies of a request at most, 2..10 (default 2)");
   return {cmd, [so]() -> int {
     if (so->format != "table" && so->format != "csv" && so->format != "json")
       throw usage_error("--format: unknown format '" + so->format + "' (choose table, csv or json)");
@@ -408,7 +476,9 @@ subcommand simulate_command(CLI::App& app) {
     if (so->scenario == "failures") return failures(*so);
     if (so->scenario == "overload") return overload(*so);
     if (so->scenario == "fleet") return fleet(*so);
-    throw usage_error("scenario: unknown scenario '" + so->scenario + "' (choose contention, failures, overload or fleet)");
+    if (so->scenario == "hedging") return hedging(*so);
+    throw usage_error("scenario: unknown scenario '" + so->scenario +
+                      "' (choose contention, failures, overload, fleet or hedging)");
   }};
 }
 
