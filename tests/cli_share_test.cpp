@@ -388,6 +388,12 @@ TEST_F(Cli, ShareWithAWrongPasswordWarnsOnceNamingItAndWorksAlone) {
   EXPECT_EQ(count(r.err, "warning"), 1) << r.err;
   EXPECT_NE(r.err.find("the password was refused"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("wrong@"), std::string::npos) << r.err;
+  // -q: not even that one warning.
+  server.script("/f", {fault::status(503, "0")});
+  const auto quiet = cli({"get", "-q", "--share", url, "--initial", "1ms", "-o", "g", server.url("/f")});
+  EXPECT_EQ(quiet.status, 0) << quiet.err;
+  EXPECT_EQ(slurp(dir / "g"), "alone");
+  EXPECT_EQ(quiet.err.find("warning"), std::string::npos) << quiet.err;
   const auto bad = cli({"get", "--share", url, "--share-password-file", "missing", "-o", "f", server.url("/f")});
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("--share-password-file: cannot read 'missing'"), std::string::npos) << bad.err;

@@ -302,6 +302,9 @@ TEST_F(Cli, DemoPasses) {
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("all downloads verified"), std::string::npos) << r.out;
   EXPECT_LT(r.took, 30s);
+  // stderr is a pipe here, not a terminal: no status line redrawn in place.
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("\033["), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, SimulateContentionCsvIsDeterministic) {

@@ -355,3 +355,29 @@ TEST_F(AsyncClient, ASegmentedDownloadTellsTheObserverEveryRequest) {
   EXPECT_GE(m.attempts(backoff::attempt_outcome::retryable), 2u);
   EXPECT_EQ(m.operations(stop_reason::success), 1u);
 }
+
+// A body larger than the socket buffers: curl must wait until the socket can
+// be written again (CURL_POLL_OUT), and the client must tell it when. 48 MiB
+// arrive whole, on one attempt.
+TEST_F(AsyncClient, ABodyLargerThanTheSocketBuffersIsSentWhole) {
+  backoff::testing::fault_server server;
+  std::string body(48u << 20, 'x');
+  for (std::size_t i = 0; i < body.size(); i += 4096) body[i] = static_cast<char>('a' + (i / 4096) % 26);
+  auto o = opts(1);
+  o.stall_timeout = 5s;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  std::optional<backoff::curl::response> out;
+  http.async_perform({.method = "PUT",
+                      .url = server.url("/upload"),
+                      .headers = {{"Content-Type", "application/octet-stream"}},
+                      .body = body},
+                     [&](backoff::curl::response r) { out = std::move(r); });
+  ctx.restart();
+  ctx.run_for(30s);
+  ASSERT_TRUE(out) << "the upload never finished";
+  EXPECT_EQ(out->reason, stop_reason::success) << out->describe() << " " << (out->attempts.empty() ? "" : out->attempts[0].error);
+  const auto seen = server.requests("/upload");
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body.size(), body.size());
+  EXPECT_TRUE(seen[0].body == body);
+}

@@ -101,3 +101,16 @@ TEST(HttpDigest, Base64EncodeMatchesRfc4648AndRoundTrips) {
   EXPECT_EQ(back->front().hex.substr(0, 6), "000102");
   EXPECT_EQ(back->front().hex.substr(506), "fdfeff");
 }
+
+// RFC 4648 §10's test vectors, the empty string and one byte included (a
+// length computed as size − 2 would wrap around below two bytes).
+TEST(Base64, EncodesTheRfc4648Vectors) {
+  using backoff::http::base64_encode;
+  EXPECT_EQ(base64_encode(""), "");
+  EXPECT_EQ(base64_encode("f"), "Zg==");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(base64_encode("foob"), "Zm9vYg==");
+  EXPECT_EQ(base64_encode("fooba"), "Zm9vYmE=");
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+}

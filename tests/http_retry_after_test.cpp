@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <optional>
 #include <string>
 
@@ -128,4 +129,27 @@ TEST(RetryAfter, Rfc850ExactlyFiftyYearsAheadStaysInTheFuture) {
   ASSERT_TRUE(edge && past);
   EXPECT_EQ(year_month_day{floor<days>(*edge)}.year(), year{2076});
   EXPECT_EQ(year_month_day{floor<days>(*past)}.year(), year{1976});
+}
+
+// Each month's last day parses and the day after it does not, in every form
+// (a date past a month's end is a malformed header, not a date in the next
+// month); 29 February only in a leap year (2000 yes, 2100 no, 2028 yes).
+TEST(RetryAfter, EveryMonthEndsOnItsLastDay) {
+  const char* names[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const int last[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  for (int m = 0; m < 12; ++m) {
+    for (const int d : {last[m], last[m] + 1}) {
+      char imf[40], asc[40];
+      std::snprintf(imf, sizeof imf, "Sun, %02d %s 2027 10:00:00 GMT", d, names[m]);
+      std::snprintf(asc, sizeof asc, "Sun %s %2d 10:00:00 2027", names[m], d);
+      const bool valid = d == last[m];
+      EXPECT_EQ(backoff::http::parse_http_date(imf).has_value(), valid) << imf;
+      EXPECT_EQ(backoff::http::parse_http_date(asc).has_value(), valid) << asc;
+    }
+  }
+  EXPECT_TRUE(backoff::http::parse_http_date("Tue, 29 Feb 2000 10:00:00 GMT"));
+  EXPECT_TRUE(backoff::http::parse_http_date("Tue, 29 Feb 2028 10:00:00 GMT"));
+  EXPECT_FALSE(backoff::http::parse_http_date("Mon, 29 Feb 2100 10:00:00 GMT"));
+  EXPECT_FALSE(backoff::http::parse_http_date("Sun, 29 Feb 2027 10:00:00 GMT"));
+  EXPECT_FALSE(backoff::http::parse_http_date("Sun, 00 Jan 2027 10:00:00 GMT"));
 }
