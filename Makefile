@@ -18,7 +18,7 @@ export CCACHE_NOHASHDIR := true
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-redis-exit bench-many bench-quota bench-concurrent bench-fleet bench-run package fuzz mutate mutate-generated clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-redis-exit bench-many bench-quota bench-concurrent bench-fleet bench-run package fuzz mutate mutate-generated coverage clean
 
 all: build
 
@@ -59,6 +59,24 @@ test-tsan: deps $(BUILD)/tsan/build.ninja
 	TSAN_OPTIONS=halt_on_error=1 setarch $$(uname -m) -R $(BUILD)/tsan/bin/backoff_tests --gtest_brief=1
 
 test: test-tsan test-asan test-main
+
+# Line and branch coverage of every test (gcc --coverage, gcovr from Debian):
+# build/coverage/html/index.html, build/coverage/summary.txt (per file) and
+# build/coverage/directories.txt (per directory).
+$(BUILD)/coverage/build.ninja:
+	$(CONFIGURE) -S . -B $(BUILD)/coverage -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=--coverage \
+	  -DCMAKE_EXE_LINKER_FLAGS=--coverage -DBACKOFF_BUILD_BENCH=OFF -DBACKOFF_BUILD_EXAMPLES=OFF -DBACKOFF_INSTALL=OFF
+
+coverage: deps $(BUILD)/coverage/build.ninja
+	cmake --build $(BUILD)/coverage -j $(JOBS)
+	find $(BUILD)/coverage -name '*.gcda' -delete
+	-cd $(BUILD)/coverage && ctest -j $(JOBS) -LE "consumer|package" > ctest.log 2>&1; tail -3 ctest.log
+	mkdir -p $(BUILD)/coverage/html
+	gcovr -r . --object-directory $(BUILD)/coverage --filter include/ --filter src/ --filter tools/backoff/ \
+	  --exclude-unreachable-branches --exclude-throw-branches \
+	  --html-details $(BUILD)/coverage/html/index.html --txt $(BUILD)/coverage/summary.txt \
+	  --json-summary $(BUILD)/coverage/summary.json --print-summary
+	python3 tools/coverage_dirs.py $(BUILD)/coverage/summary.json | tee $(BUILD)/coverage/directories.txt
 
 bench: build
 	$(BUILD)/bin/backoff_bench --benchmark_out=$(BUILD)/bench.json --benchmark_out_format=json \

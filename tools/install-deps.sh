@@ -17,7 +17,7 @@ packages=(
   curl bc libasio-dev
   libhiredis-dev redis-server
   dpkg-dev groff-base lintian openssl aria2 python3
-  prometheus prometheus-node-exporter prometheus-pushgateway
+  prometheus prometheus-node-exporter prometheus-pushgateway gcovr
 )
 
 missing=()
