@@ -35,13 +35,19 @@ for r in $(seq "$ROUNDS"); do
   total[backoff]=$((total[backoff] + b)); total[loop]=$((total[loop] + l)); total[true]=$((total[true] + t))
   total[metrics]=$((total[metrics] + m))
 done
-# --metrics in pairs: each call with it right after one without, and the
-# median of the N differences (drift between rounds cancels out).
+# --metrics in pairs: each call with it beside one without, the order
+# alternating (ABBA: what runs second is not favoured), and the median of the
+# N differences (drift between rounds cancels out).
 pairs() {
   local i b m
   for ((i = 0; i < N; i++)); do
-    b=$(one "$BIN" run -q -- true)
-    m=$(one "$BIN" run -q --metrics "$metrics_dir/backoff.prom" -- true)
+    if ((i % 2 == 0)); then
+      b=$(one "$BIN" run -q -- true)
+      m=$(one "$BIN" run -q --metrics "$metrics_dir/backoff.prom" -- true)
+    else
+      m=$(one "$BIN" run -q --metrics "$metrics_dir/backoff.prom" -- true)
+      b=$(one "$BIN" run -q -- true)
+    fi
     echo $((m - b))
   done | sort -n | sed -n "$((N / 2 + 1))p"
 }
