@@ -297,6 +297,20 @@ TEST_F(Cli, GetDefaultsToTheUrlsFileName) {
   EXPECT_EQ(r.err, "");
 }
 
+// On a terminal (a pty from util-linux's script(1)) the demo draws its status
+// line; with -q it draws nothing, terminal or not.
+TEST_F(Cli, DemoDrawsItsStatusLineOnlyOnATerminalAndNeverWithQuiet) {
+  const std::string bin = BACKOFF_CLI;
+  const std::string tty = run_cli_shell("cd " + quote(dir.string()) + " && script -qec " +
+                                        quote(quote(bin) + " demo") + " /dev/null 2>&1");
+  EXPECT_NE(tty.find("all downloads verified"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("\rdownloading 5 files"), std::string::npos) << tty;
+  const std::string quiet = run_cli_shell("cd " + quote(dir.string()) + " && script -qec " +
+                                          quote(quote(bin) + " demo -q") + " /dev/null 2>&1");
+  EXPECT_NE(quiet.find("all downloads verified"), std::string::npos) << quiet;
+  EXPECT_EQ(quiet.find("downloading"), std::string::npos) << quiet;
+}
+
 TEST_F(Cli, DemoPasses) {
   const auto r = cli({"demo"});
   EXPECT_EQ(r.status, 0) << r.out << r.err;

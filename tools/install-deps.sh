@@ -14,7 +14,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
   nginx-light gnuplot-nox
   clang libclang-rt-14-dev
-  curl bc libasio-dev
+  curl bc libasio-dev bsdutils
   libhiredis-dev redis-server
   dpkg-dev groff-base lintian openssl aria2 python3
   prometheus prometheus-node-exporter prometheus-pushgateway gcovr
