@@ -64,8 +64,8 @@ test: test-tsan test-asan test-main
 # build/coverage/html/index.html, build/coverage/summary.txt (per file) and
 # build/coverage/directories.txt (per directory).
 $(BUILD)/coverage/build.ninja:
-	$(CONFIGURE) -S . -B $(BUILD)/coverage -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=--coverage \
-	  -DCMAKE_EXE_LINKER_FLAGS=--coverage -DBACKOFF_BUILD_BENCH=OFF -DBACKOFF_BUILD_EXAMPLES=OFF -DBACKOFF_INSTALL=OFF
+	$(CONFIGURE) -S . -B $(BUILD)/coverage -DCMAKE_BUILD_TYPE=Debug \
+	  "-DCMAKE_CXX_FLAGS=--coverage -fprofile-update=atomic" -DCMAKE_EXE_LINKER_FLAGS=--coverage -DBACKOFF_BUILD_BENCH=OFF -DBACKOFF_BUILD_EXAMPLES=OFF -DBACKOFF_INSTALL=OFF
 
 coverage: deps $(BUILD)/coverage/build.ninja
 	cmake --build $(BUILD)/coverage -j $(JOBS)
@@ -73,7 +73,7 @@ coverage: deps $(BUILD)/coverage/build.ninja
 	-cd $(BUILD)/coverage && ctest -j $(JOBS) -LE "consumer|package" > ctest.log 2>&1; tail -3 ctest.log
 	mkdir -p $(BUILD)/coverage/html
 	gcovr -r . --object-directory $(BUILD)/coverage --filter include/ --filter src/ --filter tools/backoff/ \
-	  --exclude-unreachable-branches --exclude-throw-branches \
+	  --exclude-unreachable-branches --exclude-throw-branches --gcov-ignore-parse-errors \
 	  --html-details $(BUILD)/coverage/html/index.html --txt $(BUILD)/coverage/summary.txt \
 	  --json-summary $(BUILD)/coverage/summary.json --print-summary
 	python3 tools/coverage_dirs.py $(BUILD)/coverage/summary.json | tee $(BUILD)/coverage/directories.txt
