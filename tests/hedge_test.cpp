@@ -462,3 +462,60 @@ TEST(LatencySketch, OldSamplesFade) {
   EXPECT_LT(*s.quantile(0.95), 20ms);
   EXPECT_LT(s.held(), 130u);
 }
+
+// A gate asked for the first attempt too (gate_first_attempt) that denies it:
+// no copy is sent, and the operation says why.
+TEST_F(Hedge, AGateThatDeniesTheFirstAttemptSendsNothing) {
+  struct deny_all final : backoff::gate {
+    backoff::gate_decision acquire(const backoff::gate_request&) noexcept override {
+      return {false, stop_reason::circuit_open, {}, false};
+    }
+    void record(const backoff::gate_outcome&) noexcept override {}
+  } g;
+  std::optional<stop_reason> why;
+  timed_op op{&ctx, {{10ms}}};
+  backoff::options<ba::result_of<timed_op>> o{
+      .on_give_up = [&](const auto& a) { why = a.reason; }, .gate = &g, .gate_first_attempt = true};
+  const auto out = run({.delay = 100ms}, op, o);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->ec, ba::make_error_code(ba::error::gate_denied));
+  EXPECT_EQ(op.seen->calls, 0);
+  EXPECT_EQ(why, stop_reason::circuit_open);
+}
+
+// Cancelled during the backoff between two rounds: it ends at once, without
+// another copy; on_give_up hears cancelled.
+TEST_F(Hedge, CancellingDuringTheBackoffEndsItAtOnce) {
+  timed_op op{&ctx, {{10ms, refused}, {10ms, refused}, {10ms}}};
+  asio::cancellation_signal cancel;
+  std::optional<std::error_code> got;
+  std::optional<stop_reason> why;
+  backoff::options<ba::result_of<timed_op>> o{.on_give_up = [&](const auto& a) { why = a.reason; }};
+  ba::async_hedge<sim_timer>(ctx.get_executor(), backoff::hedge_policy{.delay = 100ms, .retry = retry_doubling(5)}, op, o,
+                             asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code ec, int) { got = ec; }));
+  sim_timer at(ctx.get_executor());
+  at.expires_after(500ms);  // both copies failed at 20 ms; the next round is due at 1020 ms
+  at.async_wait([&](std::error_code) { cancel.emit(asio::cancellation_type::terminal); });
+  run_virtual(ctx);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, asio::error::operation_aborted);
+  EXPECT_EQ(op.seen->calls, 2);
+  EXPECT_EQ(why, stop_reason::cancelled);
+}
+
+// before_retry runs once before each new round (not before a hedge), and a
+// permanent failure goes to the fallback.
+TEST_F(Hedge, BeforeRetryPerRoundAndTheFallback) {
+  int before = 0;
+  timed_op op{&ctx, {{10ms, refused}, {10ms, refused}, {10ms, refused}, {10ms, denied}}};
+  backoff::options<ba::result_of<timed_op>> o{
+      .classify = {.retry_value = backoff::on_error_codes({std::errc::connection_refused})},
+      .fallback = [](const auto&) { return ba::result_of<timed_op>{std::error_code{}, std::tuple<int>{-1}}; },
+      .before_retry = [&](const auto&) { ++before; }};
+  const auto out = run({.delay = 100ms, .retry = retry_doubling(10)}, op, o);
+  ASSERT_TRUE(out);
+  EXPECT_FALSE(out->ec);
+  EXPECT_EQ(out->copy, -1);  // the fallback's value
+  EXPECT_EQ(op.seen->calls, 4);
+  EXPECT_EQ(before, 1);  // rounds: copies 1-2, then 3-4
+}
