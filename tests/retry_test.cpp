@@ -616,3 +616,25 @@ TEST(Retry, TheFallbackIsForPermanentFailuresOnly) {
   EXPECT_EQ(fallbacks, 0);
   EXPECT_FALSE(r.ok());
 }
+
+// gate_first_attempt asks the gate once for the first attempt, then once per
+// retry as a retry: never "first attempt" again (which would restart the
+// operation's clock and charge a budget twice per retry).
+TEST(Retry, GateFirstAttemptAsksOnceForTheFirstAttemptOnly) {
+  struct counting final : backoff::gate {
+    int firsts = 0, retries = 0;
+    backoff::gate_decision acquire(const backoff::gate_request& r) noexcept override {
+      ++(r.retry ? retries : firsts);
+      return {};
+    }
+    void record(const backoff::gate_outcome&) noexcept override {}
+  } g;
+  backoff::manual_clock clock;
+  flaky f{3};
+  const backoff::policy p{.schedule = backoff::constant{.delay = 1ms}, .jitter = backoff::jitter::none(),
+                          .stop = stop::after_attempts(10)};
+  auto r = backoff::try_retry(p, f, {.gate = &g, .gate_first_attempt = true, .clock = &clock});
+  EXPECT_EQ(r.attempts(), 4u);
+  EXPECT_EQ(g.firsts, 1);
+  EXPECT_EQ(g.retries, 3);
+}
