@@ -258,6 +258,19 @@ TEST_F(Hedge, AFailedCopyStartsTheNextAtOnce) {
   EXPECT_EQ(out->took, 30ms);
 }
 
+// The same while another copy still runs: with three copies allowed, the
+// second failing at 110 ms starts the third then, not at the next delay.
+TEST_F(Hedge, AFailedCopyStartsTheNextAtOnceBesideARunningOne) {
+  timed_op op{&ctx, {{10s}, {10ms, refused}, {20ms}}};
+  const auto out = run({.max_attempts = 3, .delay = 100ms}, op);
+  ASSERT_TRUE(out);
+  EXPECT_FALSE(out->ec);
+  EXPECT_EQ(out->copy, 3);
+  ASSERT_EQ(op.seen->calls, 3);
+  EXPECT_EQ(op.seen->started[2] - op.seen->started[0], 110ms);
+  EXPECT_EQ(out->took, 130ms);
+}
+
 // A permanent failure ends the operation: the other copy is cancelled and
 // the permanent error is the result.
 TEST_F(Hedge, APermanentFailureEndsItAndCancelsTheOthers) {

@@ -146,7 +146,8 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Executor, Op, Time
     if (running_ > 0 || may_hedge()) {
       step_.note(report);
       if (o_.after_attempt) o_.after_attempt(seen);
-      if (running_ == 0 && !hedge()) return round_failed(report, thrown, true);
+      // The next copy at once, whether or not others still run.
+      if (!hedge() && running_ == 0) return round_failed(report, thrown, true);
       return;
     }
     return round_failed(report, thrown, false);
@@ -158,7 +159,6 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Executor, Op, Time
     std::uint32_t number = 0;
     time_point t0{};
     bool running = false;
-    bool cancelled = false;  // cancelled by us: another copy won, or the operation was cancelled
   };
 
   // The completion handler of one copy.
@@ -207,7 +207,6 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Executor, Op, Time
     const std::uint32_t i = started_++;
     copy& c = copies_[i];
     c.running = true;
-    c.cancelled = false;
     c.number = ++n_;
     c.t0 = now();
     ++running_;
@@ -300,9 +299,7 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Executor, Op, Time
     ++timer_gen_;
     timer_.cancel();
     for (std::uint32_t i = 0; i < started_; ++i) {
-      if (!copies_[i].running) continue;
-      copies_[i].cancelled = true;
-      copies_[i].signal.emit(net::cancellation_type::terminal);
+      if (copies_[i].running) copies_[i].signal.emit(net::cancellation_type::terminal);
     }
     if (running_ == 0) conclude();
   }
