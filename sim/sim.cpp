@@ -8,6 +8,8 @@
 #include <bit>
 #include <atomic>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <limits>
 #include <cmath>
 #include <numeric>
@@ -31,9 +33,21 @@ using ns = std::chrono::nanoseconds;
 
 time_point at(std::int64_t t) { return time_point{std::chrono::duration_cast<time_point::duration>(ns{t})}; }
 
-// |Normal(mean, sd)| by the polar method: our own, so that a seed gives the
-// same numbers with every standard library. Each round yields two normals;
-// the second is kept for the next call.
+// Two independent standard normals by the polar method: our own, so that a
+// seed gives the same numbers with every standard library.
+std::pair<double, double> normal_pair(fast_rng& rng) {
+  double u, v, s;
+  do {
+    u = 2.0 * uniform_unit(rng) - 1.0;
+    v = 2.0 * uniform_unit(rng) - 1.0;
+    s = u * u + v * v;
+  } while (s >= 1.0 || s == 0.0);
+  const double f = std::sqrt(-2.0 * std::log(s) / s);
+  return {u * f, v * f};
+}
+
+// |Normal(mean, sd)|: each normal_pair yields two; the second is kept for the
+// next call.
 class net_model {
  public:
   net_model(double mean, double sd) : mean_(mean), sd_(sd) {}
@@ -43,15 +57,7 @@ class net_model {
       z = spare_;
       has_spare_ = false;
     } else {
-      double u, v, s;
-      do {
-        u = 2.0 * uniform_unit(rng) - 1.0;
-        v = 2.0 * uniform_unit(rng) - 1.0;
-        s = u * u + v * v;
-      } while (s >= 1.0 || s == 0.0);
-      const double f = std::sqrt(-2.0 * std::log(s) / s);
-      z = u * f;
-      spare_ = v * f;
+      std::tie(z, spare_) = normal_pair(rng);
       has_spare_ = true;
     }
     return static_cast<std::int64_t>(std::abs(mean_ + sd_ * z));
@@ -826,22 +832,10 @@ fleet_result run_fleet(const fleet_options& o) {
 
 namespace {
 
-// A standard normal by the polar method (our own: the same numbers with every
-// standard library).
-double standard_normal(fast_rng& rng) {
-  double u, v, s;
-  do {
-    u = 2.0 * uniform_unit(rng) - 1.0;
-    v = 2.0 * uniform_unit(rng) - 1.0;
-    s = u * u + v * v;
-  } while (s >= 1.0 || s == 0.0);
-  return u * std::sqrt(-2.0 * std::log(s) / s);
-}
-
 double ms_of(duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 double copy_latency_ms(fast_rng& rng, const hedging_options& o) {
-  double ms = ms_of(o.median) * std::exp(o.sigma * standard_normal(rng));
+  double ms = ms_of(o.median) * std::exp(o.sigma * normal_pair(rng).first);
   if (uniform_unit(rng) < o.hiccup) {
     const double lo = ms_of(o.hiccup_min), hi = ms_of(o.hiccup_max);
     ms += lo * std::pow(hi / lo, uniform_unit(rng));
