@@ -144,8 +144,7 @@ class retry_step {
     if (!g) return true;
     const gate_request q{true, now, false};
     const gate_decision d = g->acquire(q);
-    if (!d.allowed) return false;
-    if (d.recheck) return false;
+    if (!d.allowed || d.recheck) return false;  // a recheck takes nothing
     if (d.not_before > now) {
       g->release(q);
       return false;
