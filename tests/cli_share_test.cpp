@@ -112,7 +112,12 @@ namespace cli_test {
 // more at once; every process exits 0 with the whole body.
 void Cli::get_first_then_five(const std::string& share, const std::string& key, const std::string& url,
                               const std::string& body, backoff::testing::redis_server& redis) {
-  auto get = [&](int i) { return cli({"get", "-q", "--share", share, "--initial", "10ms", "-o", "out" + std::to_string(i), url}); };
+  // A generous --share-timeout: six processes starting at once on a loaded
+  // (or sanitized) machine can take past the default 20 ms to read the release
+  // time, and then go at once, as they are meant to when Redis is slow (CI saw it).
+  auto get = [&](int i) {
+    return cli({"get", "-q", "--share", share, "--share-timeout", "5s", "--initial", "10ms", "-o", "out" + std::to_string(i), url});
+  };
   std::vector<cli_result> results(6);
   std::thread first([&] { results[0] = get(0); });
   ASSERT_TRUE(eventually([&] { return redis.command("EXISTS " + key) == "1"; }));
@@ -441,6 +446,10 @@ TEST_F(Cli, ShareFlagsAreCheckedByName) {
       {{"run", "--share", "redis://h", "--", "true"}, "--share: needs --share-key NAME"},
       {{"run", "--share-key", "api", "--", "true"}, "--share-key: needs --share"},
       {{"run", "--share", "redis://h", "--share-key", "a{b}", "--", "true"}, "--share-key: 'a{b}' may not hold braces"},
+      {{"get", "--share", "redis://127.0.0.1:1", "--share-timeout", "0", "http://h/x"}, "--share-timeout: '0' is outside 1ms..1m"},
+      {{"get", "--share", "redis://127.0.0.1:1", "--share-timeout", "2m", "http://h/x"}, "--share-timeout: '2m' is outside"},
+      {{"run", "--share", "redis://127.0.0.1:1", "--share-key", "k", "--share-timeout", "soon", "--", "true"},
+       "--share-timeout"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = cli(args);

@@ -128,6 +128,46 @@ TEST(RunLoop, ASignalDuringAWaitEndsWithItsStatusNotTheAttempts) {
   EXPECT_EQ(manual.total_slept(), 0ms);  // the 30 s wait did not happen
 }
 
+// The signal lands after the command exited and before the loop decided
+// (CI met this window under ASan): still the signal's status, not the exit
+// status of an attempt that was going to be retried, and no second attempt.
+TEST(RunLoop, ASignalAfterTheAttemptEndsBeforeTheWaitIsStillTheSignals) {
+  const auto plan = backoff::cli::plan_run(flags("", "30s", 3));
+  backoff::manual_clock clock;
+  std::stop_source src;
+  int sig = 0;
+  scripted inner{clock, clock.now(), 1ms, 3};
+  auto cmd = [&](std::uint32_t n, backoff::duration limit) {
+    const outcome o = inner(n, limit);
+    sig = SIGINT;  // the child is reaped; now the signal
+    src.request_stop();
+    return o;
+  };
+  std::ostringstream err;
+  run_context ctx{clock, err, cmd, src.get_token(), [&] { return sig; }, nullptr};
+  const auto r = backoff::cli::run_loop(plan, ctx);
+  EXPECT_EQ(r.status, 128 + SIGINT);
+  EXPECT_EQ(r.reason, backoff::stop_reason::cancelled);
+  EXPECT_EQ(inner.calls.size(), 1u);
+  EXPECT_EQ(clock.total_slept(), 0ms);
+  EXPECT_EQ(err.str().find("permanent"), std::string::npos) << err.str();
+  // An exit status that is never retried stays the command's, signal or not.
+  sig = 0;
+  scripted lasting{clock, clock.now(), 1ms, 3};
+  auto ro = flags("", "30s", 3);
+  ro.no_retry_on = "3";
+  run_context ctx2{clock, err,
+                   [&](std::uint32_t n, backoff::duration l) {
+                     const outcome o = lasting(n, l);
+                     sig = SIGINT;
+                     return o;
+                   },
+                   {}, [&] { return sig; }, nullptr};
+  const auto kept = backoff::cli::run_loop(backoff::cli::plan_run(ro), ctx2);
+  EXPECT_EQ(kept.status, 3);
+  EXPECT_EQ(kept.reason, backoff::stop_reason::permanent);
+}
+
 TEST(RunLoop, BadFlagsAreFoundBeforeAnythingRuns) {
   auto ro = flags("", "1s", 3);
   ro.retry_on = "0";

@@ -69,6 +69,15 @@ struct policy_flags {
 
 // Installs handlers that turn SIGINT/SIGTERM/SIGHUP/SIGQUIT into a stop request. The signal
 // number is kept for the exit status; `forward` (if set) gets the signal too.
+// --share and the flags that go with it (get and run). `url` empty: no fleet.
+struct share_options {
+  std::string url, password_file, cacert;
+  std::string timeout = "20ms";  // Redis connect and every command (redis::fleet_options::timeout)
+  // Adds --share-password-file, --share-cacert and --share-timeout (the
+  // caller adds --share itself, with its own help).
+  void add_to(CLI::App& cmd);
+};
+
 class signal_watch {
  public:
   signal_watch();

@@ -47,7 +47,7 @@ struct get_flags {
   unsigned connections = 8;
   std::string min_split_size = "1M";
   bool per_transfer_retry_after = false, host_wide_retry_after = false, ignore_quota = false;
-  std::string share, share_password_file, share_cacert;  // redis[s]://[USER[:PASSWORD]@]HOST:PORT[/PREFIX]
+  share_options share;  // --share redis[s]://[USER[:PASSWORD]@]HOST:PORT[/PREFIX], and its flags
   std::string url, output, timeout, stall_timeout = "30s", connect_timeout = "10s", max_retry_after = "1h", report;
   std::string max_filesize, checksum, method, data, data_binary, data_raw, json, idempotency_key, retry_on, no_retry_on;
   std::vector<std::string> headers;
@@ -565,12 +565,12 @@ int get_run(const std::shared_ptr<get_flags>& f, run_record& report) {
     }
 #ifdef BACKOFF_HAVE_REDIS
     std::unique_ptr<shared_gates> shared;
-    if (!f->share.empty()) {
+    if (!f->share.url.empty()) {
       if (f->per_transfer_retry_after) throw usage_error("--share: a fleet shares Retry-After; drop --per-transfer-retry-after");
       const std::string first = plan.many.empty() ? plan.url : plan.many.front().url;
       const std::string key = curl::host_key(first);
       if (key.empty()) throw usage_error("--share: cannot tell the host of '" + first + "'");
-      shared = std::make_unique<shared_gates>(f->share, key, f->quiet, f->share_password_file, f->share_cacert);
+      shared = std::make_unique<shared_gates>(f->share, key, f->quiet);
       for (const auto& t : plan.many) shared->watch(curl::host_key(t.url));
       plan.client.hosts = &shared->hosts();
       plan.client.gate = &shared->gates();
@@ -686,13 +686,11 @@ subcommand get_command(CLI::App& app) {
                   "Save under DIR, each file under its URL's name. Not curl's -O (the URL's name is the default "
                   "here) nor wget's -O FILE (that is -o FILE)");
 #ifdef BACKOFF_HAVE_REDIS
-  cmd->add_option("--share", f->share,
+  cmd->add_option("--share", f->share.url,
                   "Share Retry-After, a retry budget and a circuit breaker for the URL's host with every backoff "
                   "using the same Redis: redis://[USER[:PASSWORD]@]HOST:PORT[/PREFIX], rediss:// for TLS (or the "
                   "password in BACKOFF_REDIS_PASSWORD)");
-  cmd->add_option("--share-password-file", f->share_password_file,
-                  "Read the Redis password for --share from the first line of FILE (kept out of ps)");
-  cmd->add_option("--share-cacert", f->share_cacert, "With --share rediss://: trust the CAs in FILE (PEM) for Redis");
+  f->share.add_to(*cmd);
 #endif
   cmd->add_flag("--per-transfer-retry-after", f->per_transfer_retry_after,
                 "With several URLs: a Retry-After holds back only the transfer that got it (default: a 429's holds "

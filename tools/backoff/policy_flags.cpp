@@ -10,6 +10,15 @@
 
 namespace backoff::cli {
 
+void share_options::add_to(CLI::App& cmd) {
+  cmd.add_option("--share-password-file", password_file,
+                 "Read the Redis password for --share from the first line of FILE (kept out of ps)");
+  cmd.add_option("--share-cacert", cacert, "With --share rediss://: trust the CAs in FILE (PEM) for Redis");
+  cmd.add_option("--share-timeout", timeout,
+                 "Wait at most this long for Redis to connect or answer, e.g. 200ms (default 20ms); past it, "
+                 "this process goes on with what it knows");
+}
+
 duration parse_duration(const std::string& text, const std::string& flag) {
   const auto bad = [&] {
     return usage_error(flag + ": invalid duration '" + text + "' (use a number and a unit: 250ms, 1.5s, 2m, 1h)");

@@ -278,13 +278,11 @@ subcommand run_command(CLI::App& app) {
   cmd->add_option("--success-if-output", ro->success_if_output,
                   "Succeed when a line of the command's output matches this extended regex, whatever the exit status");
 #ifdef BACKOFF_HAVE_REDIS
-  cmd->add_option("--share", ro->share,
+  cmd->add_option("--share", ro->share.url,
                   "Share a retry budget and a circuit breaker with every backoff using the same Redis and "
                   "--share-key: redis://HOST:PORT[/PREFIX]");
   cmd->add_option("--share-key", ro->share_key, "What --share is shared for (e.g. the API the command calls)");
-  cmd->add_option("--share-password-file", ro->share_password_file,
-                  "Read the Redis password for --share from the first line of FILE (kept out of ps)");
-  cmd->add_option("--share-cacert", ro->share_cacert, "With --share rediss://: trust the CAs in FILE (PEM) for Redis");
+  ro->share.add_to(*cmd);
 #endif
   cmd->add_option("command", ro->command, "The command and its arguments, after --")->required();
   return {cmd, [ro]() -> int {
@@ -312,9 +310,8 @@ subcommand run_command(CLI::App& app) {
                     [&] { return signals.signal(); }};
 #ifdef BACKOFF_HAVE_REDIS
     std::unique_ptr<shared_gates> shared;
-    if (!ro->share.empty()) {
-      shared = std::make_unique<shared_gates>(ro->share, ro->share_key, ro->quiet, ro->share_password_file,
-                                              ro->share_cacert);
+    if (!ro->share.url.empty()) {
+      shared = std::make_unique<shared_gates>(ro->share, ro->share_key, ro->quiet);
       ctx.gate = &shared->gates();
     }
 #endif

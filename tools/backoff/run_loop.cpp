@@ -33,8 +33,8 @@ run_plan plan_run(const run_options& o) {
   };
   if (!o.retry_if_output.empty()) plan.retry_re = compile(o.retry_if_output, "--retry-if-output");
   if (!o.success_if_output.empty()) plan.success_re = compile(o.success_if_output, "--success-if-output");
-  if (!o.share.empty() && o.share_key.empty()) throw usage_error("--share: needs --share-key NAME");
-  if (o.share.empty() && !o.share_key.empty()) throw usage_error("--share-key: needs --share");
+  if (!o.share.url.empty() && o.share_key.empty()) throw usage_error("--share: needs --share-key NAME");
+  if (o.share.url.empty() && !o.share_key.empty()) throw usage_error("--share-key: needs --share");
   if (o.share_key.find_first_of("{} \t\r\n") != std::string::npos)
     throw usage_error("--share-key: '" + o.share_key + "' may not hold braces or spaces");
   plan.share_key = o.share_key;
@@ -56,6 +56,7 @@ run_result run_loop(const run_plan& plan, run_context& ctx) {
   const std::uint32_t max_attempts = p.stop.max_attempts();
   run_result out;
   std::uint32_t number = 0;
+  bool interrupted = false;  // a signal stopped an attempt that was to be retried
 
   options<outcome> o{
       // Output that matches --retry-if-output is retried even after exit 0;
@@ -69,12 +70,18 @@ run_result run_loop(const run_plan& plan, run_context& ctx) {
                    .retry_value =
                        [&](const outcome& r) {
                          // Interrupted by the user (directly, as the terminal's foreground job): stop.
-                         if (r.exec_failed || ctx.signal() || r.signal == SIGINT || r.signal == SIGQUIT) return false;
-                         if (r.output_asks_retry) return true;
-                         if (r.timed_out) return true;
-                         if (r.exit_code < 0) return true;  // killed by a signal not from us
-                         if (plan.no_retry_on.count(r.exit_code)) return false;
-                         return plan.retry_on.empty() || plan.retry_on.count(r.exit_code) > 0;
+                         if (r.exec_failed || r.signal == SIGINT || r.signal == SIGQUIT) return false;
+                         const bool retry = r.output_asks_retry || r.timed_out ||
+                                            r.exit_code < 0 ||  // killed by a signal not from us
+                                            (!plan.no_retry_on.count(r.exit_code) &&
+                                             (plan.retry_on.empty() || plan.retry_on.count(r.exit_code) > 0));
+                         // A signal that came during the attempt, or after it ended but
+                         // before this decision, stops the loop as one during the wait does.
+                         if (retry && ctx.signal()) {
+                           interrupted = true;
+                           return false;
+                         }
+                         return retry;
                        }},
       .after_attempt =
           [&](const attempt<outcome>& a) {
@@ -102,7 +109,8 @@ run_result run_loop(const run_plan& plan, run_context& ctx) {
           [&](const attempt<outcome>& a) {
             if (plan.quiet || !a.result || a.result->exec_failed) return;
             ctx.err << "backoff: giving up after " << a.record.number << (a.record.number == 1 ? " attempt" : " attempts")
-                    << " (" << to_string(a.reason) << "): " << describe(*a.result) << "\n";
+                    << " (" << to_string(interrupted ? stop_reason::cancelled : a.reason) << "): " << describe(*a.result)
+                    << "\n";
           },
       .gate = ctx.gate,
       .gate_first_attempt = ctx.gate != nullptr,
@@ -123,7 +131,7 @@ run_result run_loop(const run_plan& plan, run_context& ctx) {
     return ctx.launch(number, this_limit);
   }, o);
   if (result.error) std::rethrow_exception(result.error);
-  out.reason = result.reason;
+  out.reason = interrupted ? stop_reason::cancelled : result.reason;
 
   // No attempt at all: a signal, or a shared gate that refused even the first
   // attempt (the fleet's breaker is open).
@@ -132,7 +140,7 @@ run_result run_loop(const run_plan& plan, run_context& ctx) {
   out.status = result.value ? result.value->status : refused ? exit_code::refused : 128 + sig;
   // Stopped by a signal while waiting between attempts: say so, as get does,
   // rather than pass on the status of an attempt that was going to be retried.
-  if (result.value && sig && result.reason == stop_reason::cancelled) out.status = 128 + sig;
+  if (result.value && sig && (result.reason == stop_reason::cancelled || interrupted)) out.status = 128 + sig;
   // --success-if-output matched: the run succeeded, whatever the command exited with.
   if (result.value && result.reason == stop_reason::success && result.value->output_says_success) out.status = 0;
   // Gave up on output that kept asking for a retry: not a success, even if the command exited 0.

@@ -42,7 +42,8 @@ struct run_options {
   policy_flags policy;
   std::string retry_on, no_retry_on, attempt_timeout, kill_after = "5s", report;
   bool stdin_replay = false, quiet = false;
-  std::string share, share_key, share_password_file, share_cacert;  // --share redis://…, --share-key NAME, …
+  share_options share;     // --share redis://…, and its flags
+  std::string share_key;  // --share-key NAME
   std::string retry_if_output, success_if_output;  // extended regular expressions, matched line by line
   metrics_options metrics;                          // --metrics, --metrics-name, --push-metrics
   std::vector<std::string> command;

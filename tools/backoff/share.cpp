@@ -25,14 +25,20 @@ struct shared_gates::impl {
   gate_chain chain{&breaker, &budget};
   std::optional<redis::shared_host_backoff::key_gate> first;
 
-  static redis::fleet_options options(const std::string& url, bool quiet, std::atomic<bool>& warned,
-                                      const std::string& password_file, const std::string& ca_file) {
+  static redis::fleet_options options(const share_options& flags, bool quiet, std::atomic<bool>& warned) {
+    const std::string& url = flags.url;
+    const std::string& ca_file = flags.cacert;
+    const std::string& password_file = flags.password_file;
     try {
       (void)redis::parse_url(url);
     } catch (const std::invalid_argument& e) {
       throw usage_error(std::string("--share: ") + e.what());
     }
     redis::fleet_options o{.url = url};
+    const duration timeout = parse_duration(flags.timeout, "--share-timeout");
+    if (timeout < std::chrono::milliseconds(1) || timeout > std::chrono::minutes(1))
+      throw usage_error("--share-timeout: '" + flags.timeout + "' is outside 1ms..1m");
+    o.timeout = std::chrono::ceil<std::chrono::milliseconds>(timeout);
     if (!ca_file.empty()) {
       if (!url.starts_with("rediss://")) throw usage_error("--share-cacert: the URL is not rediss:// (TLS)");
       if (!std::ifstream(ca_file)) throw usage_error("--share-cacert: cannot read '" + ca_file + "': " + std::strerror(errno));
@@ -55,9 +61,8 @@ struct shared_gates::impl {
     return o;
   }
 
-  impl(const std::string& url, const std::string& key, bool quiet, const std::string& password_file,
-       const std::string& ca_file)
-      : fleet(options(url, quiet, warned, password_file, ca_file)),
+  impl(const share_options& flags, const std::string& key, bool quiet)
+      : fleet(options(flags, quiet, warned)),
         // Failures alone do not hold a host back (each transfer has its own
         // backoff); a Retry-After does, for the whole fleet.
         // Every process waits for one release time, and then for one probe:
@@ -72,9 +77,8 @@ struct shared_gates::impl {
   }
 };
 
-shared_gates::shared_gates(const std::string& url, const std::string& key, bool quiet, const std::string& password_file,
-                           const std::string& ca_file)
-    : impl_(std::make_unique<impl>(url, key, quiet, password_file, ca_file)) {}
+shared_gates::shared_gates(const share_options& flags, const std::string& key, bool quiet)
+    : impl_(std::make_unique<impl>(flags, key, quiet)) {}
 shared_gates::~shared_gates() = default;
 
 void shared_gates::watch(const std::string& key) { (void)impl_->hosts.for_key(key); }

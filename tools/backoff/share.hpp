@@ -14,17 +14,17 @@
 #include "backoff/gate.hpp"
 #include "backoff/host_backoff.hpp"
 #include "backoff/quota.hpp"
+#include "cli.hpp"
 
 namespace backoff::cli {
 
 class shared_gates {
  public:
-  // Throws usage_error naming --share for a bad URL.
-  // The password: the first line of password_file when given, else
+  // Throws usage_error naming the flag for a bad URL, file or timeout.
+  // The password: the first line of --share-password-file when given, else
   // $BACKOFF_REDIS_PASSWORD when set, else the URL's.
-  // ca_file: for rediss://, the CAs to trust instead of the system's.
-  shared_gates(const std::string& url, const std::string& key, bool quiet, const std::string& password_file = {},
-               const std::string& ca_file = {});
+  // --share-cacert: for rediss://, the CAs to trust instead of the system's.
+  shared_gates(const share_options& flags, const std::string& key, bool quiet);
   ~shared_gates();
   // Reads the fleet's release time for another key (get with several hosts).
   void watch(const std::string& key);
