@@ -46,6 +46,8 @@ class AsyncClient : public ::testing::Test {
     fs::create_directories(dir);
   }
   void TearDown() override { fs::remove_all(dir); }
+
+ public:
   static backoff::curl::client_options opts(std::uint32_t attempts = 6) {
     return {.policy = {.schedule = backoff::exponential{.initial = 10ms, .multiplier = 2.0, .max_delay = 100ms},
                        .jitter = backoff::jitter::full(),
@@ -380,4 +382,156 @@ TEST_F(AsyncClient, ABodyLargerThanTheSocketBuffersIsSentWhole) {
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].body.size(), body.size());
   EXPECT_TRUE(seen[0].body == body);
+}
+
+// --- hedged requests (client_options::hedge) --------------------------------------------------
+
+namespace {
+backoff::curl::client_options hedged(std::uint32_t copies, std::chrono::milliseconds delay, std::uint32_t attempts = 6) {
+  auto o = AsyncClient::opts(attempts);
+  o.hedge = {.max_attempts = copies, .delay = delay};
+  return o;
+}
+}  // namespace
+
+// The first request is held; the hedge, sent 1 ms later, is answered and
+// owns the file. The held copy is cancelled and, when the server lets it go,
+// writes nothing: the file is exactly the content, one attempt logged, copy 2.
+TEST_F(AsyncClient, AHedgedDownloadTakesTheFirstBodyAndTheLoserWritesNothing) {
+  backoff::testing::fault_server server;
+  const std::string body = content(200'000, 24);
+  server.add_file("/f", body);
+  server.script("/f", {fault::hold(), fault::ok()});
+  backoff::metrics m;
+  auto o = hedged(2, 1ms);
+  o.observer = &m;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  std::optional<backoff::curl::download_result> out;
+  const auto target = dir / "f";
+  http.async_download(server.url("/f"), target, [&](backoff::curl::download_result r) { out = std::move(r); });
+  ctx.run_for(20s);
+  ASSERT_TRUE(out) << "the download never finished";
+  EXPECT_EQ(out->reason, stop_reason::success) << out->error;
+  ASSERT_EQ(out->attempts.size(), 1u);
+  EXPECT_EQ(out->attempts[0].copy, 2u);
+  EXPECT_EQ(server.hits("/f"), 2u);
+  EXPECT_EQ(m.hedges(), 1u);
+  EXPECT_EQ(m.cancelled(), 1u);
+  // Let the held copy answer now: its connection is gone, and nothing moves.
+  server.release(1);
+  ASSERT_TRUE(server.wait_held(1, 0));
+  ctx.restart();
+  ctx.run_for(50ms);
+  EXPECT_EQ(read_file(target), body);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1) << "a part file was left";
+}
+
+// Safe requests are hedged with the same Idempotency-Key; a POST without one
+// is sent once however long it takes, and a PATCH too.
+TEST_F(AsyncClient, OnlyRequestsSafeToSendTwiceAreHedged) {
+  backoff::testing::fault_server server;
+  backoff::metrics m;
+  auto o = hedged(2, 1ms);
+  o.observer = &m;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  auto perform = [&](backoff::curl::request rq) {
+    std::optional<backoff::curl::response> out;
+    http.async_perform(std::move(rq), [&](backoff::curl::response r) { out = std::move(r); });
+    ctx.restart();
+    ctx.run_for(20s);
+    return out;
+  };
+  for (const std::string method : {"POST", "PATCH"}) {
+    const std::string path = "/once-" + method;
+    server.script(path, {fault::slow(300ms)});
+    const auto r = perform({.method = method, .url = server.url(path), .body = "x"});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << method;
+    EXPECT_EQ(server.hits(path), 1u) << method << " was sent twice";
+  }
+  EXPECT_EQ(m.hedges(), 0u);
+  // With an Idempotency-Key the POST may go twice, both copies with the same key.
+  server.script("/keyed", {fault::hold()});
+  const auto keyed = perform({.method = "POST", .url = server.url("/keyed"), .body = "x", .add_idempotency_key = true});
+  ASSERT_TRUE(keyed);
+  EXPECT_EQ(keyed->status, 200);
+  ASSERT_EQ(server.hits("/keyed"), 2u);
+  const auto seen = server.requests("/keyed");
+  EXPECT_FALSE(seen[0].headers.at("idempotency-key").empty());
+  EXPECT_EQ(seen[0].headers.at("idempotency-key"), seen[1].headers.at("idempotency-key"));
+  ASSERT_EQ(keyed->attempts.size(), 1u);
+  EXPECT_EQ(keyed->attempts[0].copy, 2u);
+  server.script("/get", {fault::hold()});
+  const auto get = perform({.method = "GET", .url = server.url("/get")});
+  ASSERT_TRUE(get);
+  EXPECT_EQ(server.hits("/get"), 2u);
+  EXPECT_EQ(m.hedges(), 2u);
+  server.release(2);
+}
+
+// A hedge is an attempt: the stop rule and the gate are asked first. With one
+// attempt allowed, or a breaker that refuses, the slow first copy stays alone.
+TEST_F(AsyncClient, AHedgeAsksTheStopRuleAndTheGateFirst) {
+  backoff::testing::fault_server server;
+  server.add_file("/f", "slow but fine");
+  server.script("/f", {fault::slow(300ms)});
+  auto one = hedged(2, 1ms, 1);
+  backoff::curl::async_client http(ctx.get_executor(), one);
+  std::optional<backoff::curl::download_result> out;
+  http.async_download(server.url("/f"), dir / "f", [&](backoff::curl::download_result r) { out = std::move(r); });
+  ctx.run_for(20s);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->reason, stop_reason::success) << out->error;
+  EXPECT_EQ(server.hits("/f"), 1u);
+
+  struct refuse_retries final : backoff::gate {
+    int asked = 0;
+    backoff::gate_decision acquire(const backoff::gate_request&) noexcept override {
+      ++asked;
+      return backoff::gate_decision::deny(stop_reason::budget_exhausted);
+    }
+    void record(const backoff::gate_outcome&) noexcept override {}
+  } shut;
+  auto gated = hedged(2, 1ms);
+  gated.gate = &shut;
+  server.add_file("/g", "slow but fine");
+  server.script("/g", {fault::slow(300ms)});
+  backoff::curl::async_client http2(ctx.get_executor(), gated);
+  out.reset();
+  http2.async_download(server.url("/g"), dir / "g", [&](backoff::curl::download_result r) { out = std::move(r); });
+  ctx.restart();
+  ctx.run_for(20s);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->reason, stop_reason::success) << out->error;
+  EXPECT_EQ(server.hits("/g"), 1u);
+  EXPECT_GE(shut.asked, 1);  // it was asked, and said no
+}
+
+// Cancelled while two copies are held: both go, the handler says cancelled,
+// and no file appears.
+TEST_F(AsyncClient, CancellingAHedgedDownloadEndsEveryCopy) {
+  backoff::testing::fault_server server;
+  server.add_file("/f", content(10'000, 3));
+  server.script("/f", {fault::hold(), fault::hold()});
+  backoff::metrics m;
+  auto o = hedged(2, 1ms);
+  o.observer = &m;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  asio::cancellation_signal cancel;
+  std::optional<backoff::curl::download_result> out;
+  http.async_download(server.url("/f"), dir / "f",
+                      asio::bind_cancellation_slot(cancel.slot(), [&](backoff::curl::download_result r) { out = std::move(r); }));
+  std::thread watcher([&] {
+    if (server.wait_held(2, 2)) asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
+  });
+  ctx.run_for(20s);
+  watcher.join();
+  server.release(2);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->reason, stop_reason::cancelled);
+  EXPECT_FALSE(fs::exists(dir / "f"));
+  EXPECT_EQ(m.hedges(), 1u);
+  EXPECT_EQ(m.started(), 2u);
+  EXPECT_EQ(m.cancelled(), 2u);  // both copies, neither with an outcome
+  EXPECT_EQ(m.operations(stop_reason::cancelled), 1u);
 }

@@ -412,6 +412,18 @@ request_job::~request_job() = default;
 
 const std::string& request_job::url() const noexcept { return s_->rq.url; }
 
+bool request_job::may_hedge() const noexcept {
+  const http::request_traits& t = s_->traits;
+  return http::is_idempotent_method(t.method) || t.marked_idempotent || t.idempotency_key;
+}
+
+std::unique_ptr<request_job> request_job::twin() const {
+  request same = s_->rq;
+  same.headers = s_->headers;  // with the key this job added
+  same.add_idempotency_key = false;
+  return std::make_unique<request_job>(s_->options, same);
+}
+
 bool request_job::prepare(CURL* easy, std::uint32_t, attempt_result&) {
   state& st = *s_;
   const request& rq = st.rq;
@@ -630,6 +642,7 @@ struct download_job::state {
     decision = http::decide_body(static_cast<int>(status), headers, sent);
     switch (decision.action) {
       case http::body_action::append:
+        if (job->claim && !job->claim()) return false;
         if (offset_sent > 0) ++resumes;
         body_end = decision.body_end;
         writing = true;
@@ -637,6 +650,7 @@ struct download_job::state {
         if (job->on_body_decided) job->on_body_decided(status, headers);
         return true;
       case http::body_action::start_over:
+        if (job->claim && !job->claim()) return false;
         if (file.size() > 0) {
           if (!file.discard()) {
             if (file.is_stream()) cannot_restart = true;

@@ -191,6 +191,11 @@ class download_job {
   std::function<void(long status, const std::vector<header>& headers)> on_body_decided;
   std::uint64_t stop_at = UINT64_MAX;
   std::function<void()> on_bytes;  // instead of options.on_progress, after bytes were written
+  // Hedged downloads (async_client): asked once a response's body is found to
+  // be the file's, before anything touches the file, from inside curl's
+  // callback; false (another copy of the request owns the file) stops this
+  // transfer with nothing written.
+  std::function<bool()> claim;
   std::uint64_t attempt_bytes() const noexcept;
   // The URL of the next attempts (a download with mirrors moves on to another source).
   void retarget(std::string url);
@@ -231,6 +236,11 @@ class request_job {
   request_job& operator=(const request_job&) = delete;
 
   const std::string& url() const noexcept;
+  // Whether the request may be sent twice at once (a hedge): an idempotent
+  // method, marked idempotent, or with an Idempotency-Key.
+  bool may_hedge() const noexcept;
+  // Another job for the same request, with the same Idempotency-Key.
+  std::unique_ptr<request_job> twin() const;
   bool prepare(CURL* easy, std::uint32_t n, attempt_result& early);
   attempt_result complete(CURL* easy, CURLcode code);
   response conclude(stop_reason reason, std::vector<attempt_log> logs, const attempt_result* last);

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "backoff/gate.hpp"
+#include "backoff/hedge.hpp"
 #include "backoff/host_backoff.hpp"
 #include "backoff/observer.hpp"
 #include "backoff/quota.hpp"
@@ -94,6 +95,7 @@ struct attempt_log {
   std::optional<duration> hint{};   // what the server asked for, after clamping
   duration delay{};                 // the wait that followed (0 for the last attempt)
   std::uint64_t bytes = 0;          // body bytes received in this attempt
+  std::uint32_t copy = 1;           // hedged: which copy of its round this was (1: the first, 2: the first hedge)
   std::string range{};              // a segment's request, "bytes=1048576-2097151"; empty: the file from
                                     // where it stands (a whole download, or a resume)
   attempt_outcome outcome = attempt_outcome::success;  // as the retry loop classified it
@@ -218,6 +220,19 @@ struct client_options {
   // X-RateLimit-*, OpenAI's headers, keyed like hosts): a request waits once its
   // host's window is spent, until the window resets, rather than meet a 429.
   backoff::quota_pacer* quotas = nullptr;
+  // Hedged requests (async_client only; backoff/hedge.hpp): with
+  // hedge.max_attempts > 1, an attempt whose answer has not begun after the
+  // hedge delay gets another copy beside it, up to max_attempts copies at
+  // once, each asking `gate` and the stop rule first as a retry would. The
+  // first copy whose body is the file's (a download) or whose answer is a
+  // success (perform) wins; the others are cancelled and wrote nothing. A
+  // copy that fails while another runs starts the next at once. Only requests
+  // safe to send twice are hedged: downloads, and perform() with GET, HEAD,
+  // OPTIONS, TRACE, PUT, DELETE, request::idempotent or an Idempotency-Key;
+  // never another POST or PATCH. Not for segmented downloads (they already
+  // run several connections). hedge.adaptive learns the time to the first
+  // byte of each winning copy. hedge.retry is not used: `policy` rules retries.
+  hedge_policy hedge{.max_attempts = 1};
   backoff::clock* clock = nullptr;      // waits between attempts (transfers use real time)
   random_ref rng{};
   std::stop_token stop_token{};
