@@ -1078,3 +1078,73 @@ TEST_F(Get, DigestsThroughASymlinkAndToStandardOutput) {
   EXPECT_EQ(out.out, body);
   EXPECT_EQ(nlohmann::json::parse(slurp(dir / "r.json"))["verified"], nlohmann::json::array());
 }
+
+// --- get --hedge-after ------------------------------------------------------------------------
+
+// The first request is held; the hedge 1 ms later answers; the report says
+// copy 2 won, and the file is whole.
+TEST_F(Cli, GetHedgesASlowAnswerAndTheReportNamesTheCopyThatWon) {
+  backoff::testing::fault_server server;
+  const std::string body(300'000, 'h');
+  server.add_file("/f", body);
+  server.script("/f", {fault::hold()});
+  const auto r = cli({"get", "-q", "--hedge-after", "1ms", "-o", "f", "--report", "r.json", server.url("/f")});
+  server.release(1);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(dir / "f"), body);
+  EXPECT_EQ(server.hits("/f"), 2u);
+  const auto report = nlohmann::json::parse(slurp(dir / "r.json"));
+  ASSERT_EQ(report["attempts"].size(), 1u);
+  EXPECT_EQ(report["attempts"][0]["copy"], 2);
+  EXPECT_EQ(report["connections"], 1);
+  // Several URLs: each hedged on its own; auto hedges after 1 s until it has learned.
+  server.add_file("/a", "a-body");
+  server.add_file("/b", "b-body");
+  server.script("/b", {fault::hold()});
+  const auto many = cli({"get", "-q", "--hedge-after", "auto", "--hedge-max", "3", "-O", "out", "--report", "m.json",
+                         server.url("/a"), server.url("/b")});
+  server.release(1);
+  ASSERT_EQ(many.status, 0) << many.err;
+  EXPECT_EQ(slurp(dir / "out" / "a"), "a-body");
+  EXPECT_EQ(slurp(dir / "out" / "b"), "b-body");
+  const auto m = nlohmann::json::parse(slurp(dir / "m.json"));
+  EXPECT_EQ(m["downloads"][1]["attempts"][0]["copy"], 2);
+}
+
+// A POST is sent once whatever the delay, with a warning that says why; with
+// --idempotency-key auto it may be hedged.
+TEST_F(Cli, GetNeverHedgesAPostWithoutAnIdempotencyKey) {
+  backoff::testing::fault_server server;
+  server.script("/api", {fault::slow(300ms)});
+  const auto r = cli({"get", "--hedge-after", "1ms", "-X", "POST", "-d", "x", "-o", "out", server.url("/api")});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(server.hits("/api"), 1u);
+  EXPECT_NE(r.err.find("never hedged"), std::string::npos) << r.err;
+  server.script("/keyed", {fault::hold()});
+  const auto k = cli({"get", "-q", "--hedge-after", "1ms", "-X", "POST", "-d", "x", "--idempotency-key", "auto", "-o",
+                      "out2", server.url("/keyed")});
+  server.release(1);
+  EXPECT_EQ(k.status, 0) << k.err;
+  EXPECT_EQ(server.hits("/keyed"), 2u);
+  const auto seen = server.requests("/keyed");
+  EXPECT_EQ(seen[0].headers.at("idempotency-key"), seen[1].headers.at("idempotency-key"));
+}
+
+TEST_F(Cli, GetHedgeFlagsAreCheckedByName) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"get", "--hedge-after", "soon", "http://h/x"}, "--hedge-after"},
+      {{"get", "--hedge-after", "0", "http://h/x"}, "--hedge-after: '0' is outside 1ms..1h"},
+      {{"get", "--hedge-after", "2h", "http://h/x"}, "outside 1ms..1h"},
+      {{"get", "--hedge-max", "3", "http://h/x"}, "--hedge-max: needs --hedge-after"},
+      {{"get", "--hedge-after", "1s", "--hedge-max", "1", "http://h/x"}, "--hedge-max: 1 is not in 2..10"},
+      {{"get", "--hedge-after", "1s", "--hedge-max", "11", "http://h/x"}, "--hedge-max: 11 is not in 2..10"},
+      {{"get", "--hedge-after", "1s", "-o", "-", "http://h/x"}, "--hedge-after: standard output"},
+      {{"get", "--hedge-after", "1s", "http://h/x", "--mirror", "http://m/x"}, "--hedge-after: not with mirrors"},
+      {{"get", "--hedge-after", "1s", "--connections", "4", "http://h/x"}, "drop --connections 4"},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = cli(args);
+    EXPECT_EQ(r.status, 2) << message << ": " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+}

@@ -45,6 +45,10 @@ struct get_flags {
   std::string input_file, output_dir;
   unsigned parallel = 4;
   unsigned connections = 8;
+  CLI::Option* connections_flag = nullptr;  // given on the command line
+  std::string hedge_after;                  // DUR or "auto"
+  unsigned hedge_max = 2;
+  CLI::Option* hedge_max_flag = nullptr;
   std::string min_split_size = "1M";
   bool per_transfer_retry_after = false, host_wide_retry_after = false, ignore_quota = false;
   share_options share;  // --share redis[s]://[USER[:PASSWORD]@]HOST:PORT[/PREFIX], and its flags
@@ -72,6 +76,7 @@ struct get_plan {
   curl::request request{};
   curl::client_options client{};
   std::optional<duration> time_limit{};
+  std::shared_ptr<latency_sketch> hedge_sketch{};  // --hedge-after auto: this run's times to a first byte
 };
 
 std::string default_output(const std::string& url) {
@@ -186,6 +191,41 @@ std::vector<target> read_input_file(const std::string& path) {
     out.push_back({url, name, std::move(mirrors)});
   }
   return out;
+}
+
+// --hedge-after DUR|auto and --hedge-max N (client_options::hedge): a file
+// hedged comes over one connection, to a file, from one source.
+void plan_hedging(const get_flags& f, get_plan& p) {
+  const bool max_given = f.hedge_max_flag && f.hedge_max_flag->count() > 0;
+  if (f.hedge_after.empty()) {
+    if (max_given) throw usage_error("--hedge-max: needs --hedge-after DUR|auto");
+    return;
+  }
+  curl::client_options& o = p.client;
+  if (f.hedge_max < 2 || f.hedge_max > 10)
+    throw usage_error("--hedge-max: " + std::to_string(f.hedge_max) + " is not in 2..10 (copies at once, the first included)");
+  if (!p.api && p.output == "-" && p.many.empty())
+    throw usage_error("--hedge-after: standard output takes one request's bytes in order; save to a file with -o FILE");
+  bool mirrors = !p.mirrors.empty();
+  for (const auto& t : p.many) mirrors = mirrors || !t.mirrors.empty();
+  if (mirrors) throw usage_error("--hedge-after: not with mirrors, which already spread a file over several sources");
+  if (f.connections_flag && f.connections_flag->count() > 0 && f.connections > 1)
+    throw usage_error("--hedge-after: a hedged file comes over one connection; drop --connections " +
+                      std::to_string(f.connections));
+  o.segments.connections = 1;
+  o.hedge.max_attempts = f.hedge_max;
+  if (f.hedge_after == "auto") {
+    // The 95th percentile of this run's times to a first byte, at least 10 ms;
+    // 1 s until 20 of them are known.
+    p.hedge_sketch = std::make_shared<latency_sketch>();
+    o.hedge.adaptive = p.hedge_sketch.get();
+    o.hedge.delay = std::chrono::seconds(1);
+  } else {
+    const duration d = parse_duration(f.hedge_after, "--hedge-after");
+    if (d < std::chrono::milliseconds(1) || d > std::chrono::hours(1))
+      throw usage_error("--hedge-after: '" + f.hedge_after + "' is outside 1ms..1h (or give auto)");
+    o.hedge.delay = d;
+  }
 }
 
 get_plan plan_of(get_flags& f) {
@@ -349,6 +389,7 @@ get_plan plan_of(get_flags& f) {
   if (!p.mirrors.empty() && p.api) throw usage_error("--mirror: an API call (-X, -d) goes to one URL");
   if (!p.mirrors.empty() && p.output == "-")
     throw usage_error("--mirror: standard output is written in order from one source; save to a file with -o FILE");
+  plan_hedging(f, p);
   p.time_limit = f.policy.time_limit();
   return p;
 }
@@ -384,6 +425,7 @@ nlohmann::json attempts_json(const std::vector<curl::attempt_log>& logs) {
                         {"delay_s", seconds(a.delay)},
                         {"bytes", a.bytes},
                         {"range", a.range.empty() ? nlohmann::json() : nlohmann::json(a.range)},
+                        {"copy", a.copy},
                         {"url", shown_url(a.url)}});
   return attempts;
 }
@@ -439,9 +481,9 @@ std::string save_body(const std::string& output, const std::string& body) {
   return {};
 }
 
-// One file over several connections: the async client on this thread, its
-// download cancelled by the first signal.
-curl::download_result download_segmented(const get_plan& plan, const curl::client_options& o, signal_watch& signals) {
+// One file over several connections, or hedged: the async client on this
+// thread, its download cancelled by the first signal.
+curl::download_result download_async(const get_plan& plan, const curl::client_options& o, signal_watch& signals) {
   asio::io_context ctx;
   asio::cancellation_signal cancel;
   std::stop_callback on_signal(signals.token(), [&] {
@@ -451,6 +493,20 @@ curl::download_result download_segmented(const get_plan& plan, const curl::clien
   curl::download_result out;
   http.async_download(plan.url, plan.mirrors, plan.output, plan.request.headers,
                       asio::bind_cancellation_slot(cancel.slot(), [&](curl::download_result r) { out = std::move(r); }));
+  ctx.run();
+  return out;
+}
+
+// One API call, hedged: the async client on this thread.
+curl::response perform_async(const get_plan& plan, const curl::client_options& o, signal_watch& signals) {
+  asio::io_context ctx;
+  asio::cancellation_signal cancel;
+  std::stop_callback on_signal(signals.token(), [&] {
+    asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
+  });
+  curl::async_client http(ctx.get_executor(), o, 0);
+  curl::response out;
+  http.async_perform(plan.request, asio::bind_cancellation_slot(cancel.slot(), [&](curl::response r) { out = std::move(r); }));
   ctx.run();
   return out;
 }
@@ -608,7 +664,12 @@ int get_run(const std::shared_ptr<get_flags>& f, run_record& report) {
     curl::client http(o);
 
     if (plan.api) {
-      const auto r = http.perform(plan.request);
+      if (o.hedge.max_attempts > 1 && !http::may_resend({plan.request.method, false, plan.request.add_idempotency_key ||
+                                                            http::find_header(plan.request.headers, "Idempotency-Key")},
+                                                           http::transport::none) && !f->quiet)
+        std::cerr << "backoff: warning: --hedge-after: a " << plan.request.method
+                  << " without an Idempotency-Key is sent once, never hedged (--idempotency-key auto allows it)\n";
+      const auto r = o.hedge.max_attempts > 1 ? perform_async(plan, o, signals) : http.perform(plan.request);
       bar.finish();
       std::string save_error;
       if (r.ok() || !r.body.empty()) save_error = save_body(plan.output, r.body);
@@ -631,10 +692,11 @@ int get_run(const std::shared_ptr<get_flags>& f, run_record& report) {
     }
 
     const bool segments = !to_stdout && (o.segments.connections > 1 || !plan.mirrors.empty());
+    const bool hedged = o.hedge.max_attempts > 1;
     if (segments)
       o.on_progress = [&](const curl::progress& pr) { bar.update(pr.attempt, pr.bytes, pr.total, pr.connections); };
     const auto r = to_stdout  ? http.download(plan.url, 1, plan.request.headers)
-                   : segments ? download_segmented(plan, o, signals)
+                   : segments || hedged ? download_async(plan, o, signals)
                               : http.download(plan.url, plan.output, plan.request.headers);
     bar.finish();
     if (report) {
@@ -674,12 +736,19 @@ subcommand get_command(CLI::App& app) {
   cmd->add_option("-i,--input-file", f->input_file, "Download the URLs listed in FILE ('URL [NAME]' per line; - for stdin)");
   cmd->add_option("-P,--parallel", f->parallel,
                   "Transfers at once with several URLs (default 4). Not wget's -P DIR: that is -O DIR here");
-  cmd->add_option("--connections", f->connections,
+  f->connections_flag = cmd->add_option("--connections", f->connections,
                   "Connections per file, 1..32 (default 8): a file whose server supports ranges is fetched in "
                   "segments, adding connections while they speed it up; 1 fetches it as one stream");
   cmd->add_option("--mirror", f->mirrors,
                   "Another URL of the same file (repeat for more): each mirror adds one connection, must agree on the "
                   "length and digest, and is dropped if it fails or disagrees");
+  cmd->add_option("--hedge-after", f->hedge_after,
+                  "When an answer has not begun after DUR (e.g. 300ms), send the same request again beside it and "
+                  "keep the first to answer; auto: after this run's 95th percentile time to a first byte. Each copy "
+                  "is counted as an attempt. GETs, and requests with -X PUT/DELETE or an Idempotency-Key; never "
+                  "another POST. A hedged file comes over one connection");
+  f->hedge_max_flag = cmd->add_option("--hedge-max", f->hedge_max,
+                                      "With --hedge-after: copies of one request at once, the first included (default 2)");
   cmd->add_option("--min-split-size", f->min_split_size,
                   "Smallest segment, e.g. 4M (default 1M); files under twice this use one connection");
   cmd->add_option("-O,--output-dir", f->output_dir,
