@@ -18,7 +18,7 @@ export CCACHE_NOHASHDIR := true
 
 CONFIGURE = cmake -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DBACKOFF_WERROR=$(WERROR) $(CMAKE_ARGS)
 
-.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-redis-exit bench-many bench-quota bench-concurrent bench-fleet bench-run package fuzz mutate mutate-generated coverage clean
+.PHONY: all deps build demo test test-main test-asan test-tsan bench bench-get bench-segmented bench-matrix bench-redis-exit bench-many bench-quota bench-hedge bench-concurrent bench-fleet bench-run package fuzz mutate mutate-generated coverage clean
 
 all: build
 
@@ -106,6 +106,10 @@ bench-many: build
 # 9000 downloads at once from one process: async_client against a bare curl multi loop.
 bench-quota: build
 	$(BUILD)/bin/backoff_quota_bench $(BUILD)/bin/backoff 120 40 2000
+
+# 100 GETs one after another, 1 in 20 held for 2 s: get plain, --hedge-after auto and 50ms; a POST sent once.
+bench-hedge: build
+	$(BUILD)/bin/backoff_hedge_bench $(BUILD)/bin/backoff 100 20 2000
 
 bench-concurrent: build
 	$(BUILD)/bin/backoff_concurrent_bench 9000 65536 16k 2

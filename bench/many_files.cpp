@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "content.hpp"
+#include "bench_support.hpp"
 #include "fault_server.hpp"
 
 namespace fs = std::filesystem;
@@ -32,10 +33,7 @@ namespace {
 
 std::string content(std::size_t n, unsigned seed) { return backoff::testing::pseudo_random_bytes(n, seed); }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using bench::slurp;
 
 // Runs `sh -c command` in `cwd`; returns wall seconds. While it runs, samples
 // the thread count of the process named `watch` (0 = do not watch).

@@ -20,32 +20,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "fault_server.hpp"
 #include "redis_server.hpp"
 
 namespace fs = std::filesystem;
 using clk = std::chrono::steady_clock;
 
-namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-int run(const std::string& command, const fs::path& cwd) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::chdir(cwd.c_str()) != 0) ::_exit(99);
-    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-    ::_exit(98);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-}  // namespace
+using bench::run;
+using bench::slurp;
 
 int main(int argc, char** argv) {
   if (argc < 2) {

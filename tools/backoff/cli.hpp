@@ -86,6 +86,9 @@ class signal_watch {
   int signal() const noexcept;
   // Child process (group) to forward those signals to (0: none).
   void set_child(int pid) noexcept;
+  // Whether a signal was passed on to a command while it ran (then its exit
+  // status is its answer to the signal).
+  bool forwarded() const noexcept;
 
  private:
   std::stop_source source_;

@@ -201,8 +201,17 @@ outcome run_once(const run_options& ro, const run_plan& plan, const std::string&
   // is none, waitpid is polled every 5 ms.
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   for (;;) {
-    const pid_t r = ::waitpid(pid, &wstatus, WNOHANG);
-    if (r == pid) break;
+    // Seen exited but not yet reaped: no signal is passed on to it from here
+    // (set_child(0)), and only then is it reaped, so that nobody who sees it
+    // gone can signal backoff while it still counts as running.
+    siginfo_t info{};
+    const int r = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    if (r == 0 && info.si_pid == pid) {
+      signals.set_child(0);
+      while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+      }
+      break;
+    }
     if (r < 0 && errno != EINTR) break;
     const auto now = std::chrono::steady_clock::now();
     if (!term_sent && limit.count() > 0 && now - start >= limit) {
@@ -307,7 +316,9 @@ subcommand run_command(CLI::App& app) {
                       return run_once(*ro, plan, input, n, max_attempts, limit, plan.kill_after, signals);
                     },
                     signals.token(),
-                    [&] { return signals.signal(); }};
+                    [&] { return signals.signal(); },
+                    nullptr,
+                    [&] { return signals.forwarded(); }};
 #ifdef BACKOFF_HAVE_REDIS
     std::unique_ptr<shared_gates> shared;
     if (!ro->share.url.empty()) {

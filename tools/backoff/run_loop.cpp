@@ -75,10 +75,11 @@ run_result run_loop(const run_plan& plan, run_context& ctx) {
                                             r.exit_code < 0 ||  // killed by a signal not from us
                                             (!plan.no_retry_on.count(r.exit_code) &&
                                              (plan.retry_on.empty() || plan.retry_on.count(r.exit_code) > 0));
-                         // A signal that came during the attempt, or after it ended but
-                         // before this decision, stops the loop as one during the wait does.
-                         if (retry && ctx.signal()) {
-                           interrupted = true;
+                         // A signal stops the loop. One the command was given while it
+                         // ran leaves its exit status as its answer; one that came after
+                         // it ended (before this decision) is one during the wait.
+                         if (ctx.signal()) {
+                           interrupted = retry && !(ctx.signal_forwarded && ctx.signal_forwarded());
                            return false;
                          }
                          return retry;

@@ -73,6 +73,8 @@ struct run_context {
   std::stop_token stop;            // a stop request (a signal) ends the loop, or the wait
   std::function<int()> signal;     // the signal that asked it (0: none)
   backoff::gate* gate = nullptr;   // --share
+  // Whether the signal reached the command while it ran (none: it did not).
+  std::function<bool()> signal_forwarded = {};
 };
 
 struct run_result {

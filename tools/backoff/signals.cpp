@@ -12,6 +12,7 @@ namespace backoff::cli {
 namespace {
 std::atomic<int> g_child{0};
 std::atomic<int> g_signal{0};
+std::atomic<bool> g_forwarded{false};  // a signal was passed on to a running command
 std::thread g_thread;
 
 sigset_t watched() {
@@ -39,7 +40,10 @@ signal_watch::signal_watch() {
       if (sigwait(&s, &sig) != 0) continue;
       if (sig == SIGUSR2) return;
       g_signal.store(sig);
-      if (const int child = g_child.load(); child > 0) ::kill(-child, sig);  // its whole process group
+      if (const int child = g_child.load(); child > 0) {
+        g_forwarded.store(true);
+        ::kill(-child, sig);  // its whole process group
+      }
       src.request_stop();
     }
   });
@@ -57,7 +61,12 @@ int signal_watch::signal() const noexcept { return g_signal.load(); }
 void signal_watch::set_child(int pid) noexcept {
   g_child.store(pid);
   if (pid > 0)
-    if (const int sig = g_signal.load(); sig != 0) ::kill(-pid, sig);
+    if (const int sig = g_signal.load(); sig != 0) {
+      g_forwarded.store(true);
+      ::kill(-pid, sig);
+    }
 }
+
+bool signal_watch::forwarded() const noexcept { return g_forwarded.load(); }
 
 }  // namespace backoff::cli
