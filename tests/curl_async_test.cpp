@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "content.hpp"
+#include "internal.hpp"  // src/curl: the download job a hedged transfer runs
 #include "fault_server.hpp"
 #include "raw_server.hpp"
 
@@ -534,4 +535,95 @@ TEST_F(AsyncClient, CancellingAHedgedDownloadEndsEveryCopy) {
   EXPECT_EQ(m.started(), 2u);
   EXPECT_EQ(m.cancelled(), 2u);  // both copies, neither with an outcome
   EXPECT_EQ(m.operations(stop_reason::cancelled), 1u);
+}
+
+// The guard inside a hedged download: two jobs of one request on one part
+// file (as a hedged transfer's copies are). The copy whose claim on the file
+// is refused stops at its first body byte having written nothing; the one
+// granted writes the file. (In the client the loser is also dropped on the
+// next turn; this is what holds when its bytes come first.)
+TEST_F(AsyncClient, ACopyRefusedTheFileWritesNothing) {
+  backoff::testing::fault_server server;
+  const std::string body = content(100'000, 9);
+  server.add_file("/f", body);
+  backoff::curl::client_options o = opts();
+  backoff::curl::detail::download_file file;
+  ASSERT_EQ(file.open(dir / "f", server.url("/f")), "");
+  backoff::curl::detail::download_job loser(o, server.url("/f"), file, {});
+  backoff::curl::detail::download_job winner(o, server.url("/f"), file, {});
+  loser.claim = [] { return false; };
+  bool granted = false;
+  winner.claim = [&] { return granted = true; };
+  for (auto* job : {&loser, &winner}) {
+    CURL* easy = curl_easy_init();
+    backoff::curl::detail::attempt_result early;
+    ASSERT_TRUE(job->prepare(easy, 1, early));
+    const CURLcode code = curl_easy_perform(easy);
+    (void)job->complete(easy, code);
+    if (job == &loser) {
+      EXPECT_EQ(code, CURLE_WRITE_ERROR);
+      EXPECT_EQ(file.size(), 0u) << "the refused copy wrote";
+    }
+    curl_easy_cleanup(easy);
+  }
+  EXPECT_TRUE(granted);
+  const auto r = winner.conclude(stop_reason::success, {}, nullptr);
+  EXPECT_EQ(r.reason, stop_reason::success) << r.error;
+  EXPECT_EQ(read_file(dir / "f"), body);
+}
+
+// The first copy wins while the hedge is held: the hedge is cancelled (told
+// to the observer), and the attempt that succeeded is copy 1.
+TEST_F(AsyncClient, WhenTheFirstCopyWinsTheHedgeIsCancelled) {
+  backoff::testing::fault_server server;
+  server.add_file("/f", content(50'000, 5));
+  server.script("/f", {fault::slow(100ms), fault::hold()});
+  backoff::metrics m;
+  auto o = hedged(2, 1ms);
+  o.observer = &m;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  std::optional<backoff::curl::download_result> out;
+  http.async_download(server.url("/f"), dir / "f", [&](backoff::curl::download_result r) { out = std::move(r); });
+  ctx.run_for(20s);
+  server.release(1);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->reason, stop_reason::success) << out->error;
+  ASSERT_EQ(out->attempts.size(), 1u);
+  EXPECT_EQ(out->attempts[0].copy, 1u);
+  EXPECT_EQ(server.hits("/f"), 2u);
+  EXPECT_EQ(m.hedges(), 1u);
+  EXPECT_EQ(m.cancelled(), 1u);
+  EXPECT_EQ(read_file(dir / "f"), content(50'000, 5));
+}
+
+// hedge.adaptive learns each winning copy's time to a first byte; once it
+// holds 20, a held request is hedged at their 95th percentile (at least the
+// floor) instead of the cold delay.
+TEST_F(AsyncClient, AnAdaptiveHedgeLearnsTheTimesToAFirstByte) {
+  backoff::testing::fault_server server;
+  server.add_file("/f", content(1000, 7));
+  backoff::latency_sketch sketch;
+  auto o = hedged(2, 1h);  // cold: never within this test
+  o.hedge.adaptive = &sketch;
+  o.hedge.floor = 1ms;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  for (int i = 0; i < 25; ++i) {
+    std::optional<backoff::curl::download_result> out;
+    http.async_download(server.url("/f"), dir / ("f" + std::to_string(i)), [&](backoff::curl::download_result r) { out = std::move(r); });
+    ctx.restart();
+    ctx.run_for(20s);
+    ASSERT_TRUE(out && out->ok());
+  }
+  EXPECT_EQ(sketch.held(), 25u);
+  ASSERT_TRUE(o.hedge.hedge_delay() < 1h);
+  server.add_file("/held", content(1000, 8));
+  server.script("/held", {fault::hold()});
+  std::optional<backoff::curl::download_result> out;
+  http.async_download(server.url("/held"), dir / "held", [&](backoff::curl::download_result r) { out = std::move(r); });
+  ctx.restart();
+  ctx.run_for(20s);
+  server.release(1);
+  ASSERT_TRUE(out);
+  EXPECT_TRUE(out->ok()) << out->error;
+  EXPECT_EQ(server.hits("/held"), 2u);
 }
