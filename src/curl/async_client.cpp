@@ -442,18 +442,25 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
     interrupt();
   }
 
-  // Stops what runs: the first slot's transfer (or, when only further copies
-  // run, one of them) ends as cancelled, the other copies go; otherwise the
-  // wait ends.
+  // Stops what runs. The copy that ends the round as cancelled is the one that
+  // owns the file (a download's body began), else the first slot, else any
+  // running copy; the others go as losers. Nothing running: the wait ends.
   void interrupt() {
+    hedge_timer.cancel();
+    auto may_keep = [this](const job_type* j) { return !body_owner || body_owner == j; };
+    const bool first = in_multi && may_keep(work.job.get());
     copy* keep = nullptr;
-    if (!in_multi)
+    if (!first)
       for (auto& c : copies)
-        if (c->in_multi) {
+        if (c->in_multi && may_keep(c->job.get())) {
           keep = c.get();
           break;
         }
-    hedge_timer.cancel();
+    if (in_multi && !first) {
+      owner.remove(easy, this);
+      in_multi = false;
+      lost(nullptr);
+    }
     for (auto& c : copies)
       if (c.get() != keep && c->in_multi) {
         owner.remove(c->easy, c.get());
