@@ -537,35 +537,43 @@ TEST_F(AsyncClient, CancellingAHedgedDownloadEndsEveryCopy) {
   EXPECT_EQ(m.operations(stop_reason::cancelled), 1u);
 }
 
-// The guard inside a hedged download: two jobs of one request on one part
-// file (as a hedged transfer's copies are). The copy whose claim on the file
-// is refused stops at its first body byte having written nothing; the one
-// granted writes the file. (In the client the loser is also dropped on the
-// next turn; this is what holds when its bytes come first.)
+// The guard inside a hedged download: jobs of one request on one part file
+// (as a hedged transfer's copies are). A copy whose claim on the file is
+// refused stops at its first body byte having written nothing — both when the
+// body would start the file (a 200) and when it would extend it (a 206 that
+// resumes); the copy granted writes. (In the client the loser is also dropped
+// on the next turn; this is what holds when its bytes come first.)
 TEST_F(AsyncClient, ACopyRefusedTheFileWritesNothing) {
   backoff::testing::fault_server server;
   const std::string body = content(100'000, 9);
   server.add_file("/f", body);
+  // The refused 200; the winner's first attempt, cut; the refused 206; the winner's resume.
+  server.script("/f", {fault::ok(), fault::cut(40'000), fault::ok(), fault::ok()});
   backoff::curl::client_options o = opts();
   backoff::curl::detail::download_file file;
   ASSERT_EQ(file.open(dir / "f", server.url("/f")), "");
-  backoff::curl::detail::download_job loser(o, server.url("/f"), file, {});
   backoff::curl::detail::download_job winner(o, server.url("/f"), file, {});
-  loser.claim = [] { return false; };
   bool granted = false;
   winner.claim = [&] { return granted = true; };
-  for (auto* job : {&loser, &winner}) {
+  auto attempt = [&](backoff::curl::detail::download_job& job, std::uint32_t n) {
     CURL* easy = curl_easy_init();
     backoff::curl::detail::attempt_result early;
-    ASSERT_TRUE(job->prepare(easy, 1, early));
+    EXPECT_TRUE(job.prepare(easy, n, early));
     const CURLcode code = curl_easy_perform(easy);
-    (void)job->complete(easy, code);
-    if (job == &loser) {
-      EXPECT_EQ(code, CURLE_WRITE_ERROR);
-      EXPECT_EQ(file.size(), 0u) << "the refused copy wrote";
-    }
+    (void)job.complete(easy, code);
     curl_easy_cleanup(easy);
+    return code;
+  };
+  for (const std::uint64_t before : {std::uint64_t{0}, std::uint64_t{40'000}}) {
+    backoff::curl::detail::download_job loser(o, server.url("/f"), file, {});
+    loser.claim = [] { return false; };
+    EXPECT_EQ(attempt(loser, 1), CURLE_WRITE_ERROR);
+    EXPECT_EQ(file.size(), before) << "the refused copy wrote";
+    (void)attempt(winner, before == 0 ? 1 : 2);
   }
+  const auto seen = server.requests("/f");
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[2].headers.count("range"), 1u);  // the second loser's was a resume
   EXPECT_TRUE(granted);
   const auto r = winner.conclude(stop_reason::success, {}, nullptr);
   EXPECT_EQ(r.reason, stop_reason::success) << r.error;
