@@ -635,3 +635,26 @@ TEST_F(AsyncClient, AnAdaptiveHedgeLearnsTheTimesToAFirstByte) {
   EXPECT_TRUE(out->ok()) << out->error;
   EXPECT_EQ(server.hits("/held"), 2u);
 }
+
+// A download that cannot start says why at once, and sends nothing: no URL;
+// a target whose directory does not exist (a local error, file_error).
+TEST_F(AsyncClient, ADownloadThatCannotStartSaysWhyAndSendsNothing) {
+  backoff::testing::fault_server server;
+  server.add_file("/f", "x");
+  backoff::curl::async_client http(ctx.get_executor(), opts());
+  std::vector<backoff::curl::download_result> out;
+  http.async_download("", dir / "a", [&](backoff::curl::download_result r) { out.push_back(std::move(r)); });
+  http.async_download(server.url("/f"), dir / "missing" / "b",
+                      [&](backoff::curl::download_result r) { out.push_back(std::move(r)); });
+  ctx.run_for(20s);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].reason, stop_reason::permanent);
+  EXPECT_EQ(out[0].error, "the URL is empty");
+  EXPECT_FALSE(out[0].file_error);
+  EXPECT_EQ(out[1].reason, stop_reason::permanent);
+  EXPECT_TRUE(out[1].file_error);
+  EXPECT_NE(out[1].error.find("missing"), std::string::npos) << out[1].error;
+  EXPECT_EQ(out[1].path, dir / "missing" / "b");
+  EXPECT_EQ(server.hits("/f"), 0u);
+  EXPECT_EQ(http.active(), 0u);
+}
