@@ -562,3 +562,16 @@ TEST_F(Cli, RunSucceedsOnOutputThatSaysSo) {
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("--retry-if-output: '(unclosed' is not a valid regular expression"), std::string::npos) << bad.err;
 }
+
+// A plain `backoff run` loads neither the Redis client nor OpenSSL (loading
+// libcrypto was most of its start-up); `run --share` execs backoff-http,
+// which has them (the share tests run it).
+TEST_F(Cli, RunWithoutShareLoadsNoRedisOrOpenSsl) {
+  const auto r = cli({"run", "-q", "--", "sh", "-c", "cat /proc/$PPID/maps > maps"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string maps = slurp(dir / "maps");
+  EXPECT_NE(maps.find("libc.so"), std::string::npos) << maps;  // the parent's maps were read
+  EXPECT_EQ(maps.find("libcrypto"), std::string::npos);
+  EXPECT_EQ(maps.find("libssl"), std::string::npos);
+  EXPECT_EQ(maps.find("libhiredis"), std::string::npos);
+}

@@ -173,6 +173,13 @@ int main(int argc, char** argv) {
   using namespace backoff::cli;
 #ifdef BACKOFF_LEAN
   if (argc > 1 && (std::string(argv[1]) == "get" || std::string(argv[1]) == "demo")) return exec_http(argc, argv);
+#ifdef BACKOFF_SHARE_ELSEWHERE
+  // run --share …: backoff-http has the Redis client (the command's own
+  // arguments, after --, are not looked at).
+  if (argc > 1 && std::string(argv[1]) == "run")
+    for (int i = 2; i < argc && std::string(argv[i]) != "--"; ++i)
+      if (std::string(argv[i]).starts_with("--share")) return exec_http(argc, argv);
+#endif
 #endif
   CLI::App app{"backoff: retry what fails, with exponential backoff and jitter", "backoff"};
   app.require_subcommand(1);
@@ -183,17 +190,18 @@ int main(int argc, char** argv) {
   app.add_subcommand("get", "Download with retries, resume and checksums (backoff-http)")->allow_extras();
   app.add_subcommand("demo", "See it work against a failing local server (backoff-http)")->allow_extras();
 #else
-  std::vector<subcommand> commands{get_command(app), demo_command(app)};
+  // run: `backoff run --share …` (backoff execs this for the Redis client).
+  std::vector<subcommand> commands{get_command(app), demo_command(app), run_command(app)};
   // Past the file-size limit (ulimit -f) a write fails with EFBIG and get says
   // which file it could not write, instead of dying of SIGXFSZ mid-write.
-  // (Only here: `run` must not pass an ignored SIGXFSZ on to its commands.)
-  ::signal(SIGXFSZ, SIG_IGN);
+  // (Not for `run`: it must not pass an ignored SIGXFSZ on to its commands.)
+  if (argc < 2 || std::string(argv[1]) != "run") ::signal(SIGXFSZ, SIG_IGN);
 #endif
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const auto& c : commands) known = known || c.app->get_name() == argv[1];
 #ifndef BACKOFF_LEAN
-    known = known || std::string(argv[1]) == "run" || std::string(argv[1]) == "schedule" ||
+    known = known || std::string(argv[1]) == "schedule" ||
             std::string(argv[1]) == "simulate";  // reached here only when run directly
 #endif
     if (!known) {

@@ -286,7 +286,7 @@ subcommand run_command(CLI::App& app) {
                   "even after exit 0 (output is passed through as it comes)");
   cmd->add_option("--success-if-output", ro->success_if_output,
                   "Succeed when a line of the command's output matches this extended regex, whatever the exit status");
-#ifdef BACKOFF_HAVE_REDIS
+#if defined(BACKOFF_HAVE_REDIS) || defined(BACKOFF_SHARE_ELSEWHERE)
   cmd->add_option("--share", ro->share.url,
                   "Share a retry budget and a circuit breaker with every backoff using the same Redis and "
                   "--share-key: redis://HOST:PORT[/PREFIX]");
@@ -325,6 +325,8 @@ subcommand run_command(CLI::App& app) {
       shared = std::make_unique<shared_gates>(ro->share, ro->share_key, ro->quiet);
       ctx.gate = &shared->gates();
     }
+#else
+    if (!ro->share.url.empty()) throw usage_error("--share: this backoff was built without Redis (hiredis)");
 #endif
     const run_result r = run_loop(plan, ctx);
     if (report)
