@@ -575,3 +575,17 @@ TEST_F(Cli, RunWithoutShareLoadsNoRedisOrOpenSsl) {
   EXPECT_EQ(maps.find("libssl"), std::string::npos);
   EXPECT_EQ(maps.find("libhiredis"), std::string::npos);
 }
+
+// An error that is not about the flags (here, no temporary directory for the
+// plot's data) exits 1 with the reason, not 0 and not the usage status 2.
+TEST_F(Cli, AnErrorThatIsNotAboutTheFlagsExitsOneAndSaysWhy) {
+  const std::string out = run_cli_shell("cd " + quote(dir.string()) + " && TMPDIR=/nonexistent " +
+                                        quote(BACKOFF_CLI) +
+                                        " simulate contention --clients 1 --runs 1 --plot c.png > /dev/null 2> err; "
+                                        "echo $?");
+  EXPECT_EQ(out, "1\n");
+  const std::string err = slurp(dir / "err");
+  EXPECT_NE(err.find("backoff simulate: error: "), std::string::npos) << err;
+  EXPECT_NE(err.find("temp_directory_path"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir / "c.png"));
+}
