@@ -35,11 +35,12 @@ DIRS = ["include/backoff", "src", "tools/backoff"]
 
 
 def tests_for(path):
-    """The test executable that exercises a file."""
+    """The test executables that exercise a file (tools/mutate.sh runs each)."""
     if path.startswith("tools/backoff/"):
         return "backoff_cli_tests"
     if "/curl/" in path or path.startswith("src/curl"):
-        return "backoff_http_tests"
+        # Segmented downloads and mirrors are tested through the command too.
+        return "backoff_http_tests backoff_cli_tests"
     return "backoff_tests"
 
 
