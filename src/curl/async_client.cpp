@@ -322,14 +322,12 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
   // let it decide the round, or note its failure while the others go on.
   void ended(copy* c, CURLcode code) {
     job_type& j = c ? *c->job : job();
-    if (c && c->in_multi) {
-      owner.remove(c->easy, c);
-      c->in_multi = false;
-    } else if (!c && in_multi) {
-      owner.remove(easy, this);
-      in_multi = false;
+    unplug(c);
+    if (body_owner && body_owner != &j) {  // refused the file: it wrote nothing
+      lost(c);
+      if (c) forget(c);
+      return;
     }
-    if (body_owner && body_owner != &j) return lost(c);  // refused the file: it wrote nothing
     attempt_result res = j.complete(c ? c->easy : easy, code);
     const attempt_outcome outcome =
         res.verdict == http::verdict::success ? attempt_outcome::success : opts.classify(&res, nullptr);
@@ -369,18 +367,24 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
     if (c.in_multi) {
       owner.remove(c.easy, this);  // its handle still names the transfer
       c.in_multi = false;
-      lost(nullptr, &c);  // (told as the copy it now is; dropped with the others)
+      lost(&c);  // (told as the copy it now is; dropped with the others)
     }
   }
 
-  // A copy that lost: it ends with no outcome and wrote nothing. `c` null:
-  // the first slot; `gone`: a copy already out of `copies` (or about to be).
-  void lost(copy* c, copy* gone = nullptr) {
-    const copy* who = gone ? gone : c;
-    const duration took = now() - (who ? who->t0 : t0);
-    if (opts.observer) opts.observer->attempt_cancelled(who ? who->number : first_number, took);
+  // Takes copy `c` (null: the first slot) out of the multi handle; true when it was in.
+  bool unplug(copy* c) {
+    bool& in = c ? c->in_multi : in_multi;
+    if (!in) return false;
+    if (c) owner.remove(c->easy, c);
+    else owner.remove(easy, this);
+    in = false;
+    return true;
+  }
+
+  // A copy that lost (null: the first slot): it ends with no outcome and wrote nothing.
+  void lost(const copy* c) {
+    if (opts.observer) opts.observer->attempt_cancelled(c ? c->number : first_number, now() - (c ? c->t0 : t0));
     w->arrived(attempt_result{});
-    if (c && !gone) forget(c);
   }
 
   void forget(copy* c) {
@@ -389,17 +393,12 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
 
   // After a claim: every copy but the owner's stops now.
   void drop_losers() {
-    if (in_multi && body_owner != work.job.get()) {
-      owner.remove(easy, this);
-      in_multi = false;
-      lost(nullptr);
-    }
+    if (body_owner != work.job.get() && unplug(nullptr)) lost(nullptr);
     for (std::size_t i = copies.size(); i-- > 0;) {
       copy* c = copies[i].get();
-      if (c->in_multi && body_owner != c->job.get()) {
-        owner.remove(c->easy, c);
-        c->in_multi = false;
+      if (body_owner != c->job.get() && unplug(c)) {
         lost(c);
+        forget(c);
       }
     }
     watch_stall();
@@ -409,12 +408,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
   void drop_copies() {
     hedge_timer.cancel();
     for (auto& c : copies)
-      if (c->in_multi) {
-        owner.remove(c->easy, c.get());
-        c->in_multi = false;
-        if (opts.observer) opts.observer->attempt_cancelled(c->number, now() - c->t0);
-        w->arrived(attempt_result{});
-      }
+      if (unplug(c.get())) lost(c.get());
     copies.clear();
   }
 
@@ -456,17 +450,9 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
           keep = c.get();
           break;
         }
-    if (in_multi && !first) {
-      owner.remove(easy, this);
-      in_multi = false;
-      lost(nullptr);
-    }
+    if (!first && unplug(nullptr)) lost(nullptr);
     for (auto& c : copies)
-      if (c.get() != keep && c->in_multi) {
-        owner.remove(c->easy, c.get());
-        c->in_multi = false;
-        lost(nullptr, c.get());
-      }
+      if (c.get() != keep && unplug(c.get())) lost(c.get());
     std::erase_if(copies, [keep](const std::unique_ptr<copy>& p) { return p.get() != keep; });
     if (keep) {
       keep->job->why = interruption::cancelled;
@@ -499,10 +485,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
     finished = true;
     if (slot.is_connected()) slot.clear();
     drop_copies();
-    if (in_multi) {
-      owner.remove(easy, this);
-      in_multi = false;
-    }
+    unplug(nullptr);
     if (easy) {
       curl_easy_cleanup(easy);
       easy = nullptr;
