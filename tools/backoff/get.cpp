@@ -481,34 +481,33 @@ std::string save_body(const std::string& output, const std::string& body) {
   return {};
 }
 
-// One file over several connections, or hedged: the async client on this
-// thread, its download cancelled by the first signal.
-curl::download_result download_async(const get_plan& plan, const curl::client_options& o, signal_watch& signals) {
+// One request on an async client on this thread, cancelled by the first
+// signal: `start(http, done)` starts it, `done` bound to the cancellation slot.
+template <class Result, class Start>
+Result run_async(const curl::client_options& o, signal_watch& signals, Start start) {
   asio::io_context ctx;
   asio::cancellation_signal cancel;
   std::stop_callback on_signal(signals.token(), [&] {
     asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
   });
   curl::async_client http(ctx.get_executor(), o, 0);
-  curl::download_result out;
-  http.async_download(plan.url, plan.mirrors, plan.output, plan.request.headers,
-                      asio::bind_cancellation_slot(cancel.slot(), [&](curl::download_result r) { out = std::move(r); }));
+  Result out;
+  start(http, asio::bind_cancellation_slot(cancel.slot(), [&](Result r) { out = std::move(r); }));
   ctx.run();
   return out;
 }
 
-// One API call, hedged: the async client on this thread.
-curl::response perform_async(const get_plan& plan, const curl::client_options& o, signal_watch& signals) {
-  asio::io_context ctx;
-  asio::cancellation_signal cancel;
-  std::stop_callback on_signal(signals.token(), [&] {
-    asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
+// One file over several connections, or hedged.
+curl::download_result download_async(const get_plan& plan, const curl::client_options& o, signal_watch& signals) {
+  return run_async<curl::download_result>(o, signals, [&](curl::async_client& http, auto done) {
+    http.async_download(plan.url, plan.mirrors, plan.output, plan.request.headers, std::move(done));
   });
-  curl::async_client http(ctx.get_executor(), o, 0);
-  curl::response out;
-  http.async_perform(plan.request, asio::bind_cancellation_slot(cancel.slot(), [&](curl::response r) { out = std::move(r); }));
-  ctx.run();
-  return out;
+}
+
+// One API call, hedged.
+curl::response perform_async(const get_plan& plan, const curl::client_options& o, signal_watch& signals) {
+  return run_async<curl::response>(o, signals,
+                                   [&](curl::async_client& http, auto done) { http.async_perform(plan.request, std::move(done)); });
 }
 
 // Several URLs on one thread: an async_client on an io_context, at most
