@@ -585,7 +585,8 @@ TEST_F(AsyncClient, ACopyRefusedTheFileWritesNothing) {
 TEST_F(AsyncClient, WhenTheFirstCopyWinsTheHedgeIsCancelled) {
   backoff::testing::fault_server server;
   server.add_file("/f", content(50'000, 5));
-  server.script("/f", {fault::slow(100ms), fault::hold()});
+  // The first answers after 1 s: the 1 ms hedge starts long before, even on a busy machine.
+  server.script("/f", {fault::slow(1s), fault::hold()});
   backoff::metrics m;
   auto o = hedged(2, 1ms);
   o.observer = &m;
