@@ -316,6 +316,17 @@ TEST_F(Cli, ShareWithRedisHungWarnsAndExits) {
   EXPECT_NE(r.err.find("unreachable"), std::string::npos) << r.err;
   // Not a speed check: a bound far above any healthy run, far below the watchdog.
   EXPECT_LT(took, 20s);
+  // --share-timeout is the wait: a hung Redis holds the process at least that long, then it goes alone.
+  redis.pause();
+  const auto t1 = std::chrono::steady_clock::now();
+  const auto patient = cli({"get", "-q", "--share", redis.url("/hung"), "--share-timeout", "1500ms", "--initial", "1ms",
+                            "-o", "g", server.url("/f")});
+  const auto waited = std::chrono::steady_clock::now() - t1;
+  redis.resume();
+  EXPECT_EQ(patient.status, 0) << patient.err;
+  EXPECT_EQ(slurp(dir / "g"), "alone");
+  EXPECT_GE(waited, 1500ms);
+  EXPECT_LT(waited, 20s);
 }
 
 // Redis behind a proxy that cuts every connection in the middle of a reply
