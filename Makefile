@@ -131,15 +131,15 @@ package: build
 mutate: deps
 	bash tools/mutate.sh
 
-# Mutants made from the source (tools/mutants_generate.py): a seeded sample of
-# operator swaps, constant nudges, deleted calls and emptied returns; the table
-# names each survivor's file:line. SAMPLE=0 takes all of them.
+# Mutants made from the source (tools/mutation/generate.py): a seeded sample of
+# operator swaps, constant nudges, deleted calls and emptied returns, built
+# into one scratch build behind run-time switches (tools/mutation/schema.py);
+# each runs only the tests that reach it. The table names each survivor's
+# file:line. SAMPLE=0 takes all of them.
 SAMPLE ?= 200
 SEED   ?= 1
 mutate-generated: deps
-	mkdir -p $(BUILD)
-	python3 tools/mutants_generate.py --sample $(SAMPLE) --seed $(SEED) > $(BUILD)/mutants-generated.txt
-	MUTANTS=$(BUILD)/mutants-generated.txt bash tools/mutate.sh
+	python3 tools/mutation/schema.py --sample $(SAMPLE) --seed $(SEED)
 
 # libFuzzer (clang): every parser of server input and of flag values, each for
 # FUZZ_SECONDS from the seeds in fuzz/corpus/. New findings go to build/fuzz/.

@@ -5,7 +5,7 @@
 Writes a list in tests/mutants.txt's format (tools/mutate.sh runs it): one
 mutant per operator or statement, a seeded random sample of them.
 
-  tools/mutants_generate.py [--sample N] [--seed S] [--list] > build/mutants-generated.txt
+  tools/mutation/generate.py [--sample N] [--seed S] [--list] > build/mutants-generated.txt
 
 Kinds, each on code only (comments, string and character literals masked;
 preprocessor lines, asserts and static_asserts skipped):
@@ -30,7 +30,7 @@ import random
 import re
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DIRS = ["include/backoff", "src", "tools/backoff"]
 
 
@@ -44,8 +44,9 @@ def tests_for(path):
     return "backoff_tests"
 
 
-def mask(line, in_block):
-    """The line with comments, strings and chars blanked (same length); whether a /* */ is still open."""
+def mask(line, in_block, literal=" "):
+    """The line with comments blanked and string and char literals filled with `literal` (same
+    length); whether a /* */ is still open."""
     out = []
     i = 0
     n = len(line)
@@ -72,14 +73,14 @@ def mask(line, in_block):
                 close = ")" + m.group(1) + '"'
                 end = line.find(close, i + m.end())
                 stop = n if end < 0 else end + len(close)
-                out.append(" " * (stop - i))
+                out.append(literal * (stop - i))
                 i = stop
                 continue
         if c in "\"'":
             j = i + 1
             while j < n and line[j] != c:
                 j += 2 if line[j] == "\\" else 1
-            out.append(" " * (min(j + 1, n) - i))
+            out.append(literal * (min(j + 1, n) - i))
             i = j + 1
             continue
         out.append(c)
@@ -118,23 +119,23 @@ def mutants_of(path, lines):
                 # + on a line with a string literal is most likely concatenation: - would not compile.
                 if kind == "arith" and '"' in raw:
                     continue
-                yield kind, no, raw[:at] + b + raw[at + len(a):]
+                yield kind, no, raw[:at] + b + raw[at + len(a):], at, a, b
         for m in re.finditer(r"(?<![\w.])(true|false)(?![\w])", code):
             other = "false" if m.group(1) == "true" else "true"
-            yield "bool", no, raw[:m.start()] + other + raw[m.end():]
+            yield "bool", no, raw[:m.start()] + other + raw[m.end():], m.start(), m.group(1), other
         for m in re.finditer(r"!(?=[A-Za-z_(])", code):
-            yield "not", no, raw[:m.start()] + raw[m.end():]
+            yield "not", no, raw[:m.start()] + raw[m.end():], m.start(), "!", ""
         for m in re.finditer(r"(?<![\w.'])(\d+)(?![\w.'])", code):
             n = int(m.group(1))
             if n > 10**12:
                 continue
-            yield "const", no, raw[:m.start()] + str(n + 1) + raw[m.end():]
+            yield "const", no, raw[:m.start()] + str(n + 1) + raw[m.end():], m.start(), m.group(1), str(n + 1)
         if CALL_STATEMENT.match(code) and not re.match(r"^\s*(return|if|for|while|switch|case|else)\b", code) \
                 and "=" not in code.replace("==", "").replace("!=", "").replace("<=", "").replace(">=", ""):
-            yield "delete", no, ""
+            yield "delete", no, "", 0, "", ""
         r = RETURN_VALUE.match(code)
         if r and r.group(2).strip() not in ("{}", "true", "false") and not r.group(2).strip().startswith("{"):
-            yield "return", no, r.group(1) + "return {};"
+            yield "return", no, r.group(1) + "return {};", 0, "", ""
 
 
 def unique_find(lines, no, text):
@@ -148,13 +149,8 @@ def unique_find(lines, no, text):
         end += 1
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sample", type=int, default=200, help="how many mutants (0: all)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--list", action="store_true", help="count the mutants by kind and directory, write none")
-    args = ap.parse_args()
-
+def load_equivalent():
+    """tests/mutants-equivalent.txt: id -> why."""
     equivalent = {}
     eq_path = os.path.join(ROOT, "tests", "mutants-equivalent.txt")
     if os.path.exists(eq_path):
@@ -163,8 +159,12 @@ def main():
             if line and not line.startswith("#") and ":" in line:
                 key, why = line.split(":", 1)
                 equivalent[key.strip()] = why.strip()
+    return equivalent
 
-    everything = []
+
+def everything():
+    """Every mutant of the tree: (path, kind, line, mutated line, column, old text, new text), sorted."""
+    found = []
     for d in DIRS:
         for base, _, files in os.walk(os.path.join(ROOT, d)):
             for f in sorted(files):
@@ -172,38 +172,68 @@ def main():
                     continue
                 path = os.path.relpath(os.path.join(base, f), ROOT)
                 lines = open(os.path.join(ROOT, path), encoding="utf-8").read().split("\n")
-                for kind, no, mutated in mutants_of(path, lines):
-                    everything.append((path, kind, no, mutated))
-    everything.sort()
-    if args.list:
-        counts = {}
-        for path, kind, _, _ in everything:
-            key = (path.split("/")[0] + "/" + path.split("/")[1], kind)
-            counts[key] = counts.get(key, 0) + 1
-        for (d, kind), n in sorted(counts.items()):
-            print(f"{d:24} {kind:8} {n}")
-        print(f"total {len(everything)}")
-        return
-    chosen = everything if args.sample <= 0 else random.Random(args.seed).sample(everything, min(args.sample, len(everything)))
+                for m in mutants_of(path, lines):
+                    found.append((path,) + m)
+    found.sort()
+    return found
+
+
+def sample(count, seed):
+    """A seeded sample of `count` mutants (0: all), each a dict: id, file, kind, line, col, old, new,
+    find and replace (tools/mutate.sh's text), tests, equivalent (a reason or None), shown."""
+    every = everything()
+    chosen = every if count <= 0 else random.Random(seed).sample(every, min(count, len(every)))
     chosen.sort()
+    equivalent = load_equivalent()
     cache = {}
-    print(f"# generated by tools/mutants_generate.py --sample {args.sample} --seed {args.seed}: "
-          f"{len(chosen)} of {len(everything)} mutants")
-    for path, kind, no, mutated in chosen:
+    out = []
+    for path, kind, no, mutated, col, old, new in chosen:
         lines = cache.setdefault(path, open(os.path.join(ROOT, path), encoding="utf-8").read().split("\n"))
         find, end = unique_find(lines, no, lines[no - 1])
         replace = "\n".join([mutated] + lines[no:end]) if mutated else "\n".join(lines[no:end])
         ident = "g-" + kind + "-" + hashlib.sha1(f"{path}\0{lines[no - 1]}\0{mutated}".encode()).hexdigest()[:8]
         shown = mutated.strip() if mutated else "(deleted) " + lines[no - 1].strip()
-        print()
-        print(f"id: {ident}")
-        print(f"file: {path}")
-        print("find: " + find.replace("\n", "<NL>"))
-        print("replace: " + replace.replace("\n", "<NL>"))
-        print(f"tests: {tests_for(path)}")
-        if ident in equivalent:
-            print(f"equivalent: {equivalent[ident]}")
-        print(f"breaks: {path}:{no} {shown[:160]}")
+        out.append(dict(id=ident, file=path, kind=kind, line=no, col=col, old=old, new=new, find=find,
+                        replace=replace, tests=tests_for(path), equivalent=equivalent.get(ident),
+                        shown=f"{path}:{no} {shown[:160]}"))
+    return out, len(every)
+
+
+def write_list(mutants, out, header=""):
+    """Mutants in tests/mutants.txt's format, for tools/mutate.sh."""
+    if header:
+        print(header, file=out)
+    for m in mutants:
+        print(file=out)
+        print(f"id: {m['id']}", file=out)
+        print(f"file: {m['file']}", file=out)
+        print("find: " + m["find"].replace("\n", "<NL>"), file=out)
+        print("replace: " + m["replace"].replace("\n", "<NL>"), file=out)
+        print(f"tests: {m['tests']}", file=out)
+        if m["equivalent"]:
+            print(f"equivalent: {m['equivalent']}", file=out)
+        print(f"breaks: {m['shown']}", file=out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sample", type=int, default=200, help="how many mutants (0: all)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--list", action="store_true", help="count the mutants by kind and directory, write none")
+    args = ap.parse_args()
+    if args.list:
+        counts = {}
+        every = everything()
+        for path, kind, *_ in every:
+            key = (path.split("/")[0] + "/" + path.split("/")[1], kind)
+            counts[key] = counts.get(key, 0) + 1
+        for (d, kind), n in sorted(counts.items()):
+            print(f"{d:24} {kind:8} {n}")
+        print(f"total {len(every)}")
+        return
+    chosen, total = sample(args.sample, args.seed)
+    write_list(chosen, sys.stdout, f"# generated by tools/mutation/generate.py --sample {args.sample} "
+               f"--seed {args.seed}: {len(chosen)} of {total} mutants")
 
 
 if __name__ == "__main__":
