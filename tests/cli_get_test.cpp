@@ -1081,14 +1081,17 @@ TEST_F(Get, DigestsThroughASymlinkAndToStandardOutput) {
 
 // --- get --hedge-after ------------------------------------------------------------------------
 
-// The first request is held; the hedge 1 ms later answers; the report says
-// copy 2 won, and the file is whole.
+// The first request is held; the hedge answers; the report says copy 2 won,
+// and the file is whole. The server holds whichever request comes first, so
+// the hedge waits 200 ms: long enough for the first copy's request to be the
+// one held even on a loaded machine (with 1 ms, the hedge's connection could
+// overtake it, and copy 1 rightly won).
 TEST_F(Cli, GetHedgesASlowAnswerAndTheReportNamesTheCopyThatWon) {
   backoff::testing::fault_server server;
   const std::string body(300'000, 'h');
   server.add_file("/f", body);
   server.script("/f", {fault::hold()});
-  const auto r = cli({"get", "-q", "--hedge-after", "1ms", "-o", "f", "--report", "r.json", server.url("/f")});
+  const auto r = cli({"get", "-q", "--hedge-after", "200ms", "-o", "f", "--report", "r.json", server.url("/f")});
   server.release(1);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(slurp(dir / "f"), body);

@@ -477,6 +477,25 @@ TEST_F(Mirrors, InputFileLinesListMirrorsAndAMissingUrlFallsToThem) {
   EXPECT_EQ(origin.requests("/f")[0].headers.at("x-token"), "t1");
 }
 
+// The URL's 404 hands the download to the first mirror, whose answer splits
+// the file: the second mirror joins at once, and the URL, left for good before
+// the split, is never asked again.
+TEST_F(Mirrors, ASourceLeftBeforeTheFileSplitsGetsNoConnectionAfterIt) {
+  const std::string body = content('u');
+  backoff::testing::fault_server origin, second;
+  origin.script("/f", {backoff::testing::fault::status(404), backoff::testing::fault::status(404)});
+  mirror.script({opening(body), raw_reply::http(404, {}, "gone")});
+  second.add_file("/f", body);
+  const auto r = cli({"get", origin.url("/f"), "--mirror", mirror.url("/f"), "--mirror", second.url("/f"), "-o",
+                      "out.bin", "--initial", "1ms", "--stall-timeout", "1500ms", "--min-split-size", "256K",
+                      "--report", "r.json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  ASSERT_GE(second.requests("/f").size(), 1u) << "the file did not split";
+  EXPECT_EQ(origin.requests("/f").size(), 1u);
+  EXPECT_FALSE(report()["sources"][0]["dropped"].is_null()) << report();
+}
+
 TEST_F(Mirrors, MirrorFlagsAreChecked) {
   std::ofstream(dir / "bad.txt") << "http://h/a http://h/b name extra\n";
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {

@@ -321,6 +321,18 @@ TEST_F(CurlClient, Download64MiBSurvivesFiveCutsByteIdentical) {
   EXPECT_EQ(files_in_dir(), 1u);  // no temporary file left behind
 }
 
+// The boundary of what is worth keeping: one byte under a validator is.
+TEST_F(CurlClient, AFailedDownloadKeepsEvenOneByteForTheNextCall) {
+  server.add_file("/one.bin", pattern(10'000, 6));
+  server.script("/one.bin", {fault::cut(1), fault::status(503), fault::status(503), fault::status(503)});
+  backoff::curl::client http(opts(3));
+  const auto r = http.download(server.url("/one.bin"), dir / "one.bin");
+  EXPECT_EQ(r.reason, stop_reason::exhausted);
+  EXPECT_EQ(r.partial, dir / ".one.bin.backoff-part");
+  ASSERT_TRUE(fs::exists(dir / ".one.bin.backoff-part"));
+  EXPECT_EQ(fs::file_size(dir / ".one.bin.backoff-part"), 1u);
+}
+
 TEST_F(CurlClient, DownloadThatMakesNoProgressGivesUpAndLeavesNoFile) {
   server.add_file("/doomed.bin", pattern(100'000));
   server.script("/doomed.bin", std::vector<fault>(10, fault::cut(0)));

@@ -486,14 +486,30 @@ TEST_F(Hedge, AGateThatDeniesTheFirstAttemptSendsNothing) {
     void record(const backoff::gate_outcome&) noexcept override {}
   } g;
   std::optional<stop_reason> why;
+  std::optional<backoff::attempt_record> record;
+  bool had_result = true, last = false;
   timed_op op{&ctx, {{10ms}}};
-  backoff::options<ba::result_of<timed_op>> o{
-      .on_give_up = [&](const auto& a) { why = a.reason; }, .gate = &g, .gate_first_attempt = true};
+  backoff::options<ba::result_of<timed_op>> o{.on_give_up =
+                                                  [&](const auto& a) {
+                                                    why = a.reason;
+                                                    record = a.record;
+                                                    had_result = a.result != nullptr;
+                                                    last = a.last;
+                                                  },
+                                              .gate = &g,
+                                              .gate_first_attempt = true};
   const auto out = run({.delay = 100ms}, op, o);
   ASSERT_TRUE(out);
   EXPECT_EQ(out->ec, ba::make_error_code(ba::error::gate_denied));
   EXPECT_EQ(op.seen->calls, 0);
   EXPECT_EQ(why, stop_reason::circuit_open);
+  // The give-up names no attempt: number 0, nothing thrown, no result, the last word.
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->number, 0u);
+  EXPECT_FALSE(record->threw);
+  EXPECT_EQ(record->outcome, backoff::attempt_outcome::permanent);
+  EXPECT_FALSE(had_result);
+  EXPECT_TRUE(last);
 }
 
 // Cancelled during the backoff between two rounds: it ends at once, without

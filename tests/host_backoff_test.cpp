@@ -25,6 +25,7 @@ TEST(HostBackoff, FailuresPushTheReleaseTime) {
   EXPECT_EQ(h.release_time("a", t0), t0 + 4s);
   EXPECT_EQ(h.failures("a"), 3u);
   EXPECT_EQ(h.release_time("b", t0), backoff::time_point{});  // keys are independent
+  EXPECT_EQ(h.failures("b"), 0u);                              // a key never seen has none
 }
 
 // The default schedule doubles from 1 s and stops at one minute (as documented

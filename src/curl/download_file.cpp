@@ -388,9 +388,8 @@ bool download_file::discard() {
   stop_writeback();
   if (::ftruncate(fd_, 0) != 0) return false;
   size_ = synced_ = unsynced_ = 0;
-  extents_.reset();
+  extents_.reset();  // checkpointed_ is read only beside extents_, which begin_segments sets with it
   saved_.reset();
-  checkpointed_ = 0;
   validator_.clear();
   length_.reset();
   resumed_ = false;

@@ -46,11 +46,21 @@ def tests_for(path):
 
 def mask(line, in_block, literal=" "):
     """The line with comments blanked and string and char literals filled with `literal` (same
-    length); whether a /* */ is still open."""
+    length); and what is still open at its end: False (nothing), True (a /* comment) or the
+    closing text of a raw string literal, e.g. ')lua"', whose lines are literal, not code."""
     out = []
     i = 0
     n = len(line)
     while i < n:
+        if isinstance(in_block, str):  # inside a raw string opened on an earlier line
+            end = line.find(in_block, i)
+            if end < 0:
+                out.append(literal * (n - i))
+                return "".join(out), in_block
+            out.append(literal * (end + len(in_block) - i))
+            i = end + len(in_block)
+            in_block = False
+            continue
         if in_block:
             end = line.find("*/", i)
             if end < 0:
@@ -72,9 +82,11 @@ def mask(line, in_block, literal=" "):
             if m:
                 close = ")" + m.group(1) + '"'
                 end = line.find(close, i + m.end())
-                stop = n if end < 0 else end + len(close)
-                out.append(literal * (stop - i))
-                i = stop
+                if end < 0:
+                    out.append(literal * (n - i))
+                    return "".join(out), close
+                out.append(literal * (end + len(close) - i))
+                i = end + len(close)
                 continue
         if c in "\"'":
             j = i + 1

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <string>
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace {
@@ -28,9 +29,17 @@ void record(const char* trace, unsigned id) noexcept {
     const std::string line = std::to_string(id) + "\t" + (test ? test : "?\t?") + "\n";
     const int fd = ::open(trace, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return;
+    // A test may have limited the file size (RLIMIT_FSIZE) below the trace's:
+    // lift the soft limit for this write, or the kernel kills the process
+    // with SIGXFSZ and the test fails for the trace's sake.
+    rlimit was{};
+    const bool limited = ::getrlimit(RLIMIT_FSIZE, &was) == 0 && was.rlim_cur != was.rlim_max;
+    const rlimit up{was.rlim_max, was.rlim_max};
+    const bool lifted = limited && ::setrlimit(RLIMIT_FSIZE, &up) == 0;
     // One write with O_APPEND: lines from concurrent processes do not interleave.
     if (::write(fd, line.data(), line.size()) < 0) {
     }
+    if (lifted) ::setrlimit(RLIMIT_FSIZE, &was);
     ::close(fd);
   } catch (...) {
   }
