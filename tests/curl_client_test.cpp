@@ -321,6 +321,34 @@ TEST_F(CurlClient, Download64MiBSurvivesFiveCutsByteIdentical) {
   EXPECT_EQ(files_in_dir(), 1u);  // no temporary file left behind
 }
 
+// A listener whose queue is full never answers a SYN, so a connection to it
+// never opens: only the connect timeout ends the attempt, here at its least,
+// 1 ms. The attempt's own timeout (30 s) would end it too, with another message.
+TEST_F(CurlClient, TheConnectTimeoutEndsAConnectionThatNeverOpens) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  std::vector<int> fillers;  // never accepted: they fill the queue
+  for (int i = 0; i < 3; ++i) {
+    fillers.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+    (void)::connect(fillers.back(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  auto o = opts(1);
+  o.connect_timeout = 1ms;
+  o.attempt_timeout = 30s;
+  backoff::curl::client http(o);
+  const auto r = http.perform({.url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/"});
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.describe().find("Failed to connect to 127.0.0.1"), std::string::npos) << r.describe();
+  for (const int fd : fillers) ::close(fd);
+  ::close(listener);
+}
+
 // The boundary of what is worth keeping: one byte under a validator is.
 TEST_F(CurlClient, AFailedDownloadKeepsEvenOneByteForTheNextCall) {
   server.add_file("/one.bin", pattern(10'000, 6));

@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "backoff/http/header.hpp"
 #include "backoff/http/idempotency.hpp"
 
 using backoff::http::transport;
@@ -74,4 +75,21 @@ TEST(HttpIdempotency, KeysAreVersion4UuidsAndDistinct) {
     seen.insert(k);
   }
   EXPECT_EQ(seen.size(), 1000u);
+}
+
+// One header line as curl hands it over. The blanks around the value are not
+// part of it, at either end; a name must be an RFC 9110 token.
+TEST(HeaderLine, TheValueWithoutItsBlanksAndOnlyTokenNames) {
+  using backoff::http::parse_header_line;
+  auto h = parse_header_line("Retry-After: \t 120 \t \r\n");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->first, "Retry-After");
+  EXPECT_EQ(h->second, "120");
+  h = parse_header_line("X-Empty: \t \r\n");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->second, "");
+  EXPECT_TRUE(parse_header_line("a!#$%&'*+-.^_`|~Z09: v"));
+  for (const char* bad : {"Bad Name: x", "Bad\"Name: x", "(x): y", "na/me: v", "n@me: v", "[n]: v", "{n}: v", ": x",
+                          "no colon"})
+    EXPECT_FALSE(parse_header_line(bad)) << bad;
 }
