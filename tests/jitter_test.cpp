@@ -114,6 +114,11 @@ TEST(Jitter, BadFractionOrAdditiveNamesFieldAndValue) {
   // The limits themselves are valid: no added jitter at all, and all of the delay.
   backoff::fast_rng zero_rng;
   EXPECT_EQ(backoff::jitter::additive(0ms).apply(5s, 64s, zero_rng), 5s);
+  // Fields left out are the limits too: an additive jitter written as an
+  // aggregate without its bound adds nothing, to the nanosecond.
+  const backoff::jitter bare{.type = backoff::jitter::kind::additive};
+  EXPECT_EQ(bare.max_added, 0ns);
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(bare.apply(5s, 64s, zero_rng), 5s);
   EXPECT_EQ(backoff::jitter::proportional(0.0).apply(5s, 64s, zero_rng), 5s);
   const backoff::policy p{.jitter = {backoff::jitter::kind::proportional, 2.0}};
   backoff::fast_rng rng;
