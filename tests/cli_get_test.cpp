@@ -818,6 +818,12 @@ TEST_F(Cli, APasswordInTheUrlIsSentButNeverShown) {
   const std::string plain = server.url("/b") + "?to=bob:x@example.org";
   const auto r = cli({"get", "--initial", "1ms", "--max-attempts", "1", "-o", "b", plain});
   EXPECT_NE(r.err.find(plain), std::string::npos) << r.err;
+  // A password with no user name before it is a password all the same.
+  std::string anonymous = server.url("/b");
+  anonymous.insert(anonymous.find("://") + 3, ":s3cret@");
+  const auto a = cli({"get", "--initial", "1ms", "--max-attempts", "1", "-o", "b", anonymous});
+  EXPECT_EQ(a.err.find("s3cret"), std::string::npos) << a.err;
+  EXPECT_NE(a.err.find("http://:***@127.0.0.1:"), std::string::npos) << a.err;
 }
 
 TEST_F(Cli, GetSeveralUrlsRejectsWhatCannotApply) {

@@ -158,6 +158,34 @@ TEST(Step, AProbeOfACancelledWaitIsGivenBack) {
   EXPECT_TRUE(breaker.acquire({true, t0 + 6s, false}).allowed);
 }
 
+// The gate's grant for the first attempt (gate_first_attempt) is given back
+// when the wait before that attempt is cancelled; a "recheck" answer granted
+// nothing, so nothing is given back for it.
+TEST(Step, AFirstAttemptCancelledBeforeItRunsGivesItsGrantBack) {
+  struct counting final : backoff::gate {
+    bool recheck = false;
+    int released = 0;
+    backoff::gate_decision acquire(const backoff::gate_request&) noexcept override {
+      backoff::gate_decision d = backoff::gate_decision::allow();
+      d.recheck = recheck;
+      return d;
+    }
+    void record(const backoff::gate_outcome&) noexcept override {}
+    void release(const backoff::gate_request&) noexcept override { ++released; }
+  };
+  const backoff::policy p{.stop = backoff::stop::after_attempts(3)};
+  for (const bool recheck : {false, true}) {
+    counting g;
+    g.recheck = recheck;
+    retry_step step(p, {.gate = &g, .gate_first_attempt = true});
+    const auto go = step.start(t0);
+    ASSERT_TRUE(go.allowed);
+    EXPECT_EQ(go.recheck, recheck);
+    step.abandon();
+    EXPECT_EQ(g.released, recheck ? 0 : 1) << "recheck " << recheck;
+  }
+}
+
 TEST(Step, ACancelledLoopGivesTheProbeBack) {
   backoff::circuit_breaker breaker({.minimum_throughput = 2, .break_duration = 5s, .probes = 1});
   backoff::manual_clock clock(t0);
