@@ -62,6 +62,12 @@ TEST(RetryAfter, Table) {
       {"Sun, 6 Nov 1994 08:49:37 GMT", std::nullopt, before},
       {"Sun Nov 6 08:49:37 1994", std::nullopt, before},
       {"Funday, 06-Nov-94 08:49:37 GMT", std::nullopt, before},
+      // a character that is not a digit where digits must be, in each field
+      {"Sun, 0x Nov 1994 08:49:37 GMT", std::nullopt, before},
+      {"Sun, 06 Nov 19:4 08:49:37 GMT", std::nullopt, before},
+      {"Sun, 06 Nov 1994 08:4/:37 GMT", std::nullopt, before},
+      {"Sun, 06 Nov 1994 08:49:3a GMT", std::nullopt, before},
+      {"Sunday, 06-Nov-9/ 08:49:37 GMT", std::nullopt, before},
   };
   for (const auto& r : rows) {
     if (std::string(r.value).starts_with("Fri, 31 Dec 9999")) continue;
