@@ -209,7 +209,8 @@ TEST_F(Cli, MetricsFlagsAreCheckedBeforeTheRun) {
   const auto isdir = cli({"run", "--metrics", (dir / "d.prom").string(), "--", "true"});
   EXPECT_EQ(isdir.status, 2);
   EXPECT_NE(isdir.err.find("not a regular file"), std::string::npos) << isdir.err;
-  for (const std::string bad : {"https://push.example:9091", "ftp://x", "http://", "http://h:99999"}) {
+  for (const std::string bad : {"https://push.example:9091", "ftp://x", "http://", "http://h:99999", "http://h:0",
+                                "http://h:91x", "http://h:", "http://h:-1", "http://u@h:9091"}) {
     const auto r = cli({"get", "--push-metrics", bad, "-o", "f", "http://127.0.0.1:1/x"});
     EXPECT_EQ(r.status, 2) << bad;
     EXPECT_NE(r.err.find("--push-metrics"), std::string::npos) << bad << ": " << r.err;
