@@ -396,6 +396,10 @@ TEST_F(Cli, SimulateBadInputExitsTwo) {
       {{"schedule", "--samples", "1000000000"}, "--samples: at most 1000000"},
       {{"schedule", "--max-attempts", "4294967295"}, "--max-attempts: 4294967294 retries to show is more than 10000"},
       {{"schedule", "--attempts", "5000", "--samples", "10000"}, "is more than 10000000 in all"},
+      // one past each limit
+      {{"simulate", "overload", "--duration", "86401s"}, "--duration: overload needs 40s..24h"},
+      {{"simulate", "overload", "--duration", "39s"}, "--duration: overload needs 40s..24h"},
+      {{"schedule", "--attempts", "1000", "--samples", "10001"}, "is more than 10000000 in all"},
   };
   for (const auto& c : cases) {
     const auto r = cli(c.args);
