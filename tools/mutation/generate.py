@@ -204,6 +204,11 @@ def sample(count, seed):
         find, end = unique_find(lines, no, lines[no - 1])
         replace = "\n".join([mutated] + lines[no:end]) if mutated else "\n".join(lines[no:end])
         ident = "g-" + kind + "-" + hashlib.sha1(f"{path}\0{lines[no - 1]}\0{mutated}".encode()).hexdigest()[:8]
+        # The same line twice in a file makes the same mutant twice: the later
+        # ones get their rank (the first keeps the plain id, as before).
+        rank = sum(1 for k in range(no - 1) if lines[k] == lines[no - 1])
+        if rank:
+            ident += f"-{rank + 1}"
         shown = mutated.strip() if mutated else "(deleted) " + lines[no - 1].strip()
         out.append(dict(id=ident, file=path, kind=kind, line=no, col=col, old=old, new=new, find=find,
                         replace=replace, tests=tests_for(path), equivalent=equivalent.get(ident),
