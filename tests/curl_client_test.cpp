@@ -44,6 +44,21 @@ std::string read_file(const fs::path& p) {
 
 std::string pattern(std::size_t n, unsigned seed = 1) { return backoff::testing::pseudo_random_bytes(n, seed); }
 
+// A TCP socket bound to 127.0.0.1 on a port the kernel chose (in `a`), or -1.
+int bound_loopback_socket(sockaddr_in& a) {
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (s >= 0) ::close(s);
+    return -1;
+  }
+  return s;
+}
+
 class CurlClient : public ::testing::Test {
  protected:
   backoff::testing::fault_server server;
@@ -248,13 +263,9 @@ TEST_F(CurlClient, PostMarkedIdempotentIsRetried) {
 
 TEST_F(CurlClient, PostToARefusedPortIsRetriedBecauseItNeverLeft) {
   // A port with nothing listening: bind, read the port, close.
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  const int s = bound_loopback_socket(a);
+  ASSERT_GE(s, 0);
   ::close(s);
   const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/x";
   backoff::curl::client http(opts(3));
@@ -325,13 +336,9 @@ TEST_F(CurlClient, Download64MiBSurvivesFiveCutsByteIdentical) {
 // never opens: only the connect timeout ends the attempt, here at its least,
 // 1 ms. The attempt's own timeout (30 s) would end it too, with another message.
 TEST_F(CurlClient, TheConnectTimeoutEndsAConnectionThatNeverOpens) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const int listener = bound_loopback_socket(a);
+  ASSERT_GE(listener, 0);
   ASSERT_EQ(::listen(listener, 0), 0);
   std::vector<int> fillers;  // never accepted: they fill the queue
   for (int i = 0; i < 3; ++i) {
