@@ -137,26 +137,28 @@ def walk_left(toks, k, prec):
     return 0
 
 
+def group_end(toks, j):
+    """Index of the bracket that closes the one opened at toks[j]."""
+    depth = 0
+    for i in range(j, len(toks)):
+        if toks[i][3] == "open":
+            depth += 1
+        elif toks[i][3] == "close":
+            depth -= 1
+            if depth == 0:
+                if CLOSE[key(toks[i])] != key(toks[j]):
+                    raise Unscannable("brackets do not match")
+                return i
+    raise Unscannable("brackets close on a later line")
+
+
 def walk_right(toks, k, prec):
     """Index one past the last token of the right operand of the operator at k."""
     j = k + 1
     while j < len(toks):
         t = toks[j]
         if t[3] == "open":
-            depth = 0
-            start = j
-            while j < len(toks):
-                if toks[j][3] == "open":
-                    depth += 1
-                elif toks[j][3] == "close":
-                    depth -= 1
-                    if depth == 0:
-                        if CLOSE[key(toks[j])] != key(toks[start]):
-                            raise Unscannable("brackets do not match")
-                        break
-                j += 1
-            if j >= len(toks):
-                raise Unscannable("brackets close on a later line")
+            j = group_end(toks, j)
         elif t[3] == "close":
             return j
         elif t[3] == "op" and PRECEDENCE[t[0]] >= prec:
@@ -208,21 +210,8 @@ def unary_span(lines, no, col):
     if k is None:
         raise Unscannable("no ! here")
     j = k + 1
-
-    def group(j):
-        depth = 0
-        while j < len(toks):
-            if toks[j][3] == "open":
-                depth += 1
-            elif toks[j][3] == "close":
-                depth -= 1
-                if depth == 0:
-                    return j + 1
-            j += 1
-        raise Unscannable("brackets close on a later line")
-
     if j < len(toks) and toks[j][0] == "(":
-        j = group(j)
+        j = group_end(toks, j) + 1
     elif j < len(toks) and toks[j][3] == "word":
         j += 1
     else:
@@ -232,7 +221,7 @@ def unary_span(lines, no, col):
         if t[0] in ("::", ".", "->") and j + 1 < len(toks) and toks[j + 1][3] == "word":
             j += 2
         elif t[0] in ("(", "[") or (t[0] == "<" and t[3] == "open"):
-            j = group(j)
+            j = group_end(toks, j) + 1
         else:
             break
     return toks[k][1], toks[j - 1][2]
