@@ -256,11 +256,45 @@ TEST_F(Asio, AGateDenyingTheFirstAttemptCompletesWithABackoffError) {
   breaker.record({backoff::attempt_outcome::retryable, false, false, now});
   breaker.record({backoff::attempt_outcome::retryable, false, false, now});
   std::optional<std::error_code> got;
-  backoff::options<ba::result_of<scripted_op>> o{.gate = &breaker, .gate_first_attempt = true};
+  std::optional<backoff::attempt<ba::result_of<scripted_op>>> gave_up;
+  backoff::options<ba::result_of<scripted_op>> o{
+      .on_give_up = [&](const backoff::attempt<ba::result_of<scripted_op>>& a) { gave_up = a; },
+      .gate = &breaker,
+      .gate_first_attempt = true};
   ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(5), op({}), o, [&](std::error_code ec, int) { got = ec; });
   ctx.run();
   EXPECT_EQ(got, ba::error::gate_denied);
   EXPECT_EQ(calls, 0);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->message(), "a gate denied the first attempt");
+  EXPECT_EQ(std::error_code(ba::error::no_attempt).message(), "no attempt was made");
+  EXPECT_STREQ(got->category().name(), "backoff");
+  // on_give_up hears of no attempt: number 0, no result, no hint (-1 ns).
+  ASSERT_TRUE(gave_up);
+  EXPECT_EQ(gave_up->record.number, 0u);
+  EXPECT_EQ(gave_up->result, nullptr);
+  EXPECT_EQ(gave_up->record.hint, -1ns);
+  EXPECT_EQ(gave_up->reason, stop_reason::circuit_open);
+  EXPECT_TRUE(gave_up->last);
+}
+
+// A value the classifier calls a failure has no error code of its own: when
+// the loop gives up on it, the caller gets that attempt's arguments, without
+// an error made up by the loop (as the sync loop returns the last value).
+TEST_F(Asio, GivingUpOnAFailedValueCompletesWithThatValue) {
+  std::optional<std::pair<std::error_code, int>> got;
+  std::optional<stop_reason> why;
+  backoff::options<ba::result_of<scripted_op>> o{
+      .classify = {.is_success = [](const ba::result_of<scripted_op>& r) { return std::get<0>(r.values) > 100; }},
+      .on_give_up = [&](const backoff::attempt<ba::result_of<scripted_op>>& a) { why = a.reason; }};
+  ba::async_retry<ba::manual_timer>(ctx.get_executor(), doubling(3), op({}), o,
+                                    [&](std::error_code ec, int n) { got.emplace(ec, n); });
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_FALSE(got->first) << got->first.message();
+  EXPECT_EQ(got->second, 3);
+  EXPECT_EQ(why, stop_reason::exhausted);
+  EXPECT_EQ(calls, 3);
 }
 
 TEST_F(Asio, DestroyingTheIoContextWithPendingRetriesLeaksNothing) {

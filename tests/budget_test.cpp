@@ -145,6 +145,18 @@ TEST(BudgetInTheLoop, SuccessAfterRetriesRefundsThroughTheLoop) {
   EXPECT_EQ(b.milli_tokens(), 495'000);
 }
 
+TEST(BudgetFinagle, AMovedBudgetKeepsItsWindow) {
+  // Ten requests at t0, one 20 s later: the first ten have left the 10 s
+  // window. The moved budget must still know what "now" is, or it counts them.
+  auto b = backoff::retry_budget::finagle({.ttl = 10s, .min_retries_per_sec = 0, .percent_can_retry = 100});
+  for (int i = 0; i < 10; ++i) b.record(outcome(attempt_outcome::success, false, t0));
+  b.record(outcome(attempt_outcome::success, false, t0 + 20s));
+  const std::int64_t before = b.milli_tokens();
+  EXPECT_EQ(before, 1000);
+  auto moved = std::move(b);
+  EXPECT_EQ(moved.milli_tokens(), before);
+}
+
 TEST(BudgetRecommended, TenPercentOfRequestsPlusASmallReserve) {
   auto b = backoff::retry_budget::recommended();
   int allowed = 0;

@@ -308,6 +308,69 @@ TEST_F(CurlClient, CallerConfiguredHandleIsRetried) {
   EXPECT_GE(clock.total_slept(), 1s);
 }
 
+// An exception from before_retry is the caller's own error: it ends the
+// call at once and is not retried (nothing more is sent).
+TEST_F(CurlClient, AnExceptionFromBeforeRetryEndsTheCallUnretried) {
+  server.script("/throws", {fault::status(503), fault::status(503), fault::status(503)});
+  CURL* easy = curl_easy_init();
+  curl_easy_setopt(easy, CURLOPT_URL, server.url("/throws").c_str());
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, +[](char*, std::size_t s, std::size_t n, void*) { return s * n; });
+  int calls = 0;
+  EXPECT_THROW(backoff::curl::perform_with_retry(easy, opts(), {.method = "GET"},
+                                                 [&](CURL*) {
+                                                   ++calls;
+                                                   throw std::runtime_error("cannot rewind the upload");
+                                                 }),
+               std::runtime_error);
+  curl_easy_cleanup(easy);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(server.hits("/throws"), 1u);
+}
+
+// A stop requested just before an attempt (here by before_retry) ends the
+// call as cancelled, and that attempt is never sent.
+TEST_F(CurlClient, AStopRequestedBeforeAnAttemptSendsNothingMore) {
+  server.script("/stop", {fault::status(503), fault::status(503)});
+  CURL* easy = curl_easy_init();
+  curl_easy_setopt(easy, CURLOPT_URL, server.url("/stop").c_str());
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, +[](char*, std::size_t s, std::size_t n, void*) { return s * n; });
+  std::stop_source stop;
+  auto o = opts();
+  o.stop_token = stop.get_token();
+  const auto r = backoff::curl::perform_with_retry(easy, o, {.method = "GET"}, [&](CURL*) { stop.request_stop(); });
+  curl_easy_cleanup(easy);
+  EXPECT_EQ(r.reason, stop_reason::cancelled);
+  EXPECT_EQ(server.hits("/stop"), 1u);
+}
+
+// The quota an answer announces reaches the pacer, and the request leaves
+// its count of requests in flight.
+TEST_F(CurlClient, TheQuotaAnAnswerAnnouncesReachesThePacer) {
+  server.set_quota(3, 10s, "ietf");
+  backoff::quota_pacer quotas;
+  auto o = opts();
+  o.quotas = &quotas;
+  backoff::curl::client http(o);
+  ASSERT_TRUE(http.perform({.url = server.url("/q")}).ok());
+  const auto s = quotas.snapshot(backoff::curl::host_key(server.url("/q")), clock.now());
+  EXPECT_TRUE(s.paced);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.limit, 3u);
+  EXPECT_LE(s.remaining, 2u);
+}
+
+// A body is sent by its length, not up to its first NUL byte.
+TEST_F(CurlClient, ABodyWithANulByteIsSentWhole) {
+  const std::string body("a\0b\0c", 5);
+  backoff::curl::client http(opts());
+  ASSERT_TRUE(http.perform({.method = "POST", .url = server.url("/nul"), .body = body}).ok());
+  ASSERT_TRUE(http.perform({.method = "PUT", .url = server.url("/nul"), .body = body}).ok());
+  const auto reqs = server.requests("/nul");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].body, body);
+  EXPECT_EQ(reqs[1].body, body);
+}
+
 TEST_F(CurlClient, Download64MiBSurvivesFiveCutsByteIdentical) {
   const std::string data = pattern(64u << 20, 7);
   server.add_file("/big.bin", data);
@@ -366,6 +429,38 @@ TEST_F(CurlClient, AFailedDownloadKeepsEvenOneByteForTheNextCall) {
   EXPECT_EQ(r.partial, dir / ".one.bin.backoff-part");
   ASSERT_TRUE(fs::exists(dir / ".one.bin.backoff-part"));
   EXPECT_EQ(fs::file_size(dir / ".one.bin.backoff-part"), 1u);
+}
+
+// A part file is resumed only with its own metadata: without it, or with a
+// metadata file of another format, the next download starts over (no Range).
+TEST_F(CurlClient, APartFileIsResumedOnlyWithItsOwnMetadata) {
+  const std::string data = pattern(20'000, 8);
+  server.add_file("/m.bin", data);
+  const auto part = dir / ".m.bin.backoff-part";
+  const auto meta = dir / ".m.bin.backoff-part.meta";
+  for (const std::string how : {"kept", "missing", "another format"}) {
+    fs::remove(dir / "m.bin");
+    server.script("/m.bin", {fault::cut(5'000), fault::status(503), fault::status(503)});
+    backoff::curl::client http(opts(2));
+    ASSERT_EQ(http.download(server.url("/m.bin"), dir / "m.bin").reason, stop_reason::exhausted) << how;
+    ASSERT_EQ(fs::file_size(part), 5'000u) << how;
+    ASSERT_TRUE(fs::exists(meta)) << how;
+    if (how == "missing") fs::remove(meta);
+    if (how == "another format") {
+      std::string text = read_file(meta);
+      text.replace(0, text.find('\n'), "backoff-part 99");
+      std::ofstream(meta, std::ios::trunc) << text;
+    }
+    const auto before = server.requests("/m.bin").size();
+    const auto r = http.download(server.url("/m.bin"), dir / "m.bin");
+    ASSERT_TRUE(r.ok()) << how << ": " << r.error;
+    EXPECT_EQ(read_file(dir / "m.bin"), data) << how;
+    const auto reqs = server.requests("/m.bin");
+    ASSERT_EQ(reqs.size(), before + 1) << how;
+    EXPECT_EQ(reqs.back().headers.count("range"), how == "kept" ? 1u : 0u) << how;
+    EXPECT_EQ(r.resumes, how == "kept" ? 1u : 0u) << how;
+    EXPECT_EQ(r.restarts, 0u) << how;
+  }
 }
 
 TEST_F(CurlClient, DownloadThatMakesNoProgressGivesUpAndLeavesNoFile) {

@@ -548,3 +548,43 @@ TEST_F(Hedge, BeforeRetryPerRoundAndTheFallback) {
   EXPECT_EQ(op.seen->calls, 4);
   EXPECT_EQ(before, 1);  // rounds: copies 1-2, then 3-4
 }
+
+// The options are copied into the operation unless passed with std::cref:
+// a change made after the call reaches only an operation that borrowed them.
+TEST_F(Hedge, OptionsAreCopiedUnlessBorrowed) {
+  using result = ba::result_of<timed_op>;
+  for (const bool borrow : {false, true}) {
+    std::string heard;
+    std::optional<std::error_code> got;
+    timed_op op{&ctx, {{10ms, denied}}};
+    backoff::options<result> o{.classify = {.retry_value = [](const result&) { return false; }},
+                               .on_give_up = [&](const auto&) { heard = "as called"; }};
+    const backoff::hedge_policy hp{.delay = 100ms};
+    auto done = [&](std::error_code ec, int) { got = ec; };
+    if (borrow) ba::async_hedge<sim_timer>(ctx.get_executor(), std::cref(hp), op, std::cref(o), done);
+    else ba::async_hedge<sim_timer>(ctx.get_executor(), hp, op, o, done);
+    o.on_give_up = [&](const auto&) { heard = "changed"; };
+    run_virtual(ctx);
+    EXPECT_EQ(got, denied) << "borrowed " << borrow;
+    EXPECT_EQ(heard, borrow ? "changed" : "as called");
+  }
+}
+
+// A gate that lets the first attempt go later (no recheck): the first copy
+// waits for that time, and the hedge delay counts from it.
+TEST_F(Hedge, AGateThatDelaysTheFirstAttemptIsWaitedFor) {
+  struct later final : backoff::gate {
+    backoff::gate_decision acquire(const backoff::gate_request& r) noexcept override {
+      if (r.retry) return {};
+      return {true, stop_reason::success, r.now + 300ms, false};
+    }
+    void record(const backoff::gate_outcome&) noexcept override {}
+  } g;
+  timed_op op{&ctx, {{10ms}}};
+  backoff::options<ba::result_of<timed_op>> o{.gate = &g, .gate_first_attempt = true};
+  const auto out = run({.delay = 100ms}, op, o);
+  ASSERT_TRUE(out);
+  EXPECT_FALSE(out->ec);
+  EXPECT_EQ(out->took, 310ms);
+  EXPECT_EQ(op.seen->calls, 1);
+}

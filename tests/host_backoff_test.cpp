@@ -66,6 +66,24 @@ TEST(HostBackoff, IdleEntriesExpireAndSizeIsBounded) {
   EXPECT_LT(h.size(), 160u);
 }
 
+// A key idle past entry_ttl starts over at its next failure, whether or not
+// a sweep has dropped it yet; idle keys are freed by the 64th operation on
+// their shard.
+TEST(HostBackoff, AKeyIdlePastItsTtlStartsOverAndIsFreedWithin64Operations) {
+  host_backoff h({.entry_ttl = 1min, .max_entries = 50});  // one shard
+  for (int i = 0; i < 5; ++i) h.on_failure("a", t0);  // 16 s
+  h.on_failure("b", t0);
+  h.on_failure("c", t0);
+  h.on_failure("a", t0 + 2min);  // idle for 2 min: one failure, 1 s
+  EXPECT_EQ(h.release_time("a", t0 + 2min), t0 + 2min + 1s);
+  EXPECT_EQ(h.failures("a"), 1u);
+  // Nine operations so far; "b" and "c" are idle but still held.
+  for (int i = 9; i < 63; ++i) (void)h.release_time("unknown", t0 + 2min);
+  EXPECT_EQ(h.size(), 3u);
+  (void)h.release_time("unknown", t0 + 2min);  // the 64th
+  EXPECT_EQ(h.size(), 1u);
+}
+
 TEST(HostBackoff, TheGateMakesEveryLoopWaitForTheHost) {
   host_backoff h;
   backoff::manual_clock clock;

@@ -98,6 +98,8 @@ TEST(DecideBody, A206IsAppendedOnlyUnderTheSameValidatorAtTheSameOffset) {
       {{"ETag", "\"v1\""}, {"Content-Range", "bytes 500-999/1000"}, {"Content-Length", "499"}},
       {{"ETag", "\"v1\""}},                                                         // no Content-Range
       {{"ETag", "\"v1\""}, {"Content-Range", "bytes 500-999/1000"}, {"Content-Type", "multipart/byteranges; boundary=x"}},
+      {{"ETag", "\"v1\""}, {"Content-Range", "bytes 500-999/1000"}, {"Content-Type", "multipart/byteranges"}},
+      {{"ETag", "\"v1\""}, {"Content-Range", "bytes 500-999/1000"}, {"Content-Type", "Multipart/ByteRanges; boundary=x"}},
   };
   for (const auto& h : bad) {
     d = decide_body(206, h, sent);

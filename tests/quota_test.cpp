@@ -294,6 +294,32 @@ TEST(QuotaPacer, KeysAreIndependentAndBounded) {
   EXPECT_THROW(quota_pacer({.max_entries = 0}), std::invalid_argument);
 }
 
+// A key idle past entry_ttl whose window has ended is forgotten in the next
+// sweep (every 64th new key); one whose reset is still ahead is kept.
+TEST(QuotaPacer, IdleKeysWhoseWindowEndedAreForgotten) {
+  quota_pacer p({.entry_ttl = 1s, .max_entries = 1000});
+  for (int i = 0; i < 10; ++i) {
+    quota_pacer::reservation r;
+    const std::string key = "old" + std::to_string(i);
+    go(p, key.c_str(), t0, &r);
+    const quota_notice n = left(5, 1s, 10);
+    p.answered(key.c_str(), &r, t0, &n);
+  }
+  {
+    quota_pacer::reservation r;
+    go(p, "ahead", t0, &r);
+    const quota_notice n = left(5, 50min, 10);  // its window ends after the sweep
+    p.answered("ahead", &r, t0, &n);
+  }
+  EXPECT_EQ(p.size(), 11u);
+  // Eleven keys so far; the 64th new key sweeps (before it is added).
+  for (int i = 0; i < 52; ++i) go(p, ("new" + std::to_string(i)).c_str(), t0 + 30min);
+  EXPECT_EQ(p.size(), 63u);
+  go(p, "new52", t0 + 30min);
+  EXPECT_EQ(p.size(), 54u);  // the ten old ones are gone; "ahead" stays
+  EXPECT_EQ(p.snapshot("ahead", t0 + 30min).limit, 10u);
+}
+
 // The gate of one request: acquire reserves, release gives back, answered
 // reports the oldest reservation's answer.
 TEST(QuotaPacer, TheGateReservesAndReportsInOrder) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "backoff/breaker.hpp"
 #include "backoff/budget.hpp"
 #include "backoff/host_backoff.hpp"
@@ -184,6 +186,37 @@ TEST(Step, AFirstAttemptCancelledBeforeItRunsGivesItsGrantBack) {
     step.abandon();
     EXPECT_EQ(g.released, recheck ? 0 : 1) << "recheck " << recheck;
   }
+  // The same after a recheck: a grant without a further recheck is held, and
+  // given back when the attempt does not run.
+  for (const bool again : {false, true}) {
+    counting g;
+    g.recheck = true;
+    retry_step step(p, {.gate = &g, .gate_first_attempt = true});
+    ASSERT_TRUE(step.start(t0).recheck);
+    g.recheck = again;
+    const auto go = step.recheck(t0 + 1s);
+    ASSERT_TRUE(go.allowed);
+    EXPECT_EQ(go.recheck, again);
+    step.abandon();
+    EXPECT_EQ(g.released, again ? 0 : 1) << "recheck again " << again;
+  }
+}
+
+TEST(Step, AReportIsATimeoutOnlyWhenItSaysSo) {
+  struct seen final : backoff::gate {
+    std::vector<bool> timeouts;
+    backoff::gate_decision acquire(const backoff::gate_request&) noexcept override { return backoff::gate_decision::allow(); }
+    void record(const backoff::gate_outcome& o) noexcept override { timeouts.push_back(o.timeout); }
+    void release(const backoff::gate_request&) noexcept override {}
+  };
+  seen g;
+  const backoff::policy p{.stop = backoff::stop::after_attempts(3)};
+  retry_step step(p, {.gate = &g});
+  step.note({attempt_outcome::retryable, t0});
+  retry_step::report timed{attempt_outcome::retryable, t0 + 1s};
+  timed.timed_out = true;
+  step.note(timed);
+  EXPECT_EQ(g.timeouts, (std::vector<bool>{false, true}));
 }
 
 TEST(Step, ACancelledLoopGivesTheProbeBack) {

@@ -80,6 +80,13 @@ TEST(Stop, NestedExpressions) {
   EXPECT_TRUE(r.decide(at(10, 2s)).stop);
   EXPECT_TRUE(r.decide(at(20, 0s)).stop);
   EXPECT_EQ(r.max_attempts(), 20u);
+  // The same with the compound rule on the right: its operands move up.
+  const auto right = stop::after_attempts(20) | (stop::after_elapsed(1s) & stop::after_attempts(10));
+  EXPECT_FALSE(right.decide(at(10, 0s)).stop);
+  EXPECT_FALSE(right.decide(at(9, 2s)).stop);
+  EXPECT_TRUE(right.decide(at(10, 2s)).stop);
+  EXPECT_EQ(right.decide(at(10, 2s)).reason, stop_reason::deadline);
+  EXPECT_TRUE(right.decide(at(20, 0s)).stop);
   const auto n = stop::never() | stop::after_attempts(2);
   EXPECT_TRUE(n.decide(at(2, 0s)).stop);
   EXPECT_FALSE(stop::never().decide(at(1000000, 1000h)).stop);

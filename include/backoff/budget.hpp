@@ -123,7 +123,8 @@ class retry_budget final : public gate {
   retry_budget(retry_budget&& o) noexcept
       : mode_(o.mode_), capacity_(o.capacity_), retry_cost_(o.retry_cost_), timeout_cost_(o.timeout_cost_),
         success_refund_(o.success_refund_), tokens_(o.tokens_.load()), deposit_(o.deposit_),
-        withdrawal_(o.withdrawal_), reserve_(o.reserve_), ttl_slots_(o.ttl_slots_), slots_(std::move(o.slots_)) {}
+        withdrawal_(o.withdrawal_), reserve_(o.reserve_), ttl_slots_(o.ttl_slots_), slots_(std::move(o.slots_)),
+        current_(o.current_), now_sec_(o.now_sec_) {}
 
   mode kind() const noexcept { return mode_; }
   // The bucket's content in milli-tokens (token-bucket modes), or the windowed

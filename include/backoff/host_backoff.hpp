@@ -11,7 +11,8 @@
 // a server hint (Retry-After) sets a floor, and nothing ever lowers a horizon
 // already set. A success lowers the failure count by one rather than
 // resetting it, so a flapping host stays backed off. Entries idle for
-// `entry_ttl` with their release time passed are dropped, and at most
+// `entry_ttl` with their release time passed start over (and are freed
+// within 64 operations on their shard), and at most
 // `max_entries` are kept (the least recently used go first): memory is bounded.
 // Thread-safe (16 shards, each with its own mutex).
 #pragma once
@@ -102,7 +103,7 @@ class host_backoff {
     auto& s = shard_for(key);
     std::lock_guard lock(s.mutex);
     sweep_locked(s, now, false);
-    auto it = s.map.find(std::string(key));
+    auto it = live_locked(s, key, now);
     if (it == s.map.end()) return time_point{};
     const time_point release = it->second.release;
     if (release <= now || o_.release_spread <= 0) return release;
@@ -119,7 +120,7 @@ class host_backoff {
     auto& s = shard_for(key);
     std::lock_guard lock(s.mutex);
     sweep_locked(s, now, false);
-    auto it = s.map.find(std::string(key));
+    auto it = live_locked(s, key, now);
     if (it == s.map.end()) return {};
     entry& e = it->second;
     e.last_used = now;
@@ -171,7 +172,7 @@ class host_backoff {
     auto& s = shard_for(key);
     std::lock_guard lock(s.mutex);
     sweep_locked(s, now, false);
-    auto it = s.map.find(std::string(key));
+    auto it = live_locked(s, key, now);
     return it == s.map.end() ? time_point{} : it->second.release;
   }
 
@@ -185,7 +186,7 @@ class host_backoff {
   void on_failure(std::string_view key, time_point now, std::optional<duration> hint = std::nullopt) {
     auto& s = shard_for(key);
     std::lock_guard lock(s.mutex);
-    sweep_locked(s, now, !s.map.count(std::string(key)));
+    sweep_locked(s, now, live_locked(s, key, now) == s.map.end());
     entry& e = s.map[std::string(key)];
     if (e.failures < 1'000'000) ++e.failures;
     e.last_used = now;
@@ -209,7 +210,7 @@ class host_backoff {
   void hold(std::string_view key, time_point now, duration hint) {
     auto& s = shard_for(key);
     std::lock_guard lock(s.mutex);
-    sweep_locked(s, now, !s.map.count(std::string(key)));
+    sweep_locked(s, now, live_locked(s, key, now) == s.map.end());
     entry& e = s.map[std::string(key)];
     e.last_used = now;
     const time_point before = e.release;
@@ -221,7 +222,7 @@ class host_backoff {
   void on_success(std::string_view key, time_point now) {
     auto& s = shard_for(key);
     std::lock_guard lock(s.mutex);
-    auto it = s.map.find(std::string(key));
+    auto it = live_locked(s, key, now);
     if (it == s.map.end()) return;
     if (it->second.failures > 0) --it->second.failures;
     it->second.last_used = now;
@@ -356,6 +357,19 @@ class host_backoff {
     return single_shard() ? shard_[0] : shard_[std::hash<std::string_view>{}(key) % shards];
   }
 
+  // Idle: unused for entry_ttl, with its release time passed. Such a key
+  // starts over, whenever the sweep comes.
+  bool idle(const entry& e, time_point now) const noexcept {
+    return e.release <= now && now - e.last_used >= o_.entry_ttl;
+  }
+  // The key's entry, or end() when it has none or an idle one (dropped now).
+  std::unordered_map<std::string, entry>::iterator live_locked(shard& s, std::string_view key, time_point now) {
+    auto it = s.map.find(std::string(key));
+    if (it == s.map.end() || !idle(it->second, now)) return it;
+    s.map.erase(it);
+    return s.map.end();
+  }
+
   // Drops idle entries every 64 operations. When a new key comes to a shard
   // that holds its share of max_entries, the least recently used quarter (at
   // least one) goes at once, so that a full shard costs one scan per many
@@ -366,7 +380,7 @@ class host_backoff {
     const bool full = inserting && s.map.size() >= limit;
     if (++s.ops % 64 != 0 && !full) return;
     for (auto it = s.map.begin(); it != s.map.end();) {
-      if (it->second.release <= now && now - it->second.last_used >= o_.entry_ttl) it = s.map.erase(it);
+      if (idle(it->second, now)) it = s.map.erase(it);
       else ++it;
     }
     if (!inserting || s.map.size() < limit) return;

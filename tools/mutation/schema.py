@@ -19,6 +19,7 @@ then:
 A mutant no test reaches survives without a run: no test executes its line.
 
   tools/mutation/schema.py [--sample N] [--seed S] [--jobs J] [--classic N] [--only REGEX] [--work DIR]
+  tools/mutation/schema.py --ids tools/mutation/samples/seed1.txt   # the same mutants again
 
 Writes build/mutate-schema/table.md (every mutant, its file:line and result)
 and prints the survivors and the score.
@@ -381,10 +382,21 @@ def main():
     ap.add_argument("--work", default=WORK, help="the scratch directory (default build/mutate-schema)")
     ap.add_argument("--classic", type=int, default=-1,
                     help="at most this many mutants the switch cannot carry are built the classic way (-1: all)")
+    ap.add_argument("--ids", help="re-run the mutants listed in this file (an id first on each line), as "
+                    "tools/mutation/samples/ keeps each seed's sample; ids whose line has changed since are 'gone'")
     args = ap.parse_args()
     began = time.time()
     set_work(args.work)
-    mutants, total = generate.sample(args.sample, args.seed)
+    gone = []
+    if args.ids:
+        wanted = [line.split()[0] for line in open(args.ids) if line.strip() and not line.startswith("#")]
+        mutants, total = generate.sample(0, 0)
+        have = {m["id"] for m in mutants}
+        mutants = [m for m in mutants if m["id"] in set(wanted)]
+        gone = [line.rstrip("\n") for line in open(args.ids) if line.strip() and not line.startswith("#")
+                and line.split()[0] not in have]
+    else:
+        mutants, total = generate.sample(args.sample, args.seed)
     if args.only:
         mutants = [m for m in mutants if re.search(args.only, m["id"])]
     os.makedirs(WORK, exist_ok=True)
@@ -575,6 +587,10 @@ def main():
     for m in mutants:
         if result[m["id"]].startswith("SURVIVED"):
             print(f"survived: {m['id']} {m['shown']}  ({result[m['id']]})")
+    for line in gone:
+        print("gone (its line has changed): " + line.replace("\t", " "))
+    if gone:
+        counts["gone"] = len(gone)
     counted = counts["killed"] + counts["survived"]
     score = 100.0 * counts["killed"] / counted if counted else 0.0
     print(f"\nmutants: {len(mutants)} (seed {args.seed}, of {total}); " +

@@ -108,7 +108,8 @@ inline body_decision decide_body(int status, const std::vector<header>& headers,
     const auto cr = cr_text ? parse_content_range(*cr_text) : std::nullopt;
     const auto type = find_header(headers, "Content-Type");
     const auto length = announced_length(headers);
-    if (type && type->size() >= 20 && std::string_view(*type).substr(0, 20) == "multipart/byteranges") {
+    // A media type's name is case-insensitive (RFC 9110, 8.3.1).
+    if (type && type->size() >= 20 && iequals(std::string_view(*type).substr(0, 20), "multipart/byteranges")) {
       d.why = "HTTP 206 with several ranges (multipart/byteranges); a single range was asked for";
     } else if (!cr) {
       d.why = cr_text ? "HTTP 206 with an invalid Content-Range '" + std::string(*cr_text) + "'"
