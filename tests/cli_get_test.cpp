@@ -715,6 +715,26 @@ TEST_F(Cli, GetPacesByTheQuotaTheServerAnnounces) {
   EXPECT_GT(server.quota_refusals(), 0u);  // the first four went; the next ones, in the same second, met the wall
 }
 
+// On a terminal (here script(1)'s pseudo-terminal) get draws a bar: full at
+// the end, even for a file of one byte; several URLs show the set's total once
+// every size is known.
+TEST_F(Cli, GetDrawsItsProgressOnATerminal) {
+  backoff::testing::fault_server server;
+  server.add_file("/one", "x");
+  server.add_file("/a", std::string(100'000, 'a'));
+  server.add_file("/b", std::string(200'000, 'b'));
+  auto on_a_terminal = [&](const std::string& args) {
+    return run_cli_shell("cd " + quote(dir.string()) + " && script -qec " + quote(quote(BACKOFF_CLI) + " get " + args) +
+                         " /dev/null < /dev/null");
+  };
+  const std::string one = on_a_terminal(server.url("/one") + " -o one");
+  EXPECT_NE(one.find("one [========================] 100% 1 B/1 B "), std::string::npos) << one;
+  EXPECT_EQ(slurp(dir / "one"), "x");
+  const std::string set = on_a_terminal("-O set " + server.url("/a") + " " + server.url("/b"));
+  EXPECT_NE(set.find("2/2 files, 293.0 KiB of 293.0 KiB, "), std::string::npos) << set;
+  EXPECT_EQ(slurp(dir / "set" / "b"), std::string(200'000, 'b'));
+}
+
 // -P defaults to 4 (as documented): with every request held by the server,
 // a fifth never arrives while four are held.
 TEST_F(Cli, GetSeveralUrlsRunsFourAtOnceByDefault) {

@@ -3,7 +3,9 @@
 // tests write passes Debian's `promtool check metrics`; node_exporter's
 // textfile collector and a Pushgateway, started here on 127.0.0.1, take them.
 #include <httplib.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -137,6 +139,20 @@ TEST_F(Cli, MetricsFileKeepsTheLastSuccessAcrossAFailure) {
   std::set<std::string> names;
   for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
   EXPECT_EQ(names, (std::set<std::string>{"jobs.prom", "jobs.prom.lock"}));
+}
+
+// A metrics file whose lock another process keeps: the run says so after
+// 5 s, and its own exit status is kept (metrics never fail a job).
+TEST_F(Cli, AMetricsFileLockedByAnotherProcessIsReportedNotWaitedForEver) {
+  const fs::path m = dir / "held.prom";
+  const int lock = ::open((m.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(lock, 0);
+  ASSERT_EQ(::flock(lock, LOCK_EX), 0);
+  const auto r = cli({"run", "--metrics", m.string(), "--", "true"});
+  ::close(lock);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("--metrics: '" + m.string() + ".lock' stayed locked for 5 s"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(m));
 }
 
 // Several names in one file, written by runs at the same time: none is lost,

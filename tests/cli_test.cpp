@@ -202,6 +202,31 @@ TEST_F(Cli, ScheduleStopsWhereRunWouldAtMaxTime) {
   for (const auto& row : nlohmann::json::parse(s.out)) EXPECT_LE(row["p95_ms"].get<double>(), 2000.0);
 }
 
+// A wait that ends exactly at --max-time is inside it (run would make that
+// retry): 1 + 2 + 4 = 7 s.
+TEST_F(Cli, ScheduleKeepsAWaitThatEndsExactlyAtMaxTime) {
+  const auto r = cli({"schedule", "--jitter", "none", "--max-attempts", "10", "--max-time", "7s", "--format", "csv"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "retry,delay_ms,cumulative_ms\n1,1000.000,1000.000\n2,2000.000,3000.000\n3,4000.000,7000.000\n");
+}
+
+// One sample is one draw: its percentiles are that draw's waits.
+TEST_F(Cli, ScheduleWithOneSampleShowsThatDraw) {
+  const auto r = cli({"schedule", "--jitter", "none", "--attempts", "3", "--samples", "1", "--format", "csv"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "retry,p5_ms,p50_ms,p95_ms\n1,1000.000,1000.000,1000.000\n2,2000.000,2000.000,2000.000\n"
+                   "3,4000.000,4000.000,4000.000\n");
+}
+
+// Exactly 10^7 draws in all is allowed (one more sample is not, in
+// SimulateBadInputExitsTwo); --max-time keeps the output short.
+TEST_F(Cli, ScheduleAllowsExactlyTenMillionDraws) {
+  const auto r = cli({"schedule", "--jitter", "full", "--seed", "1", "--attempts", "10000", "--samples", "1000",
+                      "--max-time", "1s", "--format", "csv"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')), "retry,p5_ms,p50_ms,p95_ms");
+}
+
 TEST_F(Cli, ScheduleCsvMatchesTheFormulaWithoutJitter) {
   const auto r = cli({"schedule", "--initial", "1s", "--multiplier", "2", "--max-delay", "10s", "--jitter", "none",
                       "--attempts", "6", "--format", "csv"});
@@ -353,6 +378,46 @@ TEST_F(Cli, SimulateFailuresAndOverloadCsvColumns) {
   EXPECT_NE(h.out.find("\np95,"), std::string::npos) << h.out;
 }
 
+// Each format of failures and fleet says what its header promises: JSON
+// rows, the table's columns, whole requests per second in the fleet's CSV.
+TEST_F(Cli, SimulateFailuresAndFleetInEveryFormat) {
+  const std::vector<std::string> failures{"simulate", "failures", "--failure-rates", "0,0.5", "--policies",
+                                          "no-retries,backoff-default"};
+  auto with = [](std::vector<std::string> args, const std::string& format) {
+    args.insert(args.end(), {"--format", format});
+    return args;
+  };
+  const auto json = cli(with(failures, "json"));
+  ASSERT_EQ(json.status, 0) << json.err;
+  const auto rows = nlohmann::json::parse(json.out);
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0]["failure_rate"], 0.0);
+  EXPECT_EQ(rows[0]["policy"], "no-retries");
+  EXPECT_EQ(rows[0]["amplification"], 1.0);
+  EXPECT_EQ(rows[0]["success_rate"], 1.0);
+  EXPECT_GT(rows[0]["requests"].get<std::uint64_t>(), 0u);
+  const auto table = cli(failures);
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_EQ(table.out.substr(0, table.out.find('\n')),
+            " failure  policy            amplification       success     requests");
+  EXPECT_NE(table.out.find("    0.00  no-retries               1.000x     100.0000%"), std::string::npos) << table.out;
+
+  const auto fleet = cli({"simulate", "fleet", "--clients", "100", "--rate", "1", "--duration", "60s", "--outage",
+                          "10s-20s", "--format", "csv"});
+  ASSERT_EQ(fleet.status, 0) << fleet.err;
+  std::istringstream in(fleet.out);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "mode,t_s,offered_per_s,attempts_per_s,goodput_per_s");
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    EXPECT_EQ(line.find('.'), std::string::npos) << line;  // whole numbers
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 4) << line;
+  }
+  EXPECT_GT(n, 0);
+}
+
 TEST_F(Cli, SimulatePlotsWithGnuplot) {
   const auto r = cli({"simulate", "contention", "--clients", "1,5", "--runs", "5", "--plot", "c.png"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -406,6 +471,16 @@ TEST_F(Cli, SimulateBadInputExitsTwo) {
     EXPECT_EQ(r.status, 2) << c.args.back() << "\n" << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
   }
+}
+
+// Started with standard input closed, run's pipes may get descriptor 0:
+// the command's output still comes through.
+TEST_F(Cli, RunRelaysOutputWhenStartedWithStandardInputClosed) {
+  const std::string out = run_cli_shell("cd " + quote(dir.string()) + " && (exec 0<&-; " + quote(BACKOFF_CLI) +
+                                        " run -q --retry-if-output nomatch -- sh -c 'echo out; echo err >&2' > o 2> e); echo $?");
+  EXPECT_EQ(out, "0\n");
+  EXPECT_EQ(slurp(dir / "o"), "out\n");
+  EXPECT_EQ(slurp(dir / "e"), "err\n");
 }
 
 TEST_F(Cli, RunRetriesAChildKilledByASignalItDidNotSend) {

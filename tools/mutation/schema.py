@@ -179,14 +179,15 @@ def neighbour(lines, no, step):
     return []
 
 
-def operand_span(lines, no, col, op):
-    """Columns [start, end) of `LEFT op RIGHT` around the operator at `col` of line `no`."""
+def operand_span(lines, no, col, op, loosest=None):
+    """Columns [start, end) of `LEFT op RIGHT` around the operator at `col` of line `no`; with
+    `loosest`, the operands reach out to operators as loose as that one (a whole && / || chain)."""
     code, _ = generate.mask(lines[no - 1], False, "S")
     toks = tokens(code)
     k = next((i for i, t in enumerate(toks) if t[1] == col + 1 and t[0] == op.strip()), None)
     if k is None or toks[k][3] != "op":
         raise Unscannable("not a binary operator here")
-    prec = PRECEDENCE[op.strip()]
+    prec = PRECEDENCE[(loosest or op).strip()]
     first, last = walk_left(toks, k, prec), walk_right(toks, k, prec)
     if first == k or last == k + 1:
         raise Unscannable("an operand is on another line")
@@ -234,7 +235,17 @@ def schema_edit(lines, m, number):
     on = f"backoff_mutant_on<{number}>()"
     kind, col = m["kind"], m["col"]
     if kind in ("rel", "arith", "logic"):
-        start, end = operand_span(lines, m["line"], col, m["old"])
+        start = None
+        if kind == "logic":
+            # The whole && / || chain, so that the mutated text parses as the
+            # plain mutant does (a && b && c → a || b && c, that is a || (b && c)).
+            # A chain that runs onto other lines keeps the operator's own operands.
+            try:
+                start, end = operand_span(lines, m["line"], col, m["old"], "||")
+            except Unscannable:
+                start = None
+        if start is None:
+            start, end = operand_span(lines, m["line"], col, m["old"])
         left, right = line[start:col], line[col + len(m["old"]):end]
         return start, end, f"({on} ? ({left}{m['new']}{right}) : ({line[start:end]}))"
     if kind in ("bool", "const"):

@@ -74,6 +74,20 @@ class Edits(unittest.TestCase):
     def test_an_emptied_return_is_one_statement(self):
         self.assertEqual(self.edit("  return x;", "return"), "  { if (backoff_mutant_on<7>()) return {}; return x; }")
 
+    def test_a_logical_operator_is_switched_with_its_whole_chain(self):
+        # Switched, the mutant must parse as its plain text does: && binds tighter than ||.
+        line = "  if (a && b && c) f();"
+        self.assertEqual(self.edit(line, "logic", line.index(" && "), " && ", " || "),
+                         "  if ((backoff_mutant_on<7>() ? (a || b && c) : (a && b && c))) f();")
+        line = "  ok = x || y && z;"
+        self.assertEqual(self.edit(line, "logic", line.index(" && "), " && ", " || "),
+                         "  ok = (backoff_mutant_on<7>() ? (x || y || z) : (x || y && z));")
+        # A chain that goes on over the next line keeps the operator's own operands.
+        lines = ["  if (a && b &&", "      c) f();"]
+        m = {"kind": "logic", "line": 1, "col": lines[0].index(" && "), "old": " && ", "new": " || "}
+        start, end, text = schema.schema_edit(lines, m, 7)
+        self.assertEqual(text, "(backoff_mutant_on<7>() ? (a || b) : (a && b))")
+
     def test_a_constant(self):
         line = "  int n = 32;"
         self.assertEqual(self.edit(line, "const", line.index("32"), "32", "33"),
