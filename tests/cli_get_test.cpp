@@ -584,6 +584,34 @@ TEST_F(Get, AChecksumIsVerifiedBeforeTheFileIsSaved) {
   }
 }
 
+// The file is read back in 1 MiB blocks to check it: one byte past a block
+// is a last read of one byte, not an error.
+TEST_F(Get, AChecksumOverOneBytePastABlockIsVerified) {
+  const std::string v = bytes_of((1u << 20) + 1, 'C');
+  server.script({ok(v)});
+  const auto r = get({"-o", "out.bin", "--checksum", "sha256:" + backoff::testing::sha256_hex(v)});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == v);
+}
+
+// The target became a directory while the download ran: the rename fails,
+// and that is a file error (exit 5) naming the target, never a success.
+TEST_F(Get, ATargetThatBecameADirectoryIsAFileError) {
+  const std::string v = bytes_of(100'000, 'D');
+  raw_reply first = cut(v, 50'000);
+  first.stall = 2s;
+  server.script({first, partial(v, 50'000)});
+  const auto r = get({"-o", "out.bin"}, [&](pid_t) {
+    std::error_code ec;
+    for (int i = 0; i < 2000 && fs::file_size(dir / ".out.bin.backoff-part", ec) != 50'000u; ++i)
+      std::this_thread::sleep_for(1ms);
+    fs::create_directories(dir / "out.bin" / "inside");
+  });
+  EXPECT_EQ(r.status, 5) << r.err;
+  EXPECT_NE(r.err.find("cannot move the download to 'out.bin': "), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_directory(dir / "out.bin" / "inside"));
+}
+
 // --- 15, 16: API calls and the retryable list -----------------------------------------------------
 
 TEST_F(Get, ApiCallsPostDataAndPrintTheBody) {

@@ -107,6 +107,33 @@ TEST_F(Segments, ARangeAnsweredWithTheWholeFileContinuesOnOneStream) {
   EXPECT_NE(report()["single_stream_why"].get<std::string>().find("whole file"), std::string::npos) << report();
 }
 
+// The target became a directory while a segment came: the assembled file
+// cannot be moved there, which is a file error (exit 5), never a success.
+TEST_F(Segments, ATargetThatBecameADirectoryIsAFileError) {
+  const std::string body = content('k');
+  // Resumed from metadata: only the gap 1000-524287 is missing. Its first
+  // reply sends 100000 bytes and stalls; the target is made a directory then.
+  std::string part = body.substr(0, 1000) + std::string(L / 2 - 1000, '\0') + body.substr(L / 2);
+  std::ofstream(dir / ".out.bin.backoff-part", std::ios::binary) << part;
+  std::ofstream(dir / ".out.bin.backoff-part.meta")
+      << "backoff-part 1\nurl " << server.url("/f") << "\nvalidator \"v1\"\nlength " << L
+      << "\nextents 0-1000,524288-1048576\n";
+  raw_reply stalled = raw_reply::http(206, {{"ETag", "\"v1\""}, {"Content-Range", range_header(1000, L / 2 - 1)}},
+                                      body.substr(1000, 100000), static_cast<long long>(L / 2 - 1000));
+  stalled.stall = 10s;
+  server.script({stalled, segment(body, 101000, L / 2 - 1)});
+  const auto r = cli({"get", server.url("/f"), "-o", "out.bin", "--connections", "2", "--min-split-size", "256K",
+                      "--stall-timeout", "1500ms", "--initial", "1ms", "--max-attempts", "8"},
+                     "", [&](pid_t) {
+                       for (int i = 0; i < 5000 && server.bytes_sent() < 100000; ++i) std::this_thread::sleep_for(1ms);
+                       fs::create_directories(dir / "out.bin" / "inside");
+                     });
+  EXPECT_EQ(r.status, 5) << r.err;
+  EXPECT_NE(r.err.find("cannot move the download to 'out.bin': "), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_directory(dir / "out.bin" / "inside"));
+  EXPECT_EQ(ranges(), (std::vector<std::string>{"bytes=1000-524287", "bytes=101000-524287"}));
+}
+
 TEST_F(Segments, AChangedValidatorOnOneSegmentStartsOverAndSavesOneVersion) {
   const std::string v1 = content('b'), v2 = content('c');
   // The second half comes from a new version; then the server serves v2 whole.

@@ -206,8 +206,11 @@ TEST_F(AsyncClient, DestroyingTheClientCancelsWhatIsRunning) {
   backoff::testing::raw_server raw;
   raw.script({{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nab", 60s}});
   std::optional<backoff::curl::download_result> got;
+  backoff::metrics m;
   {
-    backoff::curl::async_client http(ctx.get_executor(), opts());
+    auto o = opts();
+    o.observer = &m;
+    backoff::curl::async_client http(ctx.get_executor(), o);
     http.async_download(raw.url("/f"), dir / "f.bin", [&](backoff::curl::download_result r) { got = std::move(r); });
     ctx.run_for(200ms);
   }
@@ -215,6 +218,10 @@ TEST_F(AsyncClient, DestroyingTheClientCancelsWhatIsRunning) {
   ctx.run();
   ASSERT_TRUE(got);
   EXPECT_EQ(got->reason, stop_reason::cancelled);
+  // The attempt in flight has no outcome: the observer hears it cancelled.
+  EXPECT_EQ(m.started(), 1u);
+  EXPECT_EQ(m.cancelled(), 1u);
+  EXPECT_EQ(m.operations(stop_reason::cancelled), 1u);
 }
 
 TEST_F(AsyncClient, RequestsFollowTheRulesOfPerform) {
@@ -578,6 +585,30 @@ TEST_F(AsyncClient, ACopyRefusedTheFileWritesNothing) {
   const auto r = winner.conclude(stop_reason::success, {}, nullptr);
   EXPECT_EQ(r.reason, stop_reason::success) << r.error;
   EXPECT_EQ(read_file(dir / "f"), body);
+}
+
+// A copy that fails (a 503) while another still runs is counted as what it
+// was: a failure, not a timeout (a timeout costs more in AWS's budget).
+TEST_F(AsyncClient, ACopyThatFailsBesideAnotherIsNotATimeout) {
+  struct ends final : backoff::observer {
+    std::vector<std::pair<backoff::attempt_outcome, bool>> seen;
+    void attempt_ended(const backoff::attempt_ended_event& e) noexcept override { seen.emplace_back(e.outcome, e.timed_out); }
+  } o_;
+  backoff::testing::fault_server server;
+  server.add_file("/f", content(20'000, 6));
+  // Copy 1 answers after 1 s; copy 2, 1 ms later, gets the 503; copy 3 the file.
+  server.script("/f", {fault::slow(1s), fault::status(503)});
+  auto o = hedged(3, 1ms);
+  o.observer = &o_;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  std::optional<backoff::curl::download_result> out;
+  http.async_download(server.url("/f"), dir / "f", [&](backoff::curl::download_result r) { out = std::move(r); });
+  ctx.run_for(20s);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->reason, stop_reason::success) << out->error;
+  ASSERT_GE(o_.seen.size(), 2u);
+  EXPECT_EQ(o_.seen.front().first, backoff::attempt_outcome::retryable);
+  for (const auto& [outcome, timed_out] : o_.seen) EXPECT_FALSE(timed_out);
 }
 
 // The first copy wins while the hedge is held: the hedge is cancelled (told
