@@ -18,6 +18,7 @@
 #include <set>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <thread>
@@ -65,8 +66,11 @@ TEST(RedisUrl, ParsesHostPortAndPrefix) {
   const auto c = backoff::redis::parse_url("redis://[::1]:7000/");
   EXPECT_EQ(c.host, "::1");
   EXPECT_EQ(c.port, 7000);
+  // The limits themselves are ports.
+  EXPECT_EQ(backoff::redis::parse_url("redis://h:1").port, 1);
+  EXPECT_EQ(backoff::redis::parse_url("redis://h:65535").port, 65535);
   for (const char* bad : {"http://h:1", "redis://", "redis://h:0", "redis://h:65536", "redis://h:x", "redis://h:",
-                          "redis://h/a{b}", "redis://[::1"}) {
+                          "redis://h/a{b}", "redis://[::1", "redis://h:63x79", "redis://h:6379 ", "redis://h:-1"}) {
     EXPECT_THROW(backoff::redis::parse_url(bad), std::invalid_argument) << bad;
   }
 }
@@ -266,8 +270,25 @@ TEST(RedisFleet, AServerThatSendsGarbageIsNotRedis) {
 
 TEST(RedisFleet, AnUnreachableRedisIsReportedAtOnceAndFailClosedDeniesRetries) {
   const std::string gone = unreachable_redis();
-  fleet open_fleet({.url = gone, .timeout = 200ms});
+  std::mutex m;
+  std::vector<std::string> warnings;
+  fleet open_fleet({.url = gone,
+                    .timeout = 200ms,
+                    .on_warning = [&](const std::string& w) {
+                      std::lock_guard lock(m);
+                      warnings.push_back(w);
+                    }});
   EXPECT_TRUE(open_fleet.degraded());
+  // The warning says why: the port refused the connection.
+  ASSERT_TRUE(backoff::testing::eventually([&] {
+    std::lock_guard lock(m);
+    return !warnings.empty();
+  }));
+  {
+    std::lock_guard lock(m);
+    EXPECT_NE(warnings[0].find("unreachable (" + std::string(std::strerror(ECONNREFUSED))), std::string::npos)
+        << warnings[0];
+  }
   shared_budget open_budget(open_fleet, "k", {.ratio = 0.1, .min_per_second = 10, .window = 10s, .max_lease = 1});
   EXPECT_TRUE(open_budget.acquire(retry_at(now())).allowed);
   fleet closed_fleet({.url = gone, .timeout = 200ms, .fail_closed = true});
@@ -449,5 +470,39 @@ TEST(RedisFleet, ATlsRedisThatGoesAwayDoesNotKillTheProcessWithSigpipe) {
     EXPECT_TRUE(eventually([&] { return f.degraded(); }));
   }
   ::sigaction(SIGPIPE, &old, nullptr);
+  std::filesystem::remove_all(dir);
+}
+
+// A TLS Redis reached by a name its certificate does not carry is not
+// trusted, even though the CA signed it: "127.1" reaches 127.0.0.1, but the
+// certificate names only 127.0.0.1 and localhost. By "localhost" it is.
+TEST(RedisFleet, TheTlsCertificateMustNameTheHost) {
+  const auto dir = std::filesystem::temp_directory_path() / ("backoff-tls-name-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  backoff::testing::make_test_certificates(dir.string());
+  {
+    backoff::testing::redis_server redis("", false, dir.string());
+    const std::string port = std::to_string(redis.port());
+    std::mutex m;
+    std::string warned;
+    fleet wrong({.url = "rediss://127.1:" + port + "/n",
+                 .ca_file = (dir / "ca.pem").string(),
+                 .timeout = 5s,
+                 .on_warning = [&](const std::string& w) {
+                   std::lock_guard lock(m);
+                   warned += w;
+                 }});
+    EXPECT_TRUE(wrong.degraded());
+    ASSERT_TRUE(eventually([&] {
+      std::lock_guard lock(m);
+      return !warned.empty();
+    }));
+    {
+      std::lock_guard lock(m);
+      EXPECT_NE(warned.find("certificate"), std::string::npos) << warned;
+    }
+    fleet right({.url = "rediss://localhost:" + port + "/n", .ca_file = (dir / "ca.pem").string(), .timeout = 5s});
+    EXPECT_TRUE(eventually([&] { return !right.degraded(); }));
+  }
   std::filesystem::remove_all(dir);
 }
