@@ -12,6 +12,9 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -689,4 +692,25 @@ TEST_F(AsyncClient, ADownloadThatCannotStartSaysWhyAndSendsNothing) {
   EXPECT_EQ(out[1].path, dir / "missing" / "b");
   EXPECT_EQ(server.hits("/f"), 0u);
   EXPECT_EQ(http.active(), 0u);
+}
+
+// A program started with standard input closed may get descriptor 0 for the
+// part file: it is closed like any other, not leaked. (In a fresh process,
+// where nothing else takes descriptor 0 first.)
+TEST(DownloadFile, ItsDescriptorIsClosedEvenWhenItIsZero) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto dir = fs::temp_directory_path() / ("backoff-fd0-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  EXPECT_EXIT(
+      {
+        ::close(0);
+        {
+          backoff::curl::detail::download_file f;
+          if (!f.open(dir / "f", "http://127.0.0.1:9/f").empty()) std::_Exit(3);
+          if (::fcntl(0, F_GETFD) < 0) std::_Exit(4);  // the part file did not take 0
+        }
+        std::_Exit(::fcntl(0, F_GETFD) < 0 ? 0 : 5);
+      },
+      ::testing::ExitedWithCode(0), "");
+  fs::remove_all(dir);
 }
