@@ -506,3 +506,34 @@ TEST(RedisFleet, TheTlsCertificateMustNameTheHost) {
   }
   std::filesystem::remove_all(dir);
 }
+
+// A port that takes the connection but never answers the TLS handshake (the
+// kernel accepts it; nobody reads): the fleet gives up at its timeout and
+// says so, rather than calling the half-made connection Redis.
+TEST(RedisFleet, ATlsHandshakeThatNeverAnswersTimesOut) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  std::mutex m;
+  std::string warned;
+  {
+    fleet f({.url = "rediss://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/t",
+             .timeout = 100ms,
+             .on_warning = [&](const std::string& w) {
+               std::lock_guard lock(m);
+               warned += w;
+             }});
+    EXPECT_TRUE(f.degraded());
+    ASSERT_TRUE(eventually([&] {
+      std::lock_guard lock(m);
+      return !warned.empty();
+    }));
+  }
+  ::close(listener);
+  EXPECT_NE(warned.find("timed out after 100 ms"), std::string::npos) << warned;
+}
