@@ -463,6 +463,25 @@ TEST_F(CurlClient, APartFileIsResumedOnlyWithItsOwnMetadata) {
   }
 }
 
+// A first answer without a length (closed by a reset), then a 206 that names
+// the whole length and is cut too: the part's metadata learns the length from
+// the 206, so that the next run knows it.
+TEST_F(CurlClient, AResumeThatLearnsTheLengthWritesItDown) {
+  const std::string data = pattern(1000, 9);
+  backoff::testing::raw_server raw;
+  backoff::testing::raw_reply unsized{"HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n" + data.substr(0, 500)};
+  unsized.reset = true;
+  raw.script({unsized, backoff::testing::raw_reply::http(206, {{"ETag", "\"v1\""}, {"Content-Range", "bytes 500-999/1000"}},
+                                                         data.substr(500, 200), 500),
+              backoff::testing::raw_reply::http(503, {})});
+  backoff::curl::client http(opts(2));
+  const auto r = http.download(raw.url("/f"), dir / "f");
+  EXPECT_EQ(r.reason, stop_reason::exhausted);
+  EXPECT_EQ(fs::file_size(dir / ".f.backoff-part"), 700u);
+  const std::string meta = read_file(dir / ".f.backoff-part.meta");
+  EXPECT_NE(meta.find("\nlength 1000\n"), std::string::npos) << meta;
+}
+
 TEST_F(CurlClient, DownloadThatMakesNoProgressGivesUpAndLeavesNoFile) {
   server.add_file("/doomed.bin", pattern(100'000));
   server.script("/doomed.bin", std::vector<fault>(10, fault::cut(0)));
