@@ -638,3 +638,29 @@ TEST(Retry, GateFirstAttemptAsksOnceForTheFirstAttemptOnly) {
   EXPECT_EQ(g.firsts, 1);
   EXPECT_EQ(g.retries, 3);
 }
+
+// retry()'s fast path makes the first attempt before any clock is read: the
+// loop that takes over records it as beginning and ending then (start 0,
+// took 0), on the real clock too, never as a span up to a later reading.
+TEST(Retry, TheFastPathsFirstAttemptIsRecordedAsStartAndTookZero) {
+  int calls = 0;
+  std::vector<backoff::attempt_record> seen;
+  const backoff::policy p{.schedule = backoff::constant{.delay = std::chrono::milliseconds{1}},
+                          .jitter = backoff::jitter::none(),
+                          .stop = backoff::stop::after_attempts(3)};
+  const int v = backoff::retry(
+      p,
+      [&]() -> int {
+        if (++calls == 1) throw std::runtime_error("first");
+        return 7;
+      },
+      backoff::options<int>{.server_hint = [&](const backoff::attempt<int>& a) -> std::optional<backoff::duration> {
+        seen.push_back(a.record);
+        return std::nullopt;
+      }});
+  EXPECT_EQ(v, 7);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].number, 1u);
+  EXPECT_EQ(seen[0].start.count(), 0);
+  EXPECT_EQ(seen[0].took.count(), 0);
+}
