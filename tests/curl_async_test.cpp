@@ -405,16 +405,18 @@ backoff::curl::client_options hedged(std::uint32_t copies, std::chrono::millisec
 }
 }  // namespace
 
-// The first request is held; the hedge, sent 1 ms later, is answered and
+// The first request is held; the hedge, sent 100 ms later, is answered and
 // owns the file. The held copy is cancelled and, when the server lets it go,
 // writes nothing: the file is exactly the content, one attempt logged, copy 2.
+// (The server holds whichever request arrives first: the 100 ms keep the
+// hedge from overtaking the first copy on a loaded machine, as 1 ms once did.)
 TEST_F(AsyncClient, AHedgedDownloadTakesTheFirstBodyAndTheLoserWritesNothing) {
   backoff::testing::fault_server server;
   const std::string body = content(200'000, 24);
   server.add_file("/f", body);
   server.script("/f", {fault::hold(), fault::ok()});
   backoff::metrics m;
-  auto o = hedged(2, 1ms);
+  auto o = hedged(2, 100ms);
   o.observer = &m;
   backoff::curl::async_client http(ctx.get_executor(), o);
   std::optional<backoff::curl::download_result> out;
@@ -619,10 +621,12 @@ TEST_F(AsyncClient, ACopyThatFailsBesideAnotherIsNotATimeout) {
 TEST_F(AsyncClient, WhenTheFirstCopyWinsTheHedgeIsCancelled) {
   backoff::testing::fault_server server;
   server.add_file("/f", content(50'000, 5));
-  // The first answers after 1 s: the 1 ms hedge starts long before, even on a busy machine.
+  // The first answers after 1 s: the hedge, 100 ms after it, starts long
+  // before, and does not overtake it to the server (which answers whichever
+  // request arrives first slowly).
   server.script("/f", {fault::slow(1s), fault::hold()});
   backoff::metrics m;
-  auto o = hedged(2, 1ms);
+  auto o = hedged(2, 100ms);
   o.observer = &m;
   backoff::curl::async_client http(ctx.get_executor(), o);
   std::optional<backoff::curl::download_result> out;
