@@ -13,6 +13,8 @@
 #include <asio/steady_timer.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -716,5 +718,28 @@ TEST(DownloadFile, ItsDescriptorIsClosedEvenWhenItIsZero) {
         std::_Exit(::fcntl(0, F_GETFD) < 0 ? 0 : 5);
       },
       ::testing::ExitedWithCode(0), "");
+  fs::remove_all(dir);
+}
+
+// A write that crosses the file size limit (RLIMIT_FSIZE) is cut short there:
+// the rest must go after the part already written, where the limit refuses it
+// (EFBIG), never below it over bytes already in place. (In a fresh process,
+// which may lower its limit.)
+TEST(DownloadFile, AWriteCutShortByTheSizeLimitIsAnErrorNotAWriteElsewhere) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto dir = fs::temp_directory_path() / ("backoff-fsize-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto child = [&] {
+    ::signal(SIGXFSZ, SIG_IGN);
+    backoff::curl::detail::download_file f;
+    if (!f.open(dir / "f", "http://127.0.0.1:9/f").empty()) std::_Exit(3);
+    rlimit low{};
+    low.rlim_cur = low.rlim_max = 4096;
+    if (::setrlimit(RLIMIT_FSIZE, &low) != 0) std::_Exit(4);
+    const std::string data(100, 'x');
+    const int e = f.write_at(4096 - 10, data.data(), data.size());
+    std::_Exit(e == EFBIG ? 0 : 10 + (e > 0 ? 1 : 0));
+  };
+  EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
   fs::remove_all(dir);
 }
