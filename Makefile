@@ -69,6 +69,10 @@ $(BUILD)/coverage/build.ninja:
 
 coverage: deps $(BUILD)/coverage/build.ninja
 	cmake --build $(BUILD)/coverage -j $(JOBS)
+	# Objects of sources a target no longer has leave their .gcno behind, and
+	# gcovr would merge two versions of one file: drop them.
+	ninja -C $(BUILD)/coverage -t cleandead > /dev/null
+	find $(BUILD)/coverage -name '*.gcno' | while read -r g; do [ -e "$${g%.gcno}.o" ] || rm -f "$$g"; done
 	find $(BUILD)/coverage -name '*.gcda' -delete
 	-cd $(BUILD)/coverage && ctest -j $(JOBS) -LE "consumer|package" > ctest.log 2>&1; tail -3 ctest.log
 	mkdir -p $(BUILD)/coverage/html

@@ -30,6 +30,7 @@ import concurrent.futures
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -373,13 +374,24 @@ def run_test(exe, name, mutant, timeout):
     env.pop("BACKOFF_MUTANT_TRACE", None)
     if mutant:
         env["BACKOFF_MUTANT"] = str(mutant)
+    # Each test in a session of its own: a mutant that signals its process
+    # group (kill(0, ...)) must not reach this runner, and a test that hangs
+    # goes with everything it started.
+    p = subprocess.Popen([os.path.join(BUILD, "bin", exe), "--gtest_brief=1", "--gtest_filter=" + name],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         cwd=os.path.join(BUILD, "tests"), start_new_session=True)
     try:
-        r = subprocess.run([os.path.join(BUILD, "bin", exe), "--gtest_brief=1", "--gtest_filter=" + name],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout,
-                           cwd=os.path.join(BUILD, "tests"))
+        code = p.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        code = None
+    try:
+        os.killpg(p.pid, signal.SIGKILL)  # what the test left behind, or the hung test itself
+    except ProcessLookupError:
+        pass
+    if code is None:
+        p.wait()
         return "hung"
-    return "pass" if r.returncode == 0 else "fail"
+    return "pass" if code == 0 else "fail"
 
 
 def main():
