@@ -176,6 +176,13 @@ TEST_F(Cli, EveryBadFlagExitsTwoNamingIt) {
       {{"get", "example.com/x"}, "has no scheme"},
       {{"get", "http://127.0.0.1:1/x", "-H", "bad"}, "--header: 'bad' is not 'Name: value'"},
       {{"get", "http://127.0.0.1:1/x", "--timeout", "1y"}, "--timeout: invalid duration '1y'"},
+      {{"get", "http://127.0.0.1:1/x", "-H", "A: b\r\nX-Smuggled: 1"}, "--header: 'A: b"},
+      {{"get", "http://127.0.0.1:1/x", "--per-transfer-retry-after", "--host-wide-retry-after"},
+       "--host-wide-retry-after: contradicts --per-transfer-retry-after"},
+      {{"get", "http://127.0.0.1:1/x", "--idempotency-key", "auto"}, "--idempotency-key: only for requests with -X or -d"},
+      {{"get", "http://127.0.0.1:1/x", "-X", "get"}, "--request: 'get' is not an HTTP method"},
+      {{"get", "http://127.0.0.1:1/x", "-X", "GET /admin"}, "--request: 'GET /admin' is not an HTTP method"},
+      {{"get", "http://127.0.0.1:1/x", "--capath", "/etc/passwd"}, "--capath: '/etc/passwd' is not a directory"},
       {{"schedule", "--format", "xml"}, "--format: unknown format 'xml'"},
       {{"schedule", "--attempts", "0"}, "--attempts: must be at least 1"},
       {{"schedule", "--samples", "0"}, "--samples: must be at least 1"},
@@ -481,6 +488,19 @@ TEST_F(Cli, RunRelaysOutputWhenStartedWithStandardInputClosed) {
   EXPECT_EQ(out, "0\n");
   EXPECT_EQ(slurp(dir / "o"), "out\n");
   EXPECT_EQ(slurp(dir / "e"), "err\n");
+}
+
+// On a terminal (script(1)'s pseudo-terminal) the command runs in the
+// foreground process group, so that Ctrl-C and job control reach it; after
+// it, backoff takes the terminal back (a second run finds it so too).
+TEST_F(Cli, RunGivesACommandOnATerminalTheForeground) {
+  const std::string probe = "awk '{ print ($5 == $8) ? \"foreground\" : \"background\" }' /proc/self/stat";
+  const std::string cmd = quote(BACKOFF_CLI) + " run -q -- sh -c " + quote(probe);
+  const std::string out = run_cli_shell("cd " + quote(dir.string()) + " && script -qec " + quote(cmd + "; " + cmd) +
+                                        " /dev/null < /dev/null");
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
+  EXPECT_EQ(out.find("background"), std::string::npos) << out;
+  EXPECT_NE(out.find("foreground"), out.rfind("foreground")) << out;
 }
 
 TEST_F(Cli, RunRetriesAChildKilledByASignalItDidNotSend) {

@@ -229,6 +229,35 @@ TEST_F(AsyncClient, DestroyingTheClientCancelsWhatIsRunning) {
   EXPECT_EQ(m.operations(stop_reason::cancelled), 1u);
 }
 
+// Destroyed while a download waits between attempts (nothing in flight):
+// the handler still runs, cancelled, with the attempt that failed logged and
+// nothing more sent.
+TEST_F(AsyncClient, DestroyingTheClientDuringAWaitCancelsIt) {
+  backoff::testing::fault_server server;
+  server.add_file("/w", content(1000, 7));
+  server.script("/w", {fault::status(503)});
+  std::optional<backoff::curl::download_result> got;
+  backoff::metrics m;
+  {
+    auto o = opts();
+    o.policy.schedule = backoff::constant{.delay = 60s};
+    o.policy.jitter = backoff::jitter::none();
+    o.observer = &m;
+    backoff::curl::async_client http(ctx.get_executor(), o);
+    http.async_download(server.url("/w"), dir / "w", [&](backoff::curl::download_result r) { got = std::move(r); });
+    while (m.retries() == 0 && !got) ctx.run_one_for(5s);  // until the wait begins
+  }
+  ctx.restart();
+  ctx.run();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->reason, stop_reason::cancelled);
+  ASSERT_EQ(got->attempts.size(), 1u);
+  EXPECT_EQ(got->attempts[0].status, 503);
+  EXPECT_EQ(server.hits("/w"), 1u);
+  EXPECT_FALSE(fs::exists(dir / "w"));
+  EXPECT_EQ(m.operations(stop_reason::cancelled), 1u);
+}
+
 TEST_F(AsyncClient, RequestsFollowTheRulesOfPerform) {
   backoff::testing::fault_server server;
   server.script("/api", {fault::status(503, "0"), fault::status(429, "0")});

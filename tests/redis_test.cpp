@@ -537,3 +537,49 @@ TEST(RedisFleet, ATlsHandshakeThatNeverAnswersTimesOut) {
   ::close(listener);
   EXPECT_NE(warned.find("timed out after 100 ms"), std::string::npos) << warned;
 }
+
+// The key gate of a shared host_backoff, in a loop: a failure pushes the
+// release time in this process and in the other one; a success lowers the
+// count of failures (as the local host_backoff does).
+TEST(RedisFleet, ASharedHostGateRecordsFailuresForTheFleet) {
+  backoff::testing::redis_server redis;
+  fleet a(opts(redis)), b(opts(redis));
+  ASSERT_FALSE(a.degraded());
+  shared_host_backoff ha(a), hb(b);
+  auto gate = ha.for_key("svc:80");
+  (void)hb.for_key("svc:80");
+  const auto t0 = now();
+  for (int i = 0; i < 3; ++i) gate.record({backoff::attempt_outcome::retryable, true, false, t0});
+  EXPECT_EQ(ha.local().failures("svc:80"), 3u);
+  EXPECT_GE(ha.release_time("svc:80", t0), t0 + 4s);  // 1 s, 2 s, 4 s
+  ASSERT_TRUE(eventually([&] { return hb.release_time("svc:80", now()) >= t0 + 3s; }));
+  gate.record({backoff::attempt_outcome::success, true, false, t0 + 5s});
+  EXPECT_EQ(ha.local().failures("svc:80"), 2u);
+  gate.record({backoff::attempt_outcome::permanent, true, false, t0 + 5s});  // neither
+  EXPECT_EQ(ha.local().failures("svc:80"), 2u);
+}
+
+// The bounds the header gives are the ones enforced, each error naming
+// shared_budget: a 10-minute window was refused by the local fallback's own
+// limit (60 s), with that budget's name.
+TEST(RedisFleet, SharedBudgetOptionsAreChecked) {
+  backoff::testing::redis_server redis;
+  fleet f(opts(redis));
+  for (const auto& bad : {shared_budget::options{.ratio = 0.1, .min_per_second = -1},
+                          shared_budget::options{.ratio = 0.1, .window = std::chrono::milliseconds(999)},
+                          shared_budget::options{.ratio = 0.1, .window = std::chrono::minutes(11)},
+                          shared_budget::options{.ratio = 0.0005},
+                          shared_budget::options{.ratio = 11},
+                          shared_budget::options{.ratio = 0.1, .min_per_second = 2e6}}) {
+    try {
+      shared_budget b(f, "k", bad);
+      ADD_FAILURE() << "accepted ratio " << bad.ratio << ", min_per_second " << bad.min_per_second;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("backoff::redis::shared_budget: "), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_NO_THROW(shared_budget(f, "k", {.ratio = 0.1, .window = std::chrono::seconds(1)}));
+  EXPECT_NO_THROW(shared_budget(f, "k", {.ratio = 0.1, .window = std::chrono::minutes(10)}));
+  EXPECT_NO_THROW(shared_budget(f, "k", {.ratio = 0}));
+  EXPECT_NO_THROW(shared_budget(f, "k", {.ratio = 10, .min_per_second = 1e6}));
+}

@@ -307,7 +307,9 @@ struct shared_budget::state {
   retry_budget local;                                 // when the fleet is degraded
   explicit state(std::string k, options opts)
       : key(std::move(k)), o(opts),
-        local(retry_budget::finagle({.ttl = opts.window,
+        // A Finagle budget counts over at most 60 s: a longer window is
+        // counted over the last minute while Redis is away.
+        local(retry_budget::finagle({.ttl = std::min<duration>(opts.window, std::chrono::seconds{60}),
                                      .min_retries_per_sec = opts.min_per_second,
                                      .percent_can_retry = opts.ratio})) {}
 };
@@ -1214,8 +1216,11 @@ void shared_quota::learned(const std::string& key, std::int64_t parties) {
 // --- shared_budget ------------------------------------------------------------------------------
 
 shared_budget::shared_budget(fleet& f, std::string key, options o) : fleet_(f) {
-  if (!(o.ratio >= 0 && o.ratio <= 10)) throw std::invalid_argument("backoff::redis::shared_budget: ratio must be in [0, 10]");
-  if (!(o.min_per_second >= 0)) throw std::invalid_argument("backoff::redis::shared_budget: min_per_second must be >= 0");
+  // The local budget (Redis away) is a Finagle one: the same bounds.
+  if (!(o.ratio == 0 || (o.ratio >= 0.001 && o.ratio <= 10)))
+    throw std::invalid_argument("backoff::redis::shared_budget: ratio must be 0 or in [0.001, 10]");
+  if (!(o.min_per_second >= 0 && o.min_per_second <= 1e6))
+    throw std::invalid_argument("backoff::redis::shared_budget: min_per_second must be in [0, 1e6]");
   if (o.window < std::chrono::seconds(1) || o.window > std::chrono::minutes(10))
     throw std::invalid_argument("backoff::redis::shared_budget: window must be in [1s, 10min]");
   if (o.max_lease < 1) throw std::invalid_argument("backoff::redis::shared_budget: max_lease must be >= 1");

@@ -219,9 +219,9 @@ class shared_quota {
 class shared_budget final : public gate {
  public:
   struct options {
-    double ratio = 0.1;                              // [0, 10]: the SRE book's 10 %
-    double min_per_second = 1;                       // >= 0: for the whole fleet
-    duration window = std::chrono::seconds{10};      // [1 s, 10 min]
+    double ratio = 0.1;                              // 0 or [0.001, 10]: the SRE book's 10 %
+    double min_per_second = 1;                       // [0, 1e6]: for the whole fleet
+    duration window = std::chrono::seconds{10};      // [1 s, 10 min] (Redis away: the last minute of it)
     std::int64_t max_lease = 50;                     // tokens a process may hold at once, >= 1
   };
   shared_budget(fleet& f, std::string key) : shared_budget(f, std::move(key), options{}) {}
