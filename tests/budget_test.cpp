@@ -109,6 +109,11 @@ TEST(BudgetValidation, BadNumbersNameTheField) {
   EXPECT_THROW((void)backoff::retry_budget::aws_standard({.capacity = -1}), std::invalid_argument);
   EXPECT_THROW((void)backoff::retry_budget::finagle({.ttl = 100s}), std::invalid_argument);
   EXPECT_THROW((void)backoff::retry_budget::finagle({.percent_can_retry = -0.5}), std::invalid_argument);
+  // gRPC's token_ratio is in (0, 1]: each bound itself, and past it.
+  EXPECT_THROW((void)backoff::retry_budget::grpc({.token_ratio = 0}), std::invalid_argument);
+  EXPECT_THROW((void)backoff::retry_budget::grpc({.token_ratio = 1.001}), std::invalid_argument);
+  EXPECT_NO_THROW((void)backoff::retry_budget::grpc({.token_ratio = 1}));
+  EXPECT_NO_THROW((void)backoff::retry_budget::grpc({.token_ratio = 0.001}));
 }
 
 TEST(BudgetInTheLoop, ADeniedRetryEndsTheLoopWithTheLastError) {

@@ -508,6 +508,7 @@ TEST_F(Hedge, AGateThatDeniesTheFirstAttemptSendsNothing) {
   EXPECT_EQ(record->number, 0u);
   EXPECT_FALSE(record->threw);
   EXPECT_EQ(record->outcome, backoff::attempt_outcome::permanent);
+  EXPECT_EQ(record->hint, -1ns);  // no hint
   EXPECT_FALSE(had_result);
   EXPECT_TRUE(last);
 }
@@ -587,4 +588,64 @@ TEST_F(Hedge, AGateThatDelaysTheFirstAttemptIsWaitedFor) {
   EXPECT_FALSE(out->ec);
   EXPECT_EQ(out->took, 310ms);
   EXPECT_EQ(op.seen->calls, 1);
+}
+
+// Cancelled while the gate holds the first attempt back: nothing was sent,
+// and on_give_up hears of no attempt (number 0, no result).
+TEST_F(Hedge, CancellingWhileTheGateHoldsTheFirstAttemptSendsNothing) {
+  struct later final : backoff::gate {
+    backoff::gate_decision acquire(const backoff::gate_request& r) noexcept override {
+      return {true, stop_reason::success, r.now + 300ms, false};
+    }
+    void record(const backoff::gate_outcome&) noexcept override {}
+  } g;
+  timed_op op{&ctx, {{10ms}}};
+  asio::cancellation_signal cancel;
+  std::optional<std::error_code> got;
+  std::optional<backoff::attempt_record> record;
+  bool had_result = true;
+  backoff::options<ba::result_of<timed_op>> o{.on_give_up =
+                                                  [&](const auto& a) {
+                                                    record = a.record;
+                                                    had_result = a.result != nullptr;
+                                                  },
+                                              .gate = &g,
+                                              .gate_first_attempt = true};
+  ba::async_hedge<sim_timer>(ctx.get_executor(), backoff::hedge_policy{.delay = 100ms}, op, o,
+                             asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code ec, int) { got = ec; }));
+  sim_timer at(ctx.get_executor());
+  at.expires_after(100ms);
+  at.async_wait([&](std::error_code) { cancel.emit(asio::cancellation_type::terminal); });
+  run_virtual(ctx);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, asio::error::operation_aborted);
+  EXPECT_EQ(op.seen->calls, 0);
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->number, 0u);
+  EXPECT_FALSE(had_result);
+}
+
+// Cancelled while a copy runs after another failed: on_give_up hears
+// cancelled, with the failed copy's result, and the running copy is cancelled.
+TEST_F(Hedge, CancellingAfterAFailedCopyGivesUpWithItsResult) {
+  timed_op op{&ctx, {{10ms, refused}, {1s}}};
+  asio::cancellation_signal cancel;
+  std::optional<std::error_code> got;
+  std::optional<stop_reason> why;
+  std::optional<std::error_code> last_ec;
+  backoff::options<ba::result_of<timed_op>> o{.on_give_up = [&](const auto& a) {
+    why = a.reason;
+    if (a.result) last_ec = a.result->ec;
+  }};
+  ba::async_hedge<sim_timer>(ctx.get_executor(), backoff::hedge_policy{.delay = 100ms}, op, o,
+                             asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code ec, int) { got = ec; }));
+  sim_timer at(ctx.get_executor());
+  at.expires_after(50ms);  // copy 1 failed at 10 ms; copy 2 runs until 1010 ms
+  at.async_wait([&](std::error_code) { cancel.emit(asio::cancellation_type::terminal); });
+  run_virtual(ctx);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(op.seen->calls, 2);
+  EXPECT_EQ(op.seen->cancelled, 1);
+  EXPECT_EQ(why, stop_reason::cancelled);
+  EXPECT_EQ(last_ec, refused);
 }

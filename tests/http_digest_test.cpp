@@ -35,6 +35,21 @@ TEST(HttpDigest, ParsesRfc9530Members) {
   EXPECT_EQ((*two)[1].algorithm, "sha-256");
 }
 
+// Members may carry parameters of any structured-field type (RFC 8941):
+// booleans (?0, ?1), byte sequences (:...:), strings, tokens. A malformed one
+// makes the whole field unusable.
+TEST(HttpDigest, ParametersOfEveryTypeAreSkipped) {
+  for (const std::string& params : {std::string(";a=?1"), std::string(";a=?0;b=:AAEC:"), std::string(";a=\"x\";b=tok"),
+                                    std::string(";a"), std::string(";a=:AAEC:;b=?1")}) {
+    const auto d = parse_digest_field(field("sha-256", sha256_b64) + params + ", " + field("sha-512", sha512_b64));
+    ASSERT_TRUE(d) << params;
+    ASSERT_EQ(d->size(), 2u) << params;
+    EXPECT_EQ((*d)[0].hex, sha256_hex) << params;
+  }
+  for (const std::string& params : {std::string(";a=?"), std::string(";a=?2"), std::string(";a=:AAEC"), std::string(";a=\"x")})
+    EXPECT_FALSE(parse_digest_field(field("sha-256", sha256_b64) + params)) << params;
+}
+
 TEST(HttpDigest, StrongestPrefersSha512AndIgnoresInsecureAlgorithms) {
   const auto both = parse_digest_field(field("sha-256", sha256_b64) + ", " + field("sha-512", sha512_b64));
   ASSERT_TRUE(both);

@@ -664,3 +664,54 @@ TEST(Retry, TheFastPathsFirstAttemptIsRecordedAsStartAndTookZero) {
   EXPECT_EQ(seen[0].start.count(), 0);
   EXPECT_EQ(seen[0].took.count(), 0);
 }
+
+// A stop requested in before_retry (after the wait, before the next attempt)
+// ends the loop there: on_give_up hears of the attempts made (one), with no
+// result and no hint (-1 ns), and nothing more runs.
+TEST(Retry, AStopRequestedInBeforeRetryEndsTheLoopBeforeTheNextAttempt) {
+  std::stop_source stop;
+  backoff::manual_clock clock;
+  int calls = 0;
+  std::optional<backoff::attempt<int>> gave_up;
+  const backoff::policy p{.schedule = backoff::constant{.delay = std::chrono::seconds{1}},
+                          .jitter = backoff::jitter::none(),
+                          .stop = backoff::stop::after_attempts(5)};
+  const auto r = backoff::try_retry(
+      p,
+      [&]() -> int {
+        ++calls;
+        throw std::runtime_error("down");
+      },
+      backoff::options<int>{.before_retry = [&](const backoff::attempt<int>&) { stop.request_stop(); },
+                            .on_give_up = [&](const backoff::attempt<int>& a) { gave_up = a; },
+                            .clock = &clock,
+                            .stop_token = stop.get_token()});
+  EXPECT_EQ(r.reason, backoff::stop_reason::cancelled);
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(gave_up);
+  EXPECT_EQ(gave_up->record.number, 1u);
+  EXPECT_EQ(gave_up->record.hint.count(), -1);
+  EXPECT_EQ(gave_up->result, nullptr);
+  EXPECT_EQ(gave_up->reason, backoff::stop_reason::cancelled);
+  EXPECT_TRUE(gave_up->last);
+}
+
+// A copy of a history, by construction or assignment, keeps every record,
+// the oldest first, also once it has wrapped around.
+TEST(History, CopiesKeepEveryRecordInOrder) {
+  for (const std::uint32_t n : {3u, 40u}) {
+    backoff::history a;
+    for (std::uint32_t i = 1; i <= n; ++i)
+      a.push({i, backoff::attempt_outcome::retryable, false, {}, {}, {}, std::chrono::nanoseconds{-1}});
+    backoff::history assigned;
+    assigned.push({99, backoff::attempt_outcome::success, false, {}, {}, {}, std::chrono::nanoseconds{-1}});
+    assigned = a;
+    const backoff::history constructed(a);
+    for (const backoff::history* h : std::initializer_list<const backoff::history*>{&assigned, &constructed}) {
+      ASSERT_EQ(h->size(), a.size()) << n;
+      EXPECT_EQ(h->total(), n);
+      for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ((*h)[i].number, a[i].number) << n << " " << i;
+      EXPECT_EQ((*h)[0].number, n <= backoff::history::capacity ? 1u : n - backoff::history::capacity + 1);
+    }
+  }
+}

@@ -108,4 +108,8 @@ TEST(Stop, ZeroAttemptsOrNegativeTimesAreRejected) {
   }
   EXPECT_THROW((void)stop::after_elapsed(-1s), std::invalid_argument);
   EXPECT_THROW((void)stop::before_elapsed(-1ns), std::invalid_argument);
+  // The limits themselves are allowed: no wait at all fits before 0.
+  EXPECT_NO_THROW((void)stop::before_elapsed(0s));
+  EXPECT_TRUE(stop::before_elapsed(0s).decide(at(1, 0s, 1ns)).stop);
+  EXPECT_FALSE(stop::before_elapsed(0s).decide(at(1, 0s, 0s)).stop);
 }
