@@ -577,11 +577,25 @@ TEST_F(Get, AChecksumIsVerifiedBeforeTheFileIsSaved) {
   EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(backoff::testing::sha256_hex(bad)), std::string::npos) << r.err;
   EXPECT_TRUE(names().empty());
-  for (const std::string flag : {"md5:00", "sha256:zz", "sha256:abc"}) {
+  const std::vector<std::string> bad_flags{"md5:00", "sha256:zz", "sha256:abc", "sha256:" + std::string(64, 'g')};
+  for (const std::string& flag : bad_flags) {
     r = get({"-o", "out.bin", "--checksum", flag});
     EXPECT_EQ(r.status, 2) << flag;
     EXPECT_NE(r.err.find("--checksum"), std::string::npos) << r.err;
   }
+}
+
+// Written to standard output, the bytes are checked as they pass.
+TEST_F(Get, AChecksumIsCheckedOnStandardOutputToo) {
+  const std::string v = bytes_of(70'000, 'S');
+  server.script({ok(v)});
+  const auto r = get({"-o", "-", "--checksum", "sha256:" + backoff::testing::sha256_hex(v)});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.out == v);
+  server.script({ok(v)});
+  const auto bad = get({"-o", "-", "--checksum", "sha256:" + backoff::testing::sha256_hex(v + "x")});
+  EXPECT_EQ(bad.status, 6) << bad.err;
+  EXPECT_NE(bad.err.find(backoff::testing::sha256_hex(v)), std::string::npos) << bad.err;
 }
 
 // The file is read back in 1 MiB blocks to check it: one byte past a block

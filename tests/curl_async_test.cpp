@@ -727,6 +727,12 @@ TEST_F(AsyncClient, ADownloadThatCannotStartSaysWhyAndSendsNothing) {
   EXPECT_EQ(out[1].path, dir / "missing" / "b");
   EXPECT_EQ(server.hits("/f"), 0u);
   EXPECT_EQ(http.active(), 0u);
+  for (const auto& r : out) {  // nothing was attempted, so nothing resumed or restarted
+    EXPECT_EQ(r.bytes, 0u);
+    EXPECT_EQ(r.resumes, 0u);
+    EXPECT_EQ(r.restarts, 0u);
+    EXPECT_TRUE(r.attempts.empty());
+  }
 }
 
 // A program started with standard input closed may get descriptor 0 for the
@@ -771,4 +777,15 @@ TEST(DownloadFile, AWriteCutShortByTheSizeLimitIsAnErrorNotAWriteElsewhere) {
   };
   EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
   fs::remove_all(dir);
+}
+
+// Durations in messages ("no data for 1500ms") as a user would write them.
+TEST(CurlText, DurationsAreShownInTheLargestWholeUnit) {
+  using backoff::curl::detail::human_duration;
+  EXPECT_EQ(human_duration(1500ms), "1500ms");
+  EXPECT_EQ(human_duration(5s), "5s");
+  EXPECT_EQ(human_duration(59s), "59s");
+  EXPECT_EQ(human_duration(60s), "1m");
+  EXPECT_EQ(human_duration(90s), "90s");
+  EXPECT_EQ(human_duration(120s), "2m");
 }
