@@ -276,6 +276,42 @@ TEST_F(Cli, MetricsArePushedToAPushgateway) {
   const auto gone = cli({"run", "--push-metrics", "http://127.0.0.1:1", "--", "true"});
   EXPECT_EQ(gone.status, 0);
   EXPECT_NE(gone.err.find("warning: --push-metrics"), std::string::npos) << gone.err;
+  // Started with standard input closed, the push's socket may be descriptor 0: it is pushed all the same.
+  EXPECT_EQ(run_cli_shell("cd " + quote(dir.string()) + " && (exec 0<&-; " + quote(BACKOFF_CLI) + " run --push-metrics " +
+                          gateway.url() + " --metrics-name closed -- true); echo $?"),
+            "0\n");
+  EXPECT_NE(gateway.scrape().find("name=\"closed\""), std::string::npos);
+}
+
+// A Pushgateway that answers anything but 2xx (here 300, one past the
+// range) is reported, and the run's status is kept.
+TEST_F(Cli, APushgatewayAnswerOutside2xxIsAWarning) {
+  for (const int status : {300, 199}) {
+    httplib::Server fake;
+    auto answer = [status](const httplib::Request&, httplib::Response& res) { res.status = status; };
+    fake.Put(".*", answer);
+    fake.Post(".*", answer);
+    const int port = fake.bind_to_any_port("127.0.0.1");
+    std::thread serve([&] { fake.listen_after_bind(); });
+    const auto r = cli({"run", "--push-metrics", "http://127.0.0.1:" + std::to_string(port), "--", "true"});
+    fake.stop();
+    serve.join();
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("the Pushgateway answered HTTP " + std::to_string(status)), std::string::npos) << r.err;
+  }
+}
+
+// A transfer that never got an HTTP answer is counted by its transport
+// error, not as an "http_0".
+TEST_F(Cli, MetricsCountAFailedConnectionByWhyItFailed) {
+  const fs::path m = dir / "refused.prom";
+  const auto r = cli({"get", "-q", "--metrics", m.string(), "--initial", "1ms", "--max-attempts", "2", "-o", "f",
+                      "http://127.0.0.1:1/x"});
+  EXPECT_NE(r.status, 0);
+  expect_valid(m);
+  EXPECT_NE(slurp(m).find("backoff_last_run_failed_attempts{name=\"get\",reason=\"connect_failed\"} 2"), std::string::npos)
+      << slurp(m);
+  EXPECT_EQ(slurp(m).find("http_0"), std::string::npos) << slurp(m);
 }
 
 // The alert rule the README shows is a rule file promtool accepts.

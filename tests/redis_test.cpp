@@ -88,6 +88,8 @@ TEST(RedisUrl, TakesAUserAndAPercentDecodedPasswordAndHidesIt) {
   const auto c = backoff::redis::parse_url("redis://token@cache");  // no ':': the password, as Redis clients read it
   EXPECT_EQ(c.user, "");
   EXPECT_EQ(c.password, "token");
+  // Every escape decodes, the low ones too (%09 is a tab).
+  EXPECT_EQ(backoff::redis::parse_url("redis://:a%09b%2F@cache").password, "a\tb/");
   const auto d = backoff::redis::parse_url("redis://a@b@cache");  // the last '@' ends the userinfo
   EXPECT_EQ(d.host, "cache");
   EXPECT_EQ(backoff::redis::shown_url("redis://app:s3cret@cache:6380/x"), "redis://app:***@cache:6380/x");
@@ -339,6 +341,31 @@ TEST(RedisFleet, ABreakerThatOpensInOneProcessOpensTheFleet) {
   EXPECT_FALSE(other->acquire({false, now(), false}).allowed);  // one probe in the fleet
   prober->record({backoff::attempt_outcome::success, false, false, now()});
   ASSERT_TRUE(eventually([&] { return other->acquire({false, now(), false}).allowed; }));
+}
+
+// A process that starts while the fleet's breaker is open reads it when it
+// makes its breaker, and refuses its very first request (as a fresh process
+// obeys a release time learned before it started).
+TEST(RedisFleet, AFreshProcessFindsTheFleetsBreakerOpen) {
+  backoff::testing::redis_server redis;
+  fleet a(opts(redis));
+  const shared_breaker::options o{.local = {.failure_ratio = 0.5, .minimum_throughput = 2, .break_duration = 60s},
+                                  .quorum = 1};
+  shared_breaker ka(a, "api", o);
+  for (int i = 0; i < 2; ++i) ka.record({backoff::attempt_outcome::retryable, false, false, now()});
+  // Once the open state is in Redis (written by a's worker), every process
+  // made from then on refuses at once.
+  ASSERT_TRUE(eventually([&] {
+    fleet probe(opts(redis));
+    shared_breaker kp(probe, "api", o);
+    return !kp.acquire({false, now(), false}).allowed;
+  }));
+  fleet late(opts(redis));
+  ASSERT_FALSE(late.degraded());
+  shared_breaker kl(late, "api", o);
+  const auto d = kl.acquire({false, now(), false});  // at once: no waiting for a sync
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.reason, backoff::stop_reason::circuit_open);
 }
 
 TEST(RedisFleet, WithAQuorumOneSickProcessDoesNotOpenTheFleet) {
