@@ -771,6 +771,10 @@ TEST_F(Cli, GetDrawsItsProgressOnATerminal) {
   };
   const std::string one = on_a_terminal(server.url("/one") + " -o one");
   EXPECT_NE(one.find("one [========================] 100% 1 B/1 B "), std::string::npos) << one;
+  // A draw with no rate yet (the attempt's first) shows no time left, never a division by zero.
+  EXPECT_NE(one.find("ETA 0s"), std::string::npos) << one;
+  EXPECT_EQ(one.find("nan"), std::string::npos) << one;
+  EXPECT_EQ(one.find("inf"), std::string::npos) << one;
   EXPECT_EQ(slurp(dir / "one"), "x");
   const std::string set = on_a_terminal("-O set " + server.url("/a") + " " + server.url("/b"));
   EXPECT_NE(set.find("2/2 files, 293.0 KiB of 293.0 KiB, "), std::string::npos) << set;

@@ -378,6 +378,17 @@ TEST_F(Cli, SimulateFailuresAndOverloadCsvColumns) {
   const auto o = cli({"simulate", "overload", "--policies", "backoff-default", "--format", "csv"});
   ASSERT_EQ(o.status, 0) << o.err;
   EXPECT_EQ(o.out.substr(0, o.out.find('\n')), "policy,t_s,offered_per_s,attempts_per_s,goodput_per_s");
+  {
+    // Every number with one decimal.
+    std::istringstream rows(o.out.substr(o.out.find('\n') + 1));
+    std::string row;
+    ASSERT_TRUE(std::getline(rows, row));
+    std::istringstream fields(row);
+    std::string field;
+    std::getline(fields, field, ',');
+    EXPECT_EQ(field, "backoff-default");
+    while (std::getline(fields, field, ',')) EXPECT_EQ(field.size() - field.find('.'), 2u) << row;
+  }
   const auto h = cli({"simulate", "hedging", "--requests", "5000", "--quantiles", "0.95", "--format", "csv"});
   ASSERT_EQ(h.status, 0) << h.err;
   EXPECT_EQ(h.out.substr(0, h.out.find('\n')), "hedge,mean_delay_ms,p50_ms,p99_ms,p999_ms,extra_load");
@@ -572,6 +583,8 @@ TEST_F(Cli, RunRejectsValuesThatWouldBeMisreadByName) {
       {{"run", "--max-atempts", "3", "--", "true"}, "unknown flag --max-atempts (did you mean --max-attempts?)"},
       {{"get", "--stal-timeout", "1s", "http://h/x"}, "unknown flag --stal-timeout (did you mean --stall-timeout?)"},
       {{"run", "--frobnicate", "--", "true"}, "unknown flag --frobnicate"},
+      // The nearest flag, counting every letter (the first one too).
+      {{"run", "--n-retry-on-exit", "3", "--", "true"}, "unknown flag --n-retry-on-exit (did you mean --no-retry-on-exit?)"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = cli(args);
