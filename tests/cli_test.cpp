@@ -434,6 +434,22 @@ TEST_F(Cli, SimulateFailuresAndFleetInEveryFormat) {
     EXPECT_EQ(std::count(line.begin(), line.end(), ','), 4) << line;
   }
   EXPECT_GT(n, 0);
+  // The table: each mode's recovery in whole seconds (the outage ends at 20 s).
+  const auto fleet_table = cli({"simulate", "fleet", "--clients", "100", "--rate", "1", "--duration", "60s", "--outage", "10s-20s"});
+  ASSERT_EQ(fleet_table.status, 0) << fleet_table.err;
+  std::istringstream lines(fleet_table.out);
+  int modes = 0;
+  while (std::getline(lines, line)) {
+    if (!line.starts_with("local ") && !line.starts_with("shared ") && !line.starts_with("probe ") &&
+        !line.starts_with("gates "))
+      continue;
+    ++modes;
+    std::istringstream words(line);
+    std::string mode, outage, overall, recovered;
+    words >> mode >> outage >> overall >> recovered;
+    EXPECT_TRUE(recovered == "never" || (recovered.back() == 's' && recovered.find('.') == std::string::npos)) << line;
+  }
+  EXPECT_EQ(modes, 4) << fleet_table.out;
 }
 
 TEST_F(Cli, SimulatePlotsWithGnuplot) {
