@@ -482,6 +482,20 @@ TEST_F(CurlClient, AResumeThatLearnsTheLengthWritesItDown) {
   EXPECT_NE(meta.find("\nlength 1000\n"), std::string::npos) << meta;
 }
 
+// Bytes in a part file that no metadata describes are nobody's: they are
+// dropped when the download opens the part, not left there when it fails.
+TEST_F(CurlClient, AnUndescribedPartIsDroppedEvenWhenTheDownloadFails) {
+  server.add_file("/u.bin", pattern(10'000, 2));
+  server.script("/u.bin", {fault::status(503), fault::status(503)});
+  std::ofstream(dir / ".u.bin.backoff-part", std::ios::binary) << std::string(5000, 'j');
+  backoff::curl::client http(opts(2));
+  const auto r = http.download(server.url("/u.bin"), dir / "u.bin");
+  EXPECT_EQ(r.reason, stop_reason::exhausted);
+  std::error_code ec;
+  EXPECT_NE(fs::file_size(dir / ".u.bin.backoff-part", ec), 5000u);
+  EXPECT_FALSE(fs::exists(dir / "u.bin"));
+}
+
 TEST_F(CurlClient, DownloadThatMakesNoProgressGivesUpAndLeavesNoFile) {
   server.add_file("/doomed.bin", pattern(100'000));
   server.script("/doomed.bin", std::vector<fault>(10, fault::cut(0)));

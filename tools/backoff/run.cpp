@@ -152,6 +152,14 @@ outcome run_once(const run_options& ro, const run_plan& plan, const std::string&
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     ::setpgid(0, 0);
+    // The terminal too, as shells do in both parent and child: whichever runs
+    // first, the command never starts in the background and stops on SIGTTIN
+    // (or reads /proc and finds itself there) before the parent's tcsetpgrp.
+    if (terminal) {
+      ::signal(SIGTTOU, SIG_IGN);
+      ::tcsetpgrp(0, ::getpid());
+      ::signal(SIGTTOU, SIG_DFL);
+    }
     sigset_t none;
     sigemptyset(&none);
     ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
