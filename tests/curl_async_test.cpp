@@ -632,14 +632,17 @@ TEST_F(AsyncClient, ACopyThatFailsBesideAnotherIsNotATimeout) {
   } o_;
   backoff::testing::fault_server server;
   server.add_file("/f", content(20'000, 6));
-  // Copy 1 answers after 1 s; copy 2, 1 ms later, gets the 503; copy 3 the file.
-  server.script("/f", {fault::slow(1s), fault::status(503)});
+  // The first request to arrive is held (until the end), the second gets the
+  // 503, the third the file: whichever copy each is, the 503 fails beside a
+  // running copy, and only a copy started after it can win.
+  server.script("/f", {fault::hold(), fault::status(503)});
   auto o = hedged(3, 1ms);
   o.observer = &o_;
   backoff::curl::async_client http(ctx.get_executor(), o);
   std::optional<backoff::curl::download_result> out;
   http.async_download(server.url("/f"), dir / "f", [&](backoff::curl::download_result r) { out = std::move(r); });
   ctx.run_for(20s);
+  server.release(1);
   ASSERT_TRUE(out);
   EXPECT_EQ(out->reason, stop_reason::success) << out->error;
   ASSERT_GE(o_.seen.size(), 2u);
