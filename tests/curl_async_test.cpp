@@ -471,11 +471,13 @@ TEST_F(AsyncClient, AHedgedDownloadTakesTheFirstBodyAndTheLoserWritesNothing) {
 }
 
 // Safe requests are hedged with the same Idempotency-Key; a POST without one
-// is sent once however long it takes, and a PATCH too.
+// is sent once however long it takes, and a PATCH too. (The server holds
+// whichever request arrives first: the hedge waits 100 ms so that it cannot
+// overtake the first copy, as it did under ASan with 1 ms.)
 TEST_F(AsyncClient, OnlyRequestsSafeToSendTwiceAreHedged) {
   backoff::testing::fault_server server;
   backoff::metrics m;
-  auto o = hedged(2, 1ms);
+  auto o = hedged(2, 100ms);
   o.observer = &m;
   backoff::curl::async_client http(ctx.get_executor(), o);
   auto perform = [&](backoff::curl::request rq) {
