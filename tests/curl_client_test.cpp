@@ -341,6 +341,12 @@ TEST_F(CurlClient, AStopRequestedBeforeAnAttemptSendsNothingMore) {
   curl_easy_cleanup(easy);
   EXPECT_EQ(r.reason, stop_reason::cancelled);
   EXPECT_EQ(server.hits("/stop"), 1u);
+  // The second attempt is logged as stopped before it ran: no status (not the
+  // first attempt's 503, still on the handle), and curl's "aborted" code.
+  ASSERT_EQ(r.attempts.size(), 2u);
+  EXPECT_EQ(r.attempts[1].status, 0);
+  EXPECT_EQ(r.attempts[1].curl_code, CURLE_ABORTED_BY_CALLBACK);
+  EXPECT_EQ(r.status, 0);
 }
 
 // The quota an answer announces reaches the pacer, and the request leaves

@@ -142,7 +142,7 @@ void set_tls(CURL* easy, const tls_options& t) {
 CURLcode run_transfer(CURLM* multi, CURL* easy, const std::stop_token& token, std::chrono::milliseconds stall,
                       const activity* act, interruption& why) {
   if (token.stop_requested()) {
-    why = interruption::cancelled;
+    why = interruption::unsent;
     return CURLE_ABORTED_BY_CALLBACK;
   }
   if (curl_multi_add_handle(multi, easy) != CURLM_OK) return CURLE_FAILED_INIT;
@@ -196,9 +196,15 @@ void finish(attempt_result& r, CURL* easy, CURLcode code, const char* errbuf, co
             const http::request_traits& traits, const std::vector<header>& headers, interruption why) {
   r.curl_code = code;
   r.failure = map_code(code);
-  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
+  // A transfer that never started has no status and sent nothing: what the
+  // handle holds belongs to the attempt before.
+  const bool started = why != interruption::unsent;
+  if (!started) why = interruption::cancelled;
   long request_size = 0;
-  curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
+  if (started) {
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
+  }
   r.sent = request_size > 0;
   if (code != CURLE_OK || why != interruption::none) {
     r.error = errbuf && *errbuf ? errbuf : curl_easy_strerror(code);
@@ -221,6 +227,8 @@ void finish(attempt_result& r, CURL* easy, CURLcode code, const char* errbuf, co
         break;  // the caller words it
       case interruption::split:
         break;  // not a failure: the caller knows
+      case interruption::unsent:
+        break;  // made cancelled above
       case interruption::none:
         if (code == CURLE_TOO_MANY_REDIRECTS) {
           r.verdict = http::verdict::permanent;
@@ -816,7 +824,7 @@ attempt_result download_job::classify(CURL* easy, CURLcode code) {
                                               " bytes were already written to " + st.shown);
   if (why == interruption::too_big)
     return fail(http::verdict::permanent, "the file is larger than the limit of " + human_bytes(*options.max_filesize));
-  if (why == interruption::cancelled || why == interruption::stalled) {
+  if (why == interruption::cancelled || why == interruption::unsent || why == interruption::stalled) {
     r.error += have > 0 ? " (" + human_bytes(have) + " kept)" : "";
     return r;
   }

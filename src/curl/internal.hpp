@@ -38,8 +38,10 @@ void set_timeouts(CURL* easy, const client_options& o, std::chrono::milliseconds
 void set_tls(CURL* easy, const tls_options& t);
 
 // Why the client ended a transfer itself.
-// (split: a segmented download's connection reached the end of its range.)
-enum class interruption : std::uint8_t { none, cancelled, stalled, too_big, split };
+// (split: a segmented download's connection reached the end of its range;
+// unsent: cancelled before the transfer started, so that what the handle
+// still holds — the status, the request size — is the previous attempt's.)
+enum class interruption : std::uint8_t { none, cancelled, stalled, too_big, split, unsent };
 
 // When a transfer last received anything (headers or body), for stall detection.
 struct activity {
