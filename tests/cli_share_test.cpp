@@ -280,6 +280,29 @@ TEST_F(Cli, ShareTellsAFreshProcessThatTheWindowIsSpent) {
   EXPECT_EQ(server.quota_refusals(), 0u);  // it waited for the next window
 }
 
+// What the fleet keeps of a window is read only when it is whole: a hash
+// with its reset but not what remains (or the other way round) — written by
+// another version, or cut short by a failover — is ignored, and the process
+// goes as if it knew nothing, instead of reading a field that is not there.
+TEST_F(Cli, ShareIgnoresAWindowWithAFieldMissing) {
+  backoff::testing::redis_server redis;
+  backoff::testing::fault_server server;
+  server.add_file("/h", "whole");
+  const std::string window = "{half:127.0.0.1:" + std::to_string(server.port()) + "}:window";
+  const auto in_a_minute = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch() + std::chrono::minutes(1))
+                               .count();
+  for (const std::string& fields : {"reset " + std::to_string(in_a_minute), std::string("remaining 0")}) {
+    redis.command("DEL " + window);
+    redis.command("HSET " + window + " " + fields + " limit 4 window 60000");
+    const auto r = cli({"get", "-q", "--share", redis.url("/half"), "-o", "h", server.url("/h")});
+    EXPECT_EQ(r.status, 0) << fields << ": " << r.err;
+    EXPECT_EQ(slurp(dir / "h"), "whole") << fields;
+    fs::remove(dir / "h");
+  }
+  EXPECT_EQ(server.hits("/h"), 2u);
+}
+
 TEST_F(Cli, ShareWithRedisUnreachableWarnsOnceAndWorksAlone) {
   int closed_port = 0;
   {

@@ -470,6 +470,33 @@ TEST_F(AsyncClient, AHedgedDownloadTakesTheFirstBodyAndTheLoserWritesNothing) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1) << "a part file was left";
 }
 
+// The observer hears each copy by its attempt number: when the hedge (attempt
+// 2) wins, the first copy, still held, is the one cancelled, and the attempt
+// that ended is 2.
+TEST_F(AsyncClient, WhenTheHedgeWinsTheObserverHearsTheFirstCopyCancelled) {
+  struct numbers final : backoff::observer {
+    std::vector<std::uint32_t> started, cancelled, ended;
+    void attempt_started(std::uint32_t n, backoff::time_point) noexcept override { started.push_back(n); }
+    void attempt_cancelled(std::uint32_t n, backoff::duration) noexcept override { cancelled.push_back(n); }
+    void attempt_ended(const backoff::attempt_ended_event& e) noexcept override { ended.push_back(e.number); }
+  } seen;
+  backoff::testing::fault_server server;
+  server.add_file("/f", content(30'000, 7));
+  server.script("/f", {fault::hold(), fault::ok()});
+  auto o = hedged(2, 100ms);
+  o.observer = &seen;
+  backoff::curl::async_client http(ctx.get_executor(), o);
+  std::optional<backoff::curl::download_result> out;
+  http.async_download(server.url("/f"), dir / "f", [&](backoff::curl::download_result r) { out = std::move(r); });
+  ctx.run_for(20s);
+  server.release(1);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->reason, stop_reason::success) << out->error;
+  EXPECT_EQ(seen.started, (std::vector<std::uint32_t>{1, 2}));
+  EXPECT_EQ(seen.cancelled, (std::vector<std::uint32_t>{1}));
+  EXPECT_EQ(seen.ended, (std::vector<std::uint32_t>{2}));
+}
+
 // Safe requests are hedged with the same Idempotency-Key; a POST without one
 // is sent once however long it takes, and a PATCH too. (The server holds
 // whichever request arrives first: the hedge waits 100 ms so that it cannot

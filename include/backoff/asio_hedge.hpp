@@ -118,6 +118,7 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<Executor, Op, Time
     rec_ = attempt_record{c.number, outcome, static_cast<bool>(thrown), c.t0 - start_, t1 - c.t0, duration{0}, duration{-1}};
     const backoff::attempt<result> seen{rec_, &last_, thrown, stop_reason::success, false};
     retry_step::report report{outcome, t1, std::nullopt, false, false, t1 - c.t0};
+    report.number = c.number;  // hedged copies end out of order: the observer pairs it with its start
     if (o_.gate && o_.is_timeout) report.timed_out = o_.is_timeout(seen);
     if (outcome == attempt_outcome::retryable) {
       if (o_.server_hint) report.hint = o_.server_hint(seen);

@@ -28,7 +28,7 @@ namespace backoff {
 enum class breaker_state : std::uint8_t { closed, open, half_open };
 
 struct attempt_ended_event {
-  std::uint32_t number;      // 1 for the first attempt
+  std::uint32_t number;      // 1 for the first attempt; as attempt_started named it (hedged copies end out of order)
   attempt_outcome outcome;
   duration took;             // how long the attempt took (-1 when the loop did not time it)
   bool timed_out;            // it failed by timing out

@@ -53,6 +53,8 @@ class retry_step {
     bool timed_out = false;               // a timeout (AWS's budget charges more)
     bool made_progress = false;           // moved the work forward (see retry.hpp's made_progress)
     duration took{-1};                    // how long the attempt took (-1: not timed), for the observer
+    std::uint32_t number = 0;             // the attempt as attempt_started named it, for the observer;
+                                          // 0: the count of attempts ended (the same unless hedged)
   };
 
   struct decision {
@@ -130,7 +132,8 @@ class retry_step {
     ++attempts_;
     granted_ = false;  // a grant from before was used by this attempt
     if (gate* const g = config_.gate) g->record({r.outcome, attempts_ > 1, r.timed_out, r.now});
-    if (observer* ob = config_.observer) ob->attempt_ended({attempts_, r.outcome, r.took, r.timed_out, r.now});
+    if (observer* ob = config_.observer)
+      ob->attempt_ended({r.number != 0 ? r.number : attempts_, r.outcome, r.took, r.timed_out, r.now});
   }
 
   // Another attempt beside those still running (a hedge), when `started`

@@ -341,7 +341,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
       logs.back().copy = c ? c->index : first_index;
       attempt_record rec{logs.back().number, outcome, false, (c ? c->t0 : t0) - start, t1 - (c ? c->t0 : t0),
                          duration{0}, duration{-1}};
-      step->note({outcome, t1, std::nullopt, false, false, rec.took});
+      step->note({outcome, t1, std::nullopt, false, false, rec.took, c ? c->number : first_number});
       opts.after_attempt(backoff::attempt<attempt_result>{rec, &res, {}, stop_reason::success, false});
       if (c) forget(c);
       start_copy();
@@ -419,7 +419,7 @@ struct async_client::impl::transfer final : transfer_base, std::enable_shared_fr
     w->arrived(last);
     attempt_record rec = log_attempt(logs, opts, last, start, t0, t1);
     logs.back().copy = first_index;
-    const retry_step::decision d = decide_after(opts, *step, rec, last, t1, cancelled, last.progressed);
+    const retry_step::decision d = decide_after(opts, *step, rec, last, t1, cancelled, last.progressed, first_number);
     if (cancelled) {
       // Stopped in flight: the attempt has no outcome, and the operation ends cancelled.
       if (opts.observer) opts.observer->attempt_cancelled(first_number, t1 - t0);

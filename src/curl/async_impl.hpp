@@ -164,10 +164,14 @@ inline attempt_record log_attempt(std::vector<attempt_log>& logs, const backoff:
 // Tells the step how the attempt `rec` ended (with the server's hint and
 // whether the work moved on) and runs the after_attempt hook with its wait.
 // A cancelled loop stops without asking the step.
+// `number` is the attempt as the observer heard it start (0: the count of
+// attempts ended, which is the same unless hedged).
 inline retry_step::decision decide_after(backoff::options<attempt_result>& opts, retry_step& step, attempt_record& rec,
-                                         const attempt_result& last, time_point t1, bool cancelled, bool progressed) {
+                                         const attempt_result& last, time_point t1, bool cancelled, bool progressed,
+                                         std::uint32_t number = 0) {
   const backoff::attempt<attempt_result> seen{rec, &last, {}, stop_reason::success, false};
   retry_step::report report{rec.outcome, t1, std::nullopt, false, false, rec.took};
+  report.number = number;
   if (opts.gate && opts.is_timeout) report.timed_out = opts.is_timeout(seen);
   if (rec.outcome == attempt_outcome::retryable && !cancelled) {
     report.hint = opts.server_hint(seen);

@@ -231,7 +231,10 @@ std::optional<http_url> parse_http(const std::string& url) {
   u.path = slash == std::string::npos ? "" : rest.substr(slash);
   while (!u.path.empty() && u.path.back() == '/') u.path.pop_back();
   if (authority.empty() || authority.find('@') != std::string::npos) return std::nullopt;
-  if (const auto colon = authority.rfind(':'); colon != std::string::npos && authority.find(']') == std::string::npos) {
+  // The port follows the last colon, unless that colon is inside an IPv6
+  // literal's brackets ("[::1]" has none, "[::1]:9091" has one).
+  const auto bracket = authority.rfind(']');
+  if (const auto colon = authority.rfind(':'); colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
     u.port = authority.substr(colon + 1);
     authority.resize(colon);
     int port = 0;
@@ -303,7 +306,7 @@ std::string http_send(const http_url& u, const std::string& method, const std::s
   }
   ::freeaddrinfo(res);
   if (fd < 0) return error;
-  const std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + u.host + ":" + u.port +
+  const std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + (u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host) + ":" + u.port +
                           "\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " + std::to_string(body.size()) +
                           "\r\nConnection: close\r\n\r\n" + body;
   std::size_t done = 0;
