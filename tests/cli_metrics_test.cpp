@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <mutex>
 #include <thread>
 
 #include "cli_support.hpp"
@@ -226,7 +227,8 @@ TEST_F(Cli, MetricsFlagsAreCheckedBeforeTheRun) {
   EXPECT_EQ(isdir.status, 2);
   EXPECT_NE(isdir.err.find("not a regular file"), std::string::npos) << isdir.err;
   for (const std::string bad : {"https://push.example:9091", "ftp://x", "http://", "http://h:99999", "http://h:0",
-                                "http://h:91x", "http://h:", "http://h:-1", "http://u@h:9091"}) {
+                                "http://h:91x", "http://h:", "http://h:-1", "http://u@h:9091", "http://[::1]:0",
+                                "http://[::1]:65536", "http://[::1]:", "http://[]:9091", "http://[::1:9091"}) {
     const auto r = cli({"get", "--push-metrics", bad, "-o", "f", "http://127.0.0.1:1/x"});
     EXPECT_EQ(r.status, 2) << bad;
     EXPECT_NE(r.err.find("--push-metrics"), std::string::npos) << bad << ": " << r.err;
@@ -299,6 +301,33 @@ TEST_F(Cli, APushgatewayAnswerOutside2xxIsAWarning) {
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.err.find("the Pushgateway answered HTTP " + std::to_string(status)), std::string::npos) << r.err;
   }
+}
+
+// A Pushgateway at an IPv6 literal: with a port ("[::1]:PORT") and, through
+// a path, without one being needed past the brackets. The port is the one
+// after the brackets, and the Host header keeps them, as RFC 9110 writes it.
+TEST_F(Cli, MetricsArePushedToAPushgatewayAtAnIpv6Address) {
+  httplib::Server fake;
+  std::mutex m;
+  std::vector<std::string> hosts, paths;
+  fake.Put(".*", [&](const httplib::Request& rq, httplib::Response& res) {
+    std::lock_guard lock(m);
+    hosts.push_back(rq.get_header_value("Host"));
+    paths.push_back(rq.path);
+    res.status = 200;
+  });
+  const int port = fake.bind_to_any_port("::1");
+  if (port <= 0) GTEST_SKIP() << "no ::1 on this machine";
+  std::thread serve([&] { fake.listen_after_bind(); });
+  const auto r = cli({"run", "--push-metrics", "http://[::1]:" + std::to_string(port) + "/gw", "--metrics-name", "six",
+                      "--", "true"});
+  fake.stop();
+  serve.join();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+  ASSERT_EQ(hosts.size(), 1u) << r.err;
+  EXPECT_EQ(hosts[0], "[::1]:" + std::to_string(port));
+  EXPECT_EQ(paths[0], "/gw/metrics/job/backoff/name/six");
 }
 
 // A transfer that never got an HTTP answer is counted by its transport

@@ -243,7 +243,9 @@ std::optional<http_url> parse_http(const std::string& url) {
   }
   if (authority.size() > 2 && authority.front() == '[' && authority.back() == ']') authority = authority.substr(1, authority.size() - 2);
   u.host = authority;
-  return u.host.empty() ? std::nullopt : std::optional<http_url>(u);
+  // A bracket left over is not a host: "[]", "[::1", "::1]".
+  if (u.host.empty() || u.host.find_first_of("[]") != std::string::npos) return std::nullopt;
+  return u;
 }
 
 // A Pushgateway grouping-key value: as is when it is a plain path segment,
