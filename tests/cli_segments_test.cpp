@@ -107,6 +107,33 @@ TEST_F(Segments, ARangeAnsweredWithTheWholeFileContinuesOnOneStream) {
   EXPECT_NE(report()["single_stream_why"].get<std::string>().find("whole file"), std::string::npos) << report();
 }
 
+// The URL redirects (a download link that points at a CDN path): every
+// range request follows the redirect too, with its Range and If-Range, and
+// the file assembles from the ranges the target sent. (The ranges are those
+// of AShort206…: the second half, two steals, the first connection's gap.)
+TEST_F(Segments, RangesFollowTheUrlsRedirect) {
+  const std::string body = content('r');
+  const raw_reply moved = raw_reply::http(302, {{"Location", "/g"}}, "");
+  server.script({moved, opening(body), moved, segment(body, L / 2, L - 1), moved, segment(body, 262144, 524287), moved,
+                 segment(body, 131072, 262143), moved, segment(body, 1, 131071)});
+  const auto r = get();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir / "out.bin") == body);
+  const auto heads = server.requests();
+  ASSERT_EQ(heads.size(), 10u) << r.err;
+  for (std::size_t i = 0; i < heads.size(); ++i) {
+    EXPECT_EQ(heads[i].rfind(i % 2 == 0 ? "GET /f " : "GET /g ", 0), 0u) << i << ": " << heads[i];
+    if (i >= 2) {
+      EXPECT_EQ(header_in(heads[i], "if-range"), "\"v1\"") << i;
+    }
+    if (i % 2 == 1) {
+      EXPECT_EQ(header_in(heads[i], "range"), header_in(heads[i - 1], "range")) << i;
+    }
+  }
+  EXPECT_EQ(header_in(heads[3], "range"), second_half);
+  EXPECT_EQ(header_in(heads[9], "range"), "bytes=1-131071");
+}
+
 // The target became a directory while a segment came: the assembled file
 // cannot be moved there, which is a file error (exit 5), never a success.
 TEST_F(Segments, ATargetThatBecameADirectoryIsAFileError) {
