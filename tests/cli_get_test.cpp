@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: BSL-1.0
 // `backoff get` against a hostile scripted server (testing/raw_server.hpp): the
 // integrity, stopping and messaging rules, each with the reply that broke it.
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #include <cstring>
 
@@ -703,6 +705,69 @@ TEST_F(Get, ShortRangesKeepResumingUntilTheFileIsComplete) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(slurp(dir / "out.bin"), v);
   EXPECT_EQ(server.requests().size(), 5u);
+}
+
+// --- standard output left non-blocking ------------------------------------------------------
+
+namespace {
+
+// Runs backoff with `args`, its standard output a pipe that it finds
+// non-blocking (as some parents leave it), read only after 200 ms so that
+// the pipe is full long before the body is written. Returns the exit status
+// and everything that came out.
+std::pair<int, std::string> with_nonblocking_stdout(const std::vector<std::string>& args, const fs::path& cwd) {
+  int out[2];
+  if (::pipe(out) != 0) return {-1, ""};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    ::close(out[1]);
+    ::fcntl(1, F_SETFL, ::fcntl(1, F_GETFL) | O_NONBLOCK);
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 2);
+    if (::chdir(cwd.c_str()) != 0) ::_exit(99);
+    std::vector<char*> argv{const_cast<char*>(BACKOFF_CLI)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(BACKOFF_CLI, argv.data());
+    ::_exit(98);
+  }
+  ::close(out[1]);
+  std::this_thread::sleep_for(200ms);
+  std::string got;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) != 0;)
+    if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+    else if (errno != EINTR) break;
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), got};
+}
+
+}  // namespace
+
+// A body larger than the pipe goes out whole: a full pipe is waited for, not
+// an error ("Resource temporarily unavailable") half-way through the body —
+// both a download (-o -) and an API call's body (-X GET -o -).
+TEST_F(Cli, StandardOutputLeftNonBlockingStillGetsTheWholeBody) {
+  backoff::testing::fault_server server;
+  const std::string body = bytes_of(1 << 20, 'n');
+  server.add_file("/big", body);
+  for (const auto& extra : {std::vector<std::string>{}, std::vector<std::string>{"-X", "GET"}}) {
+    std::vector<std::string> args{"get", server.url("/big"), "-o", "-", "-q"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto [status, out] = with_nonblocking_stdout(args, dir);
+    EXPECT_EQ(status, 0) << args.size();
+    EXPECT_EQ(out.size(), body.size()) << args.size();
+    EXPECT_TRUE(out == body) << args.size();
+  }
+  // run copies a command's output through when it watches it (--retry-if-output).
+  const auto [status, out] = with_nonblocking_stdout(
+      {"run", "--retry-if-output", "never said", "--", "sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' n"}, dir);
+  EXPECT_EQ(status, 0);
+  EXPECT_TRUE(out == std::string(1 << 20, 'n')) << out.size();
 }
 
 // --- several URLs at once ----------------------------------------------------------------------

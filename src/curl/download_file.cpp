@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -249,6 +250,11 @@ int download_file::write(const char* data, std::size_t n) {
                               : ::pwrite(fd_, data + done, n - done, static_cast<off_t>(size_ + done));
     if (w < 0) {
       if (errno == EINTR) continue;
+      if (stream_ && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        // Standard output left non-blocking by a parent: wait for the reader.
+        pollfd p{fd_, POLLOUT, 0};
+        if (::poll(&p, 1, -1) >= 0 || errno == EINTR) continue;
+      }
       const int e = errno;
       size_ += done;
       return e;

@@ -53,6 +53,11 @@ std::set<int> parse_codes(const std::string& text, const std::string& flag, int 
 // "1000", "500K", "2G", "1GiB" → bytes (K = 1024). Throws usage_error naming `flag`.
 std::uint64_t parse_size(const std::string& text, const std::string& flag);
 
+// Writes all of [data, data + n) to `fd`, through EINTR and through EAGAIN:
+// a parent may leave standard output non-blocking, and a full pipe is then
+// waited for, as a blocking one would be. False (errno set) when it fails.
+bool write_all(int fd, const char* data, std::size_t n);
+
 // The policy flags every subcommand takes.
 struct policy_flags {
   std::string preset;

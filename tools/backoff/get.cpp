@@ -471,13 +471,7 @@ int exit_for(stop_reason reason, bool file_error, int signal) {
 // the download rules (backoff::curl::save_to). Returns an error or empty.
 std::string save_body(const std::string& output, const std::string& body) {
   if (output != "-") return curl::save_to(output, body);
-  std::size_t done = 0;
-  while (done < body.size()) {
-    const ssize_t w = ::write(1, body.data() + done, body.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return std::string("cannot write to standard output: ") + std::strerror(errno);
-    done += static_cast<std::size_t>(w);
-  }
+  if (!write_all(1, body.data(), body.size())) return std::string("cannot write to standard output: ") + std::strerror(errno);
   return {};
 }
 

@@ -200,13 +200,7 @@ std::string write_file(const std::string& path, const run_summary& s) {
     const mode_t mask = ::umask(0);
     ::umask(mask);
     ::fchmod(fd, 0644 & ~mask);
-    std::size_t done = 0;
-    while (done < text.size() && error.empty()) {
-      const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) error = "cannot write '" + temp + "': " + std::strerror(errno);
-      else done += static_cast<std::size_t>(w);
-    }
+    if (!write_all(fd, text.data(), text.size())) error = "cannot write '" + temp + "': " + std::strerror(errno);
     if (error.empty() && ::fsync(fd) != 0) error = "cannot sync '" + temp + "': " + std::strerror(errno);
     ::close(fd);
     if (error.empty() && ::rename(temp.c_str(), path.c_str()) != 0)

@@ -81,21 +81,13 @@ class output_watch {
           --open;
           continue;
         }
+        // (When our own output is gone, reading goes on for the matches.)
         write_all(i == 0 ? 1 : 2, buf, static_cast<std::size_t>(got));
         scan(partial[i], std::string_view(buf, static_cast<std::size_t>(got)));
       }
     }
     for (auto& p : partial)
       if (!p.empty()) match(p);
-  }
-  static void write_all(int fd, const char* p, std::size_t n) {
-    while (n > 0) {
-      const ssize_t w = ::write(fd, p, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return;  // our own output is gone: keep reading for the matches
-      p += w;
-      n -= static_cast<std::size_t>(w);
-    }
   }
   void scan(std::string& partial, std::string_view chunk) {
     for (const char c : chunk) {
