@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "cli_support.hpp"
+#include "progress.hpp"
 #include "raw_server.hpp"
 #include "backoff/http/digest.hpp"
 #include "sha256.hpp"
@@ -844,6 +845,25 @@ TEST_F(Cli, GetDrawsItsProgressOnATerminal) {
   const std::string set = on_a_terminal("-O set " + server.url("/a") + " " + server.url("/b"));
   EXPECT_NE(set.find("2/2 files, 293.0 KiB of 293.0 KiB, "), std::string::npos) << set;
   EXPECT_EQ(slurp(dir / "set" / "b"), std::string(200'000, 'b'));
+}
+
+// The bar's rate and time left, on a clock the test sets: the rate counts the
+// attempt's own bytes over its own time (not what an earlier attempt kept),
+// and the time left is what remains at that rate.
+TEST(ProgressBar, RateAndTimeLeftComeFromTheAttemptsOwnBytesAndTime) {
+  const std::chrono::steady_clock::time_point t0{std::chrono::hours(1)};
+  backoff::cli::progress_bar bar("f", true, true);
+  ::testing::internal::CaptureStderr();
+  bar.update(2, 1000, 5000, 1, t0);       // attempt 2 resumes with 1000 bytes kept
+  bar.update(2, 3000, 5000, 1, t0 + 4s);  // 2000 more in 4 s: 500 B/s, and 2000 left: 4 s
+  bar.update(3, 3000, std::nullopt, 4, t0 + 5s);  // a new attempt, size unknown, four connections: no rate yet
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(out.find(" 60% 2.9 KiB/4.9 KiB 500 B/s ETA 4s attempt 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("f 2.9 KiB 0 B/s 4 conns"), std::string::npos) << out;
+  backoff::cli::progress_bar quiet("f", true, false);  // not a terminal: draws nothing
+  ::testing::internal::CaptureStderr();
+  quiet.update(1, 10, 100, 1, t0);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
 }
 
 // -P defaults to 4 (as documented): with every request held by the server,

@@ -143,6 +143,26 @@ TEST(Retry, ResultPredicateRetriesAndReturnsTheLastResultWhenExhausted) {
   EXPECT_EQ(calls, 3);
 }
 
+// wrap_errors when the last attempt returned a failed result: the
+// retry_error says so, with the history, and nests nothing (there was no
+// exception to nest, and none is made up).
+TEST(Retry, AWrappedFailedResultSaysSoAndNestsNothing) {
+  backoff::manual_clock clock;
+  int calls = 0;
+  try {
+    backoff::retry(no_jitter(3), [&] { return ++calls, 503; },
+                   {.classify = {.is_success = [](int s) { return s < 400; }}, .clock = &clock, .wrap_errors = true});
+    FAIL() << "no exception";
+  } catch (const backoff::retry_error& e) {
+    EXPECT_EQ(e.reason(), stop_reason::exhausted);
+    EXPECT_EQ(e.attempts(), 3u);
+    EXPECT_NE(std::string(e.what()).find("the last attempt returned a failed result"), std::string::npos) << e.what();
+    EXPECT_FALSE(e.last_error());
+    EXPECT_NO_THROW(std::rethrow_if_nested(e));
+  }
+  EXPECT_EQ(calls, 3);
+}
+
 TEST(Retry, ErrorCodeResultsNeedNoExceptions) {
   backoff::manual_clock clock;
   int calls = 0;

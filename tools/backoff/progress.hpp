@@ -23,16 +23,18 @@ inline std::string human_bytes(double b) {
 
 class progress_bar {
  public:
-  explicit progress_bar(std::string label, bool enabled)
-      : label_(std::move(label)), tty_(enabled && ::isatty(2)), enabled_(enabled) {}
+  // A bar when standard error is a terminal (`tty` says whether to draw one).
+  progress_bar(std::string label, bool enabled) : progress_bar(std::move(label), enabled, ::isatty(2) == 1) {}
+  progress_bar(std::string label, bool enabled, bool tty)
+      : label_(std::move(label)), tty_(enabled && tty), enabled_(enabled) {}
 
   bool is_tty() const noexcept { return tty_; }
 
   // Called often; redraws at most 10 times a second.
   // `connections` > 1: a segmented download, shown as "8 conns" instead of the attempt.
-  void update(std::uint32_t attempt, std::uint64_t bytes, std::optional<std::uint64_t> total, std::uint32_t connections = 1) {
+  void update(std::uint32_t attempt, std::uint64_t bytes, std::optional<std::uint64_t> total, std::uint32_t connections = 1,
+              std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) {
     if (!tty_) return;
-    const auto now = std::chrono::steady_clock::now();
     if (attempt != attempt_) {
       attempt_ = attempt;
       attempt_start_ = now;
