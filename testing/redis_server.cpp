@@ -20,21 +20,6 @@
 
 namespace backoff::testing {
 
-namespace {
-
-bool accepts(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
-
-}  // namespace
-
 redis_server::redis_server(std::string password, bool cluster, std::string tls_dir)
     : password_(std::move(password)), cluster_(cluster), tls_dir_(std::move(tls_dir)) {
   dir_ = (std::filesystem::temp_directory_path() / ("backoff-redis-" + std::to_string(::getpid()) + "-" +
@@ -91,7 +76,7 @@ void redis_server::start() {
     ::_exit(98);
   }
   for (int i = 0; i < 1000; ++i) {
-    if (accepts(port_)) return;
+    if (port_open(port_)) return;
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

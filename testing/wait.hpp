@@ -42,6 +42,34 @@ inline bool port_open(int port) {
   return ok;
 }
 
+// A TCP socket listening on 127.0.0.1 at a port the kernel chose, closed
+// with the object: a server that is not one (it accepts and says nothing,
+// or what the test has it say).
+class loopback_listener {
+ public:
+  loopback_listener() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 64) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &n) != 0) {
+      if (fd_ >= 0) ::close(fd_);
+      throw std::runtime_error("loopback_listener: cannot listen on 127.0.0.1");
+    }
+    port_ = ntohs(a.sin_port);
+  }
+  loopback_listener(const loopback_listener&) = delete;
+  loopback_listener& operator=(const loopback_listener&) = delete;
+  ~loopback_listener() { ::close(fd_); }
+  int fd() const { return fd_; }
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
 // Polls `ok` until it holds, for at most `limit`: what comes over the network
 // is awaited, never assumed to have arrived after a fixed sleep.
 inline bool eventually(const std::function<bool()>& ok,

@@ -14,6 +14,7 @@
 
 #include "cli_support.hpp"
 #include "metrics.hpp"
+#include "wait.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -43,23 +44,11 @@ void expect_valid(const fs::path& file) {
   EXPECT_EQ(out, "") << slurp(file);
 }
 
-int free_port() {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), len);
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
 // A Prometheus component from Debian on 127.0.0.1 and an ephemeral port,
 // stopped at the end; ready once GET /metrics answers.
 class daemon_process {
  public:
-  daemon_process(const std::string& program, std::vector<std::string> args) : port_(free_port()) {
+  daemon_process(const std::string& program, std::vector<std::string> args) : port_(backoff::testing::free_port()) {
     args.insert(args.begin(), program);
     args.push_back("--web.listen-address=127.0.0.1:" + std::to_string(port_));
     pid_ = ::fork();

@@ -32,32 +32,22 @@ namespace {
 class cutting_proxy {
  public:
   cutting_proxy(int upstream, std::size_t cut) : upstream_(upstream), cut_(cut) {
-    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(listen_, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(listen_, 64) != 0 ||
-        ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      throw std::runtime_error("cutting_proxy: cannot listen");
-    port_ = ntohs(a.sin_port);
     accepter_ = std::thread([this] { accept_loop(); });
   }
   ~cutting_proxy() {
     stop_ = true;
     accepter_.join();
     for (auto& t : pipes_) t.join();
-    ::close(listen_);
   }
-  int port() const { return port_; }
+  int port() const { return listener_.port(); }
   std::size_t connections() const { return connections_; }
 
  private:
   void accept_loop() {
     while (!stop_) {
-      pollfd p{listen_, POLLIN, 0};
+      pollfd p{listener_.fd(), POLLIN, 0};
       if (::poll(&p, 1, 20) <= 0) continue;
-      const int client = ::accept(listen_, nullptr, nullptr);
+      const int client = ::accept(listener_.fd(), nullptr, nullptr);
       if (client < 0) continue;
       ++connections_;
       pipes_.emplace_back([this, client] { pipe(client); });
@@ -91,7 +81,7 @@ class cutting_proxy {
   }
   int upstream_;
   std::size_t cut_;
-  int listen_ = -1, port_ = 0;
+  backoff::testing::loopback_listener listener_;
   std::atomic<bool> stop_{false};
   std::atomic<std::size_t> connections_{0};
   std::thread accepter_;

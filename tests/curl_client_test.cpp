@@ -27,6 +27,7 @@
 
 #include "raw_server.hpp"
 #include "sha256.hpp"
+#include "wait.hpp"
 
 using namespace std::chrono_literals;
 using backoff::stop_reason;
@@ -262,12 +263,8 @@ TEST_F(CurlClient, PostMarkedIdempotentIsRetried) {
 }
 
 TEST_F(CurlClient, PostToARefusedPortIsRetriedBecauseItNeverLeft) {
-  // A port with nothing listening: bind, read the port, close.
-  sockaddr_in a{};
-  const int s = bound_loopback_socket(a);
-  ASSERT_GE(s, 0);
-  ::close(s);
-  const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/x";
+  // A port with nothing listening.
+  const std::string url = "http://127.0.0.1:" + std::to_string(backoff::testing::free_port()) + "/x";
   backoff::curl::client http(opts(3));
   const auto r = http.perform({.method = "POST", .url = url, .body = "x"});
   EXPECT_EQ(r.reason, stop_reason::exhausted);

@@ -46,6 +46,30 @@ backoff::redis::fleet_options opts(const backoff::testing::redis_server& r, cons
 
 backoff::gate_request retry_at(backoff::time_point t) { return {true, t, false}; }
 
+// What a fleet warns of (fleet_options::on_warning), from its worker's thread.
+class warning_log {
+ public:
+  std::function<void(const std::string&)> sink() {
+    return [this](const std::string& w) {
+      std::lock_guard lock(m_);
+      all_.push_back(w);
+    };
+  }
+  std::vector<std::string> all() const {
+    std::lock_guard lock(m_);
+    return all_;
+  }
+  // Waits for the first warning; "" when none came within `limit`.
+  std::string first(std::chrono::milliseconds limit = 20s) const {
+    if (!eventually([&] { return !all().empty(); }, limit)) return "";
+    return all().front();
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::vector<std::string> all_;
+};
+
 // The URL of a Redis that is not there: a port that was open and is now closed.
 std::string unreachable_redis() {
   backoff::testing::redis_server gone;
@@ -196,14 +220,10 @@ TEST(RedisFleet, AReleasedTokenGoesBackToTheLease) {
 
 TEST(RedisFleet, WithRedisGoneTheGatesAreLocalAndTheyRejoinWhenItIsBack) {
   backoff::testing::redis_server redis;
-  std::vector<std::string> warnings;
-  std::mutex m;
+  warning_log warned;
   auto o = opts(redis);
   o.timeout = 200ms;
-  o.on_warning = [&](const std::string& w) {
-    std::lock_guard lock(m);
-    warnings.push_back(w);
-  };
+  o.on_warning = warned.sink();
   fleet a(o), b(opts(redis));
   shared_host_backoff ha(a), hb(b);
   (void)ha.for_key("k");
@@ -221,7 +241,7 @@ TEST(RedisFleet, WithRedisGoneTheGatesAreLocalAndTheyRejoinWhenItIsBack) {
   ASSERT_TRUE(eventually([&] { return hb.release_time("k", now()) > now() + 500ms; }, 20s));
   ha.hold("k", now(), 30s);
   ASSERT_TRUE(eventually([&] { return hb.release_time("k", now()) > now() + 20s; }, 20s));
-  std::lock_guard lock(m);
+  const auto warnings = warned.all();
   ASSERT_GE(warnings.size(), 2u);
   EXPECT_NE(warnings.front().find("unreachable"), std::string::npos) << warnings.front();
   EXPECT_NE(warnings.back().find("back"), std::string::npos) << warnings.back();
@@ -230,67 +250,40 @@ TEST(RedisFleet, WithRedisGoneTheGatesAreLocalAndTheyRejoinWhenItIsBack) {
 // Something that is not Redis on the port: its bytes are refused as replies,
 // the fleet is degraded with one warning saying so, and nothing waits on it.
 TEST(RedisFleet, AServerThatSendsGarbageIsNotRedis) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
-  ::listen(listener, 16);
+  const backoff::testing::loopback_listener listener;
   std::atomic<bool> done{false};
   std::thread garbage([&] {
     while (!done) {
-      pollfd p{listener, POLLIN, 0};
+      pollfd p{listener.fd(), POLLIN, 0};
       if (::poll(&p, 1, 50) <= 0) continue;
-      const int fd = ::accept(listener, nullptr, nullptr);
+      const int fd = ::accept(listener.fd(), nullptr, nullptr);
       if (fd < 0) continue;
       const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
       (void)::send(fd, junk, sizeof junk - 1, MSG_NOSIGNAL);
       ::close(fd);
     }
   });
-  std::vector<std::string> warnings;
-  std::mutex m;
-  backoff::redis::fleet_options o{.url = "redis://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/g",
-                                  .timeout = 2000ms};
-  o.on_warning = [&](const std::string& w) {
-    std::lock_guard lock(m);
-    warnings.push_back(w);
-  };
+  warning_log warned;
   {
-    fleet f(o);
+    fleet f({.url = "redis://127.0.0.1:" + std::to_string(listener.port()) + "/g",
+             .timeout = 2000ms,
+             .on_warning = warned.sink()});
     EXPECT_TRUE(f.degraded());
   }
   done = true;
   garbage.join();
-  ::close(listener);
-  std::lock_guard lock(m);
-  ASSERT_FALSE(warnings.empty());
-  EXPECT_NE(warnings.front().find("not a Redis reply"), std::string::npos) << warnings.front();
+  const auto first = warned.first(0ms);
+  EXPECT_NE(first.find("not a Redis reply"), std::string::npos) << first;
 }
 
 TEST(RedisFleet, AnUnreachableRedisIsReportedAtOnceAndFailClosedDeniesRetries) {
   const std::string gone = unreachable_redis();
-  std::mutex m;
-  std::vector<std::string> warnings;
-  fleet open_fleet({.url = gone,
-                    .timeout = 200ms,
-                    .on_warning = [&](const std::string& w) {
-                      std::lock_guard lock(m);
-                      warnings.push_back(w);
-                    }});
+  warning_log warned;
+  fleet open_fleet({.url = gone, .timeout = 200ms, .on_warning = warned.sink()});
   EXPECT_TRUE(open_fleet.degraded());
   // The warning says why: the port refused the connection.
-  ASSERT_TRUE(backoff::testing::eventually([&] {
-    std::lock_guard lock(m);
-    return !warnings.empty();
-  }));
-  {
-    std::lock_guard lock(m);
-    EXPECT_NE(warnings[0].find("unreachable (" + std::string(std::strerror(ECONNREFUSED))), std::string::npos)
-        << warnings[0];
-  }
+  const auto first = warned.first();
+  EXPECT_NE(first.find("unreachable (" + std::string(std::strerror(ECONNREFUSED))), std::string::npos) << first;
   shared_budget open_budget(open_fleet, "k", {.ratio = 0.1, .min_per_second = 10, .window = 10s, .max_lease = 1});
   EXPECT_TRUE(open_budget.acquire(retry_at(now())).allowed);
   fleet closed_fleet({.url = gone, .timeout = 200ms, .fail_closed = true});
@@ -374,13 +367,9 @@ TEST(RedisFleet, AFreshProcessFindsTheFleetsBreakerOpen) {
 
 TEST(RedisFleet, WithAQuorumOneSickProcessDoesNotOpenTheFleet) {
   backoff::testing::redis_server redis;
-  std::vector<std::string> warnings;
-  std::mutex m;
+  warning_log warned;
   auto o_warn = opts(redis);
-  o_warn.on_warning = [&](const std::string& w) {
-    std::lock_guard lock(m);
-    warnings.push_back(w);
-  };
+  o_warn.on_warning = warned.sink();
   fleet a(o_warn), b(o_warn), c(o_warn);
   const shared_breaker::options o{.local = {.failure_ratio = 0.5, .minimum_throughput = 2, .break_duration = 5s},
                                   .quorum = 2};
@@ -392,7 +381,7 @@ TEST(RedisFleet, WithAQuorumOneSickProcessDoesNotOpenTheFleet) {
   for (int i = 0; i < 2; ++i) kb.record({backoff::attempt_outcome::retryable, false, false, now()});
   ASSERT_TRUE(eventually([&] { return !kc.acquire({false, now(), false}).allowed; }));
   EXPECT_TRUE(kc.fleet_open(now()));
-  std::lock_guard lock(m);
+  const auto warnings = warned.all();
   EXPECT_TRUE(warnings.empty()) << warnings.front();  // no script ever failed
 }
 
@@ -416,13 +405,9 @@ TEST(RedisCluster, EveryPrefixIsSharedWhicheverNodeServesItsSlot) {
   backoff::testing::redis_cluster cluster(3);
   std::set<int> owners;
   for (const std::string p : {"a", "b", "c", "d", "e", "f"}) {
-    backoff::redis::fleet_options o{.url = cluster.url("/" + p), .timeout = 2000ms, .sync_interval = 20ms};
-    std::vector<std::string> warnings;
-    std::mutex m;
-    o.on_warning = [&](const std::string& w) {
-      std::lock_guard lock(m);
-      warnings.push_back(w);
-    };
+    warning_log warned;
+    const backoff::redis::fleet_options o{
+        .url = cluster.url("/" + p), .timeout = 2000ms, .sync_interval = 20ms, .on_warning = warned.sink()};
     fleet a(o), b(o);
     ASSERT_FALSE(a.degraded()) << p;
     shared_host_backoff ha(a), hb(b);
@@ -433,8 +418,7 @@ TEST(RedisCluster, EveryPrefixIsSharedWhicheverNodeServesItsSlot) {
     ASSERT_TRUE(eventually([&] { return cluster.command("EXISTS '" + key + "'") == "1"; })) << p;
     ASSERT_TRUE(eventually([&] { return hb.release_time("api:443", now()) > t0 + 4s; })) << p;
     owners.insert(cluster.owner(key));
-    std::lock_guard lock(m);
-    for (const auto& w : warnings) EXPECT_EQ(w.find("error"), std::string::npos) << p << ": " << w;
+    for (const auto& w : warned.all()) EXPECT_EQ(w.find("error"), std::string::npos) << p << ": " << w;
   }
   EXPECT_GE(owners.size(), 2u) << "the six keys all live on one node: the test would not see MOVED";
 }
@@ -514,24 +498,14 @@ TEST(RedisFleet, TheTlsCertificateMustNameTheHost) {
   {
     backoff::testing::redis_server redis("", false, dir.string());
     const std::string port = std::to_string(redis.port());
-    std::mutex m;
-    std::string warned;
+    warning_log warned;
     fleet wrong({.url = "rediss://127.1:" + port + "/n",
                  .ca_file = (dir / "ca.pem").string(),
                  .timeout = 5s,
-                 .on_warning = [&](const std::string& w) {
-                   std::lock_guard lock(m);
-                   warned += w;
-                 }});
+                 .on_warning = warned.sink()});
     EXPECT_TRUE(wrong.degraded());
-    ASSERT_TRUE(eventually([&] {
-      std::lock_guard lock(m);
-      return !warned.empty();
-    }));
-    {
-      std::lock_guard lock(m);
-      EXPECT_NE(warned.find("certificate"), std::string::npos) << warned;
-    }
+    const auto first = warned.first();
+    EXPECT_NE(first.find("certificate"), std::string::npos) << first;
     fleet right({.url = "rediss://localhost:" + port + "/n", .ca_file = (dir / "ca.pem").string(), .timeout = 5s});
     EXPECT_TRUE(eventually([&] { return !right.degraded(); }));
   }
@@ -542,31 +516,16 @@ TEST(RedisFleet, TheTlsCertificateMustNameTheHost) {
 // kernel accepts it; nobody reads): the fleet gives up at its timeout and
 // says so, rather than calling the half-made connection Redis.
 TEST(RedisFleet, ATlsHandshakeThatNeverAnswersTimesOut) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
-  ASSERT_EQ(::listen(listener, 16), 0);
-  std::mutex m;
-  std::string warned;
+  const backoff::testing::loopback_listener listener;
+  warning_log warned;
   {
-    fleet f({.url = "rediss://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/t",
+    fleet f({.url = "rediss://127.0.0.1:" + std::to_string(listener.port()) + "/t",
              .timeout = 100ms,
-             .on_warning = [&](const std::string& w) {
-               std::lock_guard lock(m);
-               warned += w;
-             }});
+             .on_warning = warned.sink()});
     EXPECT_TRUE(f.degraded());
-    ASSERT_TRUE(eventually([&] {
-      std::lock_guard lock(m);
-      return !warned.empty();
-    }));
   }
-  ::close(listener);
-  EXPECT_NE(warned.find("timed out after 100 ms"), std::string::npos) << warned;
+  const auto first = warned.first();
+  EXPECT_NE(first.find("timed out after 100 ms"), std::string::npos) << first;
 }
 
 // The key gate of a shared host_backoff, in a loop: a failure pushes the
