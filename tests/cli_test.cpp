@@ -530,6 +530,20 @@ TEST_F(Cli, RunGivesACommandOnATerminalTheForeground) {
   EXPECT_NE(out.find("foreground"), out.rfind("foreground")) << out;
 }
 
+// On a terminal backoff ignores SIGTTOU around its own tcsetpgrp calls; the
+// command, on every attempt, gets the default back (a shell job would), so a
+// background write to the terminal stops it as the user expects.
+TEST_F(Cli, RunLeavesTheCommandsSigttouAtItsDefaultOnEveryAttempt) {
+  const std::string probe = "awk '/^SigIgn/ { print $2 }' /proc/self/status >> ign; exit 1";
+  const std::string cmd = quote(BACKOFF_CLI) + " run -q --initial 1ms --max-attempts 2 -- sh -c " + quote(probe);
+  (void)run_cli_shell("cd " + quote(dir.string()) + " && script -qec " + quote(cmd) + " /dev/null < /dev/null");
+  std::istringstream lines(slurp(dir / "ign"));
+  int attempts = 0;
+  for (std::string hex; lines >> hex; ++attempts)
+    EXPECT_EQ(std::stoull(hex, nullptr, 16) & (1ULL << (SIGTTOU - 1)), 0u) << "attempt " << attempts + 1 << ": " << hex;
+  EXPECT_EQ(attempts, 2);
+}
+
 TEST_F(Cli, RunRetriesAChildKilledByASignalItDidNotSend) {
   const auto r = cli({"run", "--initial", "1ms", "--max-attempts", "3", "--", "sh", "-c", "echo x >> runs; kill -KILL $$"});
   EXPECT_EQ(r.status, 137) << r.err;

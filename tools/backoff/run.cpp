@@ -28,6 +28,20 @@ namespace backoff::cli {
 
 namespace {
 
+// Hands the terminal to process group `pgrp`. A process in the background
+// that calls tcsetpgrp gets SIGTTOU, so it is ignored for the call and then
+// put back as it was: the parent keeps its own disposition, and a command
+// gets the one backoff was started with, on every attempt. (Async-signal-safe:
+// the child calls it between fork and exec.)
+void give_terminal(pid_t pgrp) noexcept {
+  struct sigaction ignore{}, was{};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  ::sigaction(SIGTTOU, &ignore, &was);
+  ::tcsetpgrp(0, pgrp);
+  ::sigaction(SIGTTOU, &was, nullptr);
+}
+
 // Copies the command's stdout and stderr through as they come and matches
 // each line (up to 64 KiB of it) against --retry-if-output and
 // --success-if-output.
@@ -147,11 +161,7 @@ outcome run_once(const run_options& ro, const run_plan& plan, const std::string&
     // The terminal too, as shells do in both parent and child: whichever runs
     // first, the command never starts in the background and stops on SIGTTIN
     // (or reads /proc and finds itself there) before the parent's tcsetpgrp.
-    if (terminal) {
-      ::signal(SIGTTOU, SIG_IGN);
-      ::tcsetpgrp(0, ::getpid());
-      ::signal(SIGTTOU, SIG_DFL);
-    }
+    if (terminal) give_terminal(::getpid());
     sigset_t none;
     sigemptyset(&none);
     ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
@@ -170,10 +180,7 @@ outcome run_once(const run_options& ro, const run_plan& plan, const std::string&
   }
   ::setpgid(pid, pid);  // also here: whichever of parent and child runs first
   // An interactive command gets the terminal: Ctrl-C then reaches it directly.
-  if (terminal) {
-    ::signal(SIGTTOU, SIG_IGN);
-    ::tcsetpgrp(0, pid);
-  }
+  if (terminal) give_terminal(pid);
   signals.set_child(pid);
   ::close(exec_pipe[1]);
   if (watch) watch->start();
@@ -236,7 +243,7 @@ outcome run_once(const run_options& ro, const run_plan& plan, const std::string&
   }
   if (pidfd >= 0) ::close(pidfd);
   signals.set_child(0);
-  if (terminal) ::tcsetpgrp(0, ::getpgrp());
+  if (terminal) give_terminal(::getpgrp());
   // Whatever the command left running in its group goes with it.
   if (out.timed_out) ::kill(-pid, SIGKILL);
   if (feeder.joinable()) feeder.join();
