@@ -151,11 +151,13 @@ TEST(BudgetInTheLoop, SuccessAfterRetriesRefundsThroughTheLoop) {
 }
 
 TEST(BudgetFinagle, AMovedBudgetKeepsItsWindow) {
-  // Ten requests at t0, one 20 s later: the first ten have left the 10 s
+  // Ten requests at t0, one 15 s later: the first ten have left the 10 s
   // window. The moved budget must still know what "now" is, or it counts them.
+  // (15 s, not 20: a whole number of windows later, the second request's slot
+  // would be the first ten's, overwritten, and nothing would be left to count.)
   auto b = backoff::retry_budget::finagle({.ttl = 10s, .min_retries_per_sec = 0, .percent_can_retry = 100});
   for (int i = 0; i < 10; ++i) b.record(outcome(attempt_outcome::success, false, t0));
-  b.record(outcome(attempt_outcome::success, false, t0 + 20s));
+  b.record(outcome(attempt_outcome::success, false, t0 + 15s));
   const std::int64_t before = b.milli_tokens();
   EXPECT_EQ(before, 1000);
   auto moved = std::move(b);

@@ -725,7 +725,8 @@ std::pair<int, std::string> with_nonblocking_stdout(const std::vector<std::strin
     ::close(out[0]);
     ::close(out[1]);
     ::fcntl(1, F_SETFL, ::fcntl(1, F_GETFL) | O_NONBLOCK);
-    const int null = ::open("/dev/null", O_WRONLY);
+    const int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
     ::dup2(null, 2);
     if (::chdir(cwd.c_str()) != 0) ::_exit(99);
     std::vector<char*> argv{const_cast<char*>(BACKOFF_CLI)};

@@ -69,7 +69,8 @@ while IFS=$'\x1f' read -r id file find repl tests equiv breaks; do
     else
       : > "$work/$id.test.log"
       for t in $tests; do
-        timeout 900 "$work/build/bin/$t" --gtest_brief=1 >> "$work/$id.test.log" 2>&1 || { passed=0; break; }
+        # Not the list on standard input: a test (or a command it runs) may read it.
+        timeout 900 "$work/build/bin/$t" --gtest_brief=1 < /dev/null >> "$work/$id.test.log" 2>&1 || { passed=0; break; }
       done
     fi
     if [[ -z $passed ]]; then
