@@ -728,12 +728,7 @@ std::pair<int, std::string> with_nonblocking_stdout(const std::vector<std::strin
     const int null = ::open("/dev/null", O_RDWR);
     ::dup2(null, 0);
     ::dup2(null, 2);
-    if (::chdir(cwd.c_str()) != 0) ::_exit(99);
-    std::vector<char*> argv{const_cast<char*>(BACKOFF_CLI)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(BACKOFF_CLI, argv.data());
-    ::_exit(98);
+    exec_backoff(args, cwd);
   }
   ::close(out[1]);
   std::this_thread::sleep_for(200ms);

@@ -60,6 +60,17 @@ inline void kill_tree(pid_t pid) {
 // hanging it (and `make mutate` with it).
 inline constexpr auto cli_watchdog = std::chrono::seconds(60);
 
+// In a child after fork: runs backoff with `args` in `cwd` (exits 99 when it
+// cannot go there, 98 when backoff does not start).
+[[noreturn]] inline void exec_backoff(const std::vector<std::string>& args, const fs::path& cwd) {
+  if (::chdir(cwd.c_str()) != 0) ::_exit(99);
+  std::vector<char*> argv{const_cast<char*>(BACKOFF_CLI)};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execv(BACKOFF_CLI, argv.data());
+  ::_exit(98);
+}
+
 // Runs backoff with `args` in `cwd`, feeding `input` on stdin. `during` runs in
 // this process while the child runs (to send it signals).
 inline cli_result run_cli(const std::vector<std::string>& args, const fs::path& cwd, const std::string& input = "",
@@ -76,12 +87,7 @@ inline cli_result run_cli(const std::vector<std::string>& args, const fs::path& 
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
     for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
-    if (::chdir(cwd.c_str()) != 0) ::_exit(99);
-    std::vector<char*> argv{const_cast<char*>(BACKOFF_CLI)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(BACKOFF_CLI, argv.data());
-    ::_exit(98);
+    exec_backoff(args, cwd);
   }
   ::close(in[0]);
   ::close(out[1]);

@@ -25,6 +25,7 @@
 #include "content.hpp"
 #include "internal.hpp"  // src/curl: the download job a hedged transfer runs
 #include "fault_server.hpp"
+#include "attempt_numbers.hpp"
 #include "raw_server.hpp"
 
 using namespace std::chrono_literals;
@@ -474,12 +475,7 @@ TEST_F(AsyncClient, AHedgedDownloadTakesTheFirstBodyAndTheLoserWritesNothing) {
 // 2) wins, the first copy, still held, is the one cancelled, and the attempt
 // that ended is 2.
 TEST_F(AsyncClient, WhenTheHedgeWinsTheObserverHearsTheFirstCopyCancelled) {
-  struct numbers final : backoff::observer {
-    std::vector<std::uint32_t> started, cancelled, ended;
-    void attempt_started(std::uint32_t n, backoff::time_point) noexcept override { started.push_back(n); }
-    void attempt_cancelled(std::uint32_t n, backoff::duration) noexcept override { cancelled.push_back(n); }
-    void attempt_ended(const backoff::attempt_ended_event& e) noexcept override { ended.push_back(e.number); }
-  } seen;
+  backoff::testing::attempt_numbers seen;
   backoff::testing::fault_server server;
   server.add_file("/f", content(30'000, 7));
   server.script("/f", {fault::hold(), fault::ok()});

@@ -20,6 +20,7 @@
 
 #include "backoff/budget.hpp"
 #include "backoff/metrics.hpp"
+#include "attempt_numbers.hpp"
 
 using namespace std::chrono_literals;
 namespace ba = backoff::asio;
@@ -429,12 +430,7 @@ TEST_F(Hedge, TheObserverHearsEveryCopy) {
 // with its start: copy 3 fails first and ends as attempt 3 (not as the first
 // attempt to end), copy 1 wins as attempt 1, and copy 2 is cancelled.
 TEST_F(Hedge, TheObserverPairsEachEndWithItsStart) {
-  struct numbers final : backoff::observer {
-    std::vector<std::uint32_t> started, cancelled, ended;
-    void attempt_started(std::uint32_t n, backoff::time_point) noexcept override { started.push_back(n); }
-    void attempt_cancelled(std::uint32_t n, backoff::duration) noexcept override { cancelled.push_back(n); }
-    void attempt_ended(const backoff::attempt_ended_event& e) noexcept override { ended.push_back(e.number); }
-  } seen;
+  backoff::testing::attempt_numbers seen;
   timed_op op{&ctx, {{2s}, {2s}, {50ms, refused}}};
   backoff::options<ba::result_of<timed_op>> o{.observer = &seen};
   ASSERT_TRUE(run({.max_attempts = 3, .delay = 100ms}, op, o));
